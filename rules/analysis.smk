@@ -1,0 +1,71 @@
+# Cheap aggregates over the whole grid: alignment table, correlations, figures, report.
+
+
+rule alignment_table:
+    input:
+        overlap=all_overlap_files(),
+        transfer=all_transfer_files(),
+        similarity=all_similarity_files(),
+        probes=[probe for m, s in model_points() for l in LAYERS for probe in probe_files(m, s, l)],
+    output:
+        alignment=report(
+            f"{RESULTS}/alignment.tsv",
+            caption="../report/alignment.rst",
+            category="Tables",
+        ),
+        attributes=f"{RESULTS}/alignment_attributes.tsv",
+    params:
+        analysis=config.get("analysis", {}),
+        tasks={name: task.get("targets") for name, task in config.get("transfer", {}).get("tasks", {}).items()},
+        final_steps={m: "final" for m in MODELS},
+    log:
+        f"{LOGS}/alignment_table.log",
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        f"../{SCRIPTS}/alignment_table.py"
+
+
+rule correlations:
+    input:
+        alignment=f"{RESULTS}/alignment.tsv",
+    output:
+        report(
+            f"{RESULTS}/correlations.tsv",
+            caption="../report/correlations.rst",
+            category="Tables",
+        ),
+    params:
+        analysis=config.get("analysis", {}),
+        seed=config["seed"],
+    log:
+        f"{LOGS}/correlations.log",
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        f"../{SCRIPTS}/correlations.py"
+
+
+rule plot_figures:
+    input:
+        alignment=f"{RESULTS}/alignment.tsv",
+        attributes=f"{RESULTS}/alignment_attributes.tsv",
+        correlations=f"{RESULTS}/correlations.tsv",
+        overlap=all_overlap_files(),
+        similarity=all_similarity_files(),
+    output:
+        png=[
+            report(
+                f"{RESULTS}/figures/{name}.png",
+                caption=f"../report/{name}.rst",
+                category="Figures",
+            )
+            for name in FIGURES
+        ],
+        pdf=[f"{RESULTS}/figures/{name}.pdf" for name in FIGURES],
+    log:
+        f"{LOGS}/plot_figures.log",
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        f"../{SCRIPTS}/plot_figures.py"

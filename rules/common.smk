@@ -1,0 +1,142 @@
+# Config-derived lists, output paths and input functions shared by all rule files.
+# Per-step rules take only their own slice of the config, so that adding a step, a language or a
+# layer schedules only the new jobs plus the cheap aggregates.
+import os
+from pathlib import Path
+
+from xlprobe.workflow_config import check_config
+
+check_config(config, os.path.abspath(workflow.basedir))
+
+RESULTS = config["results"]
+LOGS = f"{RESULTS}/logs"
+BENCH = f"{RESULTS}/benchmarks"
+DEMO_DIR = config.get("demo", {}).get("dir", "resources/demo")
+SCRIPTS = "workflow/scripts"
+
+
+wildcard_constraints:
+    model="[A-Za-z0-9_.-]+",
+    step="[A-Za-z0-9_]+",
+    layer=r"\d+",
+    treebank="[A-Za-z0-9_]+",
+    task="[A-Za-z0-9_]+",
+
+
+MODELS = list(config["models"])
+TREEBANKS = list(config["treebanks"])
+LAYERS = [int(layer) for layer in config["activations"]["layers"]]
+TASKS = list(config.get("transfer", {}).get("tasks", {}))
+DEMO_MODELS = [m for m in MODELS if config["models"][m]["source"] == "demo"]
+
+
+def steps_of(model):
+    return [str(step) for step in config["models"][model]["steps"]]
+
+
+def model_points():
+    """Every (model, step) pair of the grid."""
+    return [(model, step) for model in MODELS for step in steps_of(model)]
+
+
+# ----------------------------------------------------------------------------- paths
+def words_path(treebank):
+    return f"{RESULTS}/words/{treebank}.tsv"
+
+
+def attributes_path(treebank):
+    return f"{RESULTS}/words/{treebank}.attributes.tsv"
+
+
+ACTIVATIONS = RESULTS + "/activations/{model}/{step}/{treebank}"
+PROBE = RESULTS + "/probes/{model}/{step}/layer{layer}/{treebank}.json"
+OVERLAP = RESULTS + "/overlap/{model}/{step}/layer{layer}.tsv"
+TRANSFER = RESULTS + "/transfer/{model}/{step}/{task}.tsv"
+SIMILARITY = RESULTS + "/similarity/{model}/{step}.tsv"
+CHECKPOINT_MARKER = "resources/checkpoints/{model}/{step}.json"
+
+FIGURES = [
+    "overlap_vs_step",
+    "transfer_vs_step",
+    "overlap_vs_transfer",
+    "overlap_heatmaps",
+    "overlap_vs_k",
+]
+if config.get("similarity"):
+    FIGURES.append("similarity_vs_step")
+
+
+def demo_treebank_files():
+    """The CoNLL-U files the demo generator writes (the demo's ud_root)."""
+    return [
+        f"{config['ud_root']}/{config['treebanks'][tb]['folder']}/{tb}-ud-{split}.conllu"
+        for tb in TREEBANKS
+        for split in ("train", "dev", "test")
+    ]
+
+
+def checkpoint_input(wildcards):
+    """What a job on one (model, step) needs before it can load the checkpoint."""
+    if config["models"][wildcards.model]["source"] == "demo":
+        return f"{DEMO_DIR}/models/{wildcards.model}"
+    return CHECKPOINT_MARKER.format(model=wildcards.model, step=wildcards.step)
+
+
+def model_slice(wildcards):
+    """The one model's config, and nothing else: editing another model reruns nothing here."""
+    return {"name": wildcards.model, "step": wildcards.step, **config["models"][wildcards.model]}
+
+
+# ----------------------------------------------------------------------------- targets
+def probe_files(model, step, layer):
+    return [PROBE.format(model=model, step=step, layer=layer, treebank=tb) for tb in TREEBANKS]
+
+
+def all_overlap_files():
+    return [OVERLAP.format(model=m, step=s, layer=l) for m, s in model_points() for l in LAYERS]
+
+
+def all_transfer_files():
+    return [TRANSFER.format(model=m, step=s, task=t) for m, s in model_points() for t in TASKS]
+
+
+def all_similarity_files():
+    if not config.get("similarity"):
+        return []
+    return [SIMILARITY.format(model=m, step=s) for m, s in model_points()]
+
+
+def all_outputs():
+    outputs = [
+        f"{RESULTS}/alignment.tsv",
+        f"{RESULTS}/correlations.tsv",
+        *[f"{RESULTS}/figures/{name}.png" for name in FIGURES],
+        *[attributes_path(tb) for tb in TREEBANKS],
+    ]
+    return outputs
+
+
+def treebank_input(treebank):
+    """The CoNLL-U files of one treebank, every split pooled (the paper pools train/dev/test)."""
+    folder = config["treebanks"][treebank]["folder"]
+    if "demo" in config:
+        return [
+            f"{config['ud_root']}/{folder}/{treebank}-ud-{split}.conllu"
+            for split in ("train", "dev", "test")
+        ]
+    return sorted(str(p) for p in Path(config["ud_root"], folder).glob("*.conllu"))
+
+
+def transfer_data_input(task):
+    """Local data files of a transfer task (none for tasks read from the hub)."""
+    spec = config["transfer"]["tasks"][task]
+    if spec.get("format") == "conllu":
+        return [words_path(spec["source"])] + [words_path(t) for t in spec.get("targets", [])]
+    return [path for path in spec.get("files", {}).values()]
+
+
+def similarity_data_input(wildcards):
+    if "demo" in config:
+        languages = sorted({lang for pair in config["similarity"]["pairs"] for lang in pair})
+        return [f"{DEMO_DIR}/parallel/{lang}.txt" for lang in languages]
+    return list(config["similarity"].get("files", {}).values())

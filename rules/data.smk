@@ -1,0 +1,47 @@
+# Treebanks -> word tables (one row per word, UniMorph attributes, lemma-disjoint split).
+
+
+if "demo" in config:
+
+    rule generate_demo_data:
+        output:
+            treebanks=demo_treebank_files(),
+            text=expand(f"{DEMO_DIR}/text/{{language}}.txt", language=config["demo"]["languages"]),
+            parallel=expand(
+                f"{DEMO_DIR}/parallel/{{language}}.txt", language=config["demo"]["languages"]
+            ),
+            summary=f"{DEMO_DIR}/demo_data.json",
+        params:
+            demo=config["demo"],
+            seed=config["seed"],
+            ud_root=config["ud_root"],
+            treebanks=config["treebanks"],
+        log:
+            f"{LOGS}/generate_demo_data.log",
+        conda:
+            "../envs/analysis.yaml"
+        script:
+            f"../{SCRIPTS}/generate_demo_data.py"
+
+
+rule build_word_table:
+    input:
+        treebank=lambda wc: treebank_input(wc.treebank),
+    output:
+        words=words_path("{treebank}"),
+        attributes=attributes_path("{treebank}"),
+    params:
+        treebank=lambda wc: {"id": wc.treebank, **config["treebanks"][wc.treebank]},
+        words=config["words"],
+        seed=config["seed"],
+    log:
+        f"{LOGS}/build_word_table/{{treebank}}.log",
+    benchmark:
+        f"{BENCH}/build_word_table/{{treebank}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        f"../{SCRIPTS}/build_word_table.py"

@@ -1,0 +1,29 @@
+# Fine-tune each checkpoint on the source language, evaluate zero-shot on the targets.
+
+
+rule transfer:
+    input:
+        checkpoint=checkpoint_input,
+        data=lambda wc: transfer_data_input(wc.task),
+    output:
+        TRANSFER,
+    params:
+        model=model_slice,
+        task=lambda wc: {"name": wc.task, **config["transfer"]["tasks"][wc.task]},
+        transfer={k: v for k, v in config.get("transfer", {}).items() if k != "tasks"},
+        seed=config["seed"],
+        cache_dir=config.get("hf_cache"),
+        demo_dir=DEMO_DIR,
+    log:
+        f"{LOGS}/transfer/{{model}}/{{step}}/{{task}}.log",
+    benchmark:
+        f"{BENCH}/transfer/{{model}}/{{step}}/{{task}}.tsv"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=720,
+    conda:
+        "../envs/gpu.yaml"
+    script:
+        f"../{SCRIPTS}/transfer.py"

@@ -1,0 +1,71 @@
+"""The `xlprobe` command: each stage of the workflow as a subcommand, usable without Snakemake."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+COMMANDS: dict[str, Callable[[argparse.ArgumentParser], Callable[[argparse.Namespace], int]]] = {}
+
+
+def command(name: str):
+    """Register a subcommand: the decorated function adds its arguments and returns its runner."""
+
+    def register(func):
+        COMMANDS[name] = func
+        return func
+
+    return register
+
+
+@command("to-unimorph")
+def _to_unimorph(parser: argparse.ArgumentParser):
+    parser.description = "Convert a UD CoNLL-U file's FEATS to UniMorph tags, as the paper's converter did."
+    parser.add_argument("--language", required=True, help="ISO 639-1 code selecting the language rules")
+    parser.add_argument("--input", required=True, help="UD CoNLL-U file")
+    parser.add_argument("--output", required=True, help="CoNLL-U file with UniMorph tags in FEATS")
+
+    def run(args: argparse.Namespace) -> int:
+        from xlprobe.unimorph import convert_file
+
+        convert_file(args.input, args.output, language=args.language)
+        return 0
+
+    return run
+
+
+@command("select-neurons")
+def _select_neurons(parser: argparse.ArgumentParser):
+    parser.description = (
+        "Train the latent-variable probe on any embeddings and greedily select the top-k neurons."
+    )
+    for split in ("train", "dev", "test"):
+        parser.add_argument(f"--{split}", required=True, help=f"{split} embeddings, .npy [n, D]")
+        parser.add_argument(f"--{split}-labels", required=True, help="one class name per line, row-aligned")
+    parser.add_argument("--k", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--criterion", choices=["mi", "accuracy"], default="mi")
+    parser.add_argument("--greedy", choices=["vectorized", "loop"], default="vectorized")
+    parser.add_argument("--max-epochs", type=int, default=5000)
+    parser.add_argument("--patience", type=int, default=50)
+    parser.add_argument("--out", required=True, help="result JSON")
+
+    def run(args: argparse.Namespace) -> int:
+        from xlprobe.probing import select_neurons_cli
+
+        return select_neurons_cli(args)
+
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="xlprobe", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    runners = {name: add(sub.add_parser(name)) for name, add in COMMANDS.items()}
+    args = parser.parse_args(argv)
+    return runners[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""Checks of a workflow configuration that JSON Schema cannot express.
+
+Each error names the config key at fault, so that a bad config stops before any job runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def check_config(config: dict[str, Any], workdir: str | Path = ".") -> None:
+    errors: list[str] = []
+    treebanks = config["treebanks"]
+    demo = config.get("demo")
+
+    for name, model in config["models"].items():
+        key = f"models.{name}"
+        source = model["source"]
+        if source == "hub":
+            for field in ("repo", "revision"):
+                if field not in model:
+                    errors.append(f"{key}.{field}: required for source 'hub'")
+        elif source == "local" and "path" not in model:
+            errors.append(f"{key}.path: required for source 'local'")
+        elif source == "demo":
+            if demo is None:
+                errors.append(f"{key}.source: 'demo' needs a top-level 'demo' section")
+            if "pretrain" not in model:
+                errors.append(f"{key}.pretrain: required for source 'demo'")
+            else:
+                saved = set(model["pretrain"]["save_steps"])
+                missing = [s for s in model["steps"] if str(s) == "final" or int(s) not in saved]
+                if missing:
+                    errors.append(
+                        f"{key}.steps: {missing} are not in {key}.pretrain.save_steps {sorted(saved)}"
+                    )
+                if max(saved) > model["pretrain"]["train_steps"]:
+                    errors.append(f"{key}.pretrain.save_steps: beyond train_steps")
+        if "final" in [str(s) for s in model["steps"]] and source != "demo" and "final" not in model:
+            errors.append(f"{key}.steps: 'final' listed but {key}.final is not set")
+
+    for section, spec in (config.get("transfer", {}).get("tasks") or {}).items():
+        key = f"transfer.tasks.{section}"
+        if spec.get("format") == "conllu":
+            for tb in [spec["source"], *spec.get("targets", [])]:
+                if tb not in treebanks:
+                    errors.append(f"{key}: treebank '{tb}' is not in treebanks ({', '.join(treebanks)})")
+
+    if demo is not None:
+        for tb, spec in treebanks.items():
+            if spec["language"] not in demo["languages"]:
+                errors.append(f"treebanks.{tb}.language: '{spec['language']}' is not a demo language")
+    else:
+        ud_root = Path(workdir, config["ud_root"])
+        if ud_root.is_dir():
+            available = sorted(p.name for p in ud_root.glob("UD_*") if p.is_dir())
+            for tb, spec in treebanks.items():
+                if not any(Path(ud_root, spec["folder"]).glob("*.conllu")):
+                    errors.append(
+                        f"treebanks.{tb}.folder: no {spec['folder']}/*.conllu under ud_root "
+                        f"'{config['ud_root']}' (available: {', '.join(available) or 'none'})"
+                    )
+
+    if config.get("similarity") and demo is not None:
+        for pair in config["similarity"].get("pairs", []):
+            for lang in pair:
+                if lang not in demo["languages"]:
+                    errors.append(f"similarity.pairs: '{lang}' is not a demo language")
+
+    if errors:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
