@@ -1,7 +1,7 @@
 # xlprobe: cross-lingual neuron overlap vs zero-shot transfer across pre-training checkpoints.
 #   snakemake --cores 2 --configfile config/demo.yaml    the embedded offline demo
 #   snakemake --cores 8 --use-conda                      the paper's experiment (config.yaml)
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("8.10")
 
@@ -14,7 +14,7 @@ if not workflow.overwrite_configfiles:
 
 
 
-validate(config, schema="config/schema.yaml")
+report: "report/workflow.rst"
 
 
 include: "rules/common.smk"

@@ -4,9 +4,11 @@
 import os
 from pathlib import Path
 
+from xlprobe.ud_release import UD_2_1_URL as UD_RELEASE_URL
 from xlprobe.workflow_config import check_config
 
-check_config(config, os.path.abspath(workflow.basedir))
+# JSON Schema (config/schema.yaml) plus the checks a schema cannot express; every error names its key.
+check_config(config, workdir=os.getcwd(), schema_path=workflow.source_path("../config/schema.yaml"))
 
 RESULTS = config["results"]
 LOGS = f"{RESULTS}/logs"
@@ -21,6 +23,7 @@ wildcard_constraints:
     layer=r"\d+",
     treebank="[A-Za-z0-9_]+",
     task="[A-Za-z0-9_]+",
+    folder="UD_[^/]+",
 
 
 MODELS = list(config["models"])
@@ -117,14 +120,18 @@ def all_outputs():
 
 
 def treebank_input(treebank):
-    """The CoNLL-U files of one treebank, every split pooled (the paper pools train/dev/test)."""
+    """The CoNLL-U files of one treebank, every split pooled (the paper pools train/dev/test).
+
+    A treebank missing from ud_root comes from the release archive (rule extract_treebank).
+    """
     folder = config["treebanks"][treebank]["folder"]
     if "demo" in config:
         return [
             f"{config['ud_root']}/{folder}/{treebank}-ud-{split}.conllu"
             for split in ("train", "dev", "test")
         ]
-    return sorted(str(p) for p in Path(config["ud_root"], folder).glob("*.conllu"))
+    files = sorted(str(p) for p in Path(config["ud_root"], folder).glob("*.conllu"))
+    return files or [f"{config['ud_root']}/{folder}"]
 
 
 def transfer_data_input(task):

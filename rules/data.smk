@@ -45,3 +45,36 @@ rule build_word_table:
         "../envs/analysis.yaml"
     script:
         f"../{SCRIPTS}/build_word_table.py"
+
+
+# A UD release fetched once on the submit host, then only the configured treebanks extracted.
+localrules:
+    download_ud_release,
+    extract_treebank,
+
+
+rule download_ud_release:
+    output:
+        "resources/downloads/ud-treebanks.tgz",
+    params:
+        url=config.get("ud_download", {}).get("url", UD_RELEASE_URL),
+        sha256=config.get("ud_download", {}).get("sha256"),
+    log:
+        f"{LOGS}/download_ud_release.log",
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        f"../{SCRIPTS}/download_ud_release.py"
+
+
+rule extract_treebank:
+    input:
+        "resources/downloads/ud-treebanks.tgz",
+    output:
+        directory(f"{config['ud_root']}/{{folder}}"),
+    log:
+        f"{LOGS}/extract_treebank/{{folder}}.log",
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        f"../{SCRIPTS}/extract_treebank.py"

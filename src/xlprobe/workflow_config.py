@@ -8,12 +8,39 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+import yaml
+
 
 class ConfigError(ValueError):
     pass
 
 
-def check_config(config: dict[str, Any], workdir: str | Path = ".") -> None:
+def schema_errors(config: dict[str, Any], schema_path: str | Path) -> list[str]:
+    """Every JSON Schema violation, each as 'dotted.key: what is wrong'."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = []
+    for error in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):
+        key = ".".join(str(part) for part in error.absolute_path) or "(top level)"
+        if error.validator == "additionalProperties":
+            known = sorted(error.schema.get("properties", {}))
+            unknown = sorted(set(error.instance) - set(known))
+            for name in unknown:
+                where = f"{key}.{name}" if error.absolute_path else name
+                errors.append(f"{where}: unknown key (allowed: {', '.join(known)})")
+            if unknown:
+                continue
+        errors.append(f"{key}: {error.message}")
+    return errors
+
+
+def check_config(config: dict[str, Any], workdir: str | Path = ".", schema_path: str | Path | None = None) -> None:
+    """Stop with every problem of the config, each naming its key, before any job is scheduled."""
+    if schema_path is not None:
+        errors = schema_errors(config, schema_path)
+        if errors:
+            raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
     errors: list[str] = []
     treebanks = config["treebanks"]
     demo = config.get("demo")

@@ -1,0 +1,76 @@
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from xlprobe.workflow_config import ConfigError, check_config
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "config" / "schema.yaml"
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((REPO / name).read_text())
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "config/demo.yaml", "config/test.yaml"])
+def test_shipped_configs_are_valid(name, tmp_path):
+    check_config(load(name), workdir=tmp_path, schema_path=SCHEMA)
+
+
+def test_unknown_key_and_wrong_type_are_named():
+    config = load("config/demo.yaml")
+    config["probe"]["patiense"] = 3
+    config["probe"]["k"] = "ten"
+    with pytest.raises(ConfigError) as error:
+        check_config(config, schema_path=SCHEMA)
+    message = str(error.value)
+    assert "probe.patiense: unknown key" in message
+    assert "probe.k: 'ten' is not of type 'integer'" in message
+
+
+def test_unknown_top_level_key_is_named():
+    config = load("config/demo.yaml")
+    config["modles"] = {}
+    with pytest.raises(ConfigError, match=r"modles: unknown key"):
+        check_config(config, schema_path=SCHEMA)
+
+
+def test_demo_step_must_be_a_saved_checkpoint():
+    config = load("config/demo.yaml")
+    model = next(iter(config["models"]))
+    config["models"][model]["steps"].append(123)
+    with pytest.raises(ConfigError, match=rf"models\.{model}\.steps: \[123\] are not in"):
+        check_config(config, schema_path=SCHEMA)
+
+
+def test_hub_model_needs_repo_and_final():
+    config = load("config.yaml")
+    broken = copy.deepcopy(config)
+    del broken["models"]["bloom-560m"]["repo"]
+    del broken["models"]["bloom-1b1"]["final"]
+    with pytest.raises(ConfigError) as error:
+        check_config(broken, schema_path=SCHEMA)
+    assert "models.bloom-560m.repo: required for source 'hub'" in str(error.value)
+    assert "models.bloom-1b1.steps: 'final' listed but models.bloom-1b1.final is not set" in str(error.value)
+
+
+def test_missing_treebank_names_what_is_available(tmp_path):
+    config = load("config.yaml")
+    root = tmp_path / "ud"
+    (root / "UD_English").mkdir(parents=True)
+    (root / "UD_English" / "en-ud-dev.conllu").write_text("")
+    (root / "UD_French-GSD").mkdir()
+    (root / "UD_French-GSD" / "fr-ud-dev.conllu").write_text("")
+    config["ud_root"] = str(root)
+    config["treebanks"] = {
+        "en": {"folder": "UD_English", "language": "en"},
+        "fr": {"folder": "UD_French", "language": "fr"},
+    }
+    with pytest.raises(ConfigError) as error:
+        check_config(config, schema_path=SCHEMA)
+    message = str(error.value)
+    assert "treebanks.fr.folder: no UD_French/*.conllu" in message
+    assert "available: UD_English, UD_French-GSD" in message
+    assert "treebanks.en" not in message
