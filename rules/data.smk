@@ -29,7 +29,13 @@ rule build_word_table:
         treebank=lambda wc: treebank_input(wc.treebank),
     output:
         words=words_path("{treebank}"),
-        attributes=attributes_path("{treebank}"),
+        attributes=report(
+            attributes_path("{treebank}"),
+            caption="../report/attributes.rst",
+            category="Data",
+            subcategory="Attributes per treebank",
+            labels={"treebank": "{treebank}"},
+        ),
     params:
         treebank=lambda wc: {"id": wc.treebank, **config["treebanks"][wc.treebank]},
         words=config["words"],
