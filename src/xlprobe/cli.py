@@ -59,6 +59,32 @@ def _select_neurons(parser: argparse.ArgumentParser):
     return run
 
 
+@command("generate-demo-data")
+def _generate_demo_data(parser: argparse.ArgumentParser):
+    parser.description = "Write the demo's synthetic treebanks, pre-training text and parallel text."
+    parser.add_argument("--config", default="config/demo.yaml", help="workflow config with a `demo` section")
+
+    def run(args: argparse.Namespace) -> int:
+        from pathlib import Path
+
+        import yaml
+
+        from xlprobe.synthetic import generate_demo_data
+
+        config = yaml.safe_load(Path(args.config).read_text())
+        demo = config["demo"]
+        generate_demo_data(
+            ud_root=config["ud_root"], treebanks=config["treebanks"], demo_dir=demo["dir"],
+            languages=demo["languages"], treebank_sentences=demo.get("treebank_sentences", 1500),
+            pretrain_sentences=demo.get("pretrain_sentences", 12000),
+            parallel_sentences=demo.get("parallel_sentences", 300),
+            shared_vocabulary=demo.get("shared_vocabulary", 0.5), seed=config["seed"],
+        )
+        return 0
+
+    return run
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="xlprobe", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
