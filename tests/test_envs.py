@@ -1,0 +1,341 @@
+"""Each conda environment of envs/ lists every third-party package the code of its rules imports.
+
+For every rule in rules/*.smk: its `conda:` file, its `script:`, the imports of that script, and the
+imports of every xlprobe module it reaches (transitively, also through imports inside functions).
+Imports inside `try: ... except ImportError` are optional and not required. Scripts that do not
+exist yet are skipped, so the test runs on whatever part of the library is written.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = "xlprobe"
+
+# Import name -> the conda-forge (or PyPI) package names that provide it. Anything not listed here
+# is expected under its own name (lower case, '_' -> '-').
+IMPORT_TO_PACKAGES = {
+    "torch": {"pytorch", "pytorch-gpu", "pytorch-cpu"},
+    "sklearn": {"scikit-learn"},
+    "yaml": {"pyyaml"},
+    "PIL": {"pillow"},
+    "matplotlib": {"matplotlib", "matplotlib-base"},
+    "mpl_toolkits": {"matplotlib", "matplotlib-base"},
+    "seaborn": {"seaborn", "seaborn-base"},
+    "skimage": {"scikit-image"},
+    "cv2": {"opencv", "py-opencv", "opencv-python", "opencv-python-headless"},
+    "dateutil": {"python-dateutil"},
+    "bs4": {"beautifulsoup4"},
+    "attr": {"attrs"},
+    "google": {"protobuf"},
+    "Bio": {"biopython"},
+    "jwt": {"pyjwt"},
+}
+# Provided without the environment: `snakemake` by the script preamble (it puts Snakemake's own
+# site-packages on sys.path), the project by envs/<env>.post-deploy.sh.
+NOT_FROM_ENV = {"snakemake", PACKAGE, "__future__"}
+
+RULE_RE = re.compile(r"^[ \t]*rule[ \t]+(\w+)[ \t]*:", re.MULTILINE)
+ACTION_RE = re.compile(r"^[ \t]*(script|shell|run|notebook|wrapper|cwl)[ \t]*:", re.MULTILINE)
+
+
+def directive(block: str, name: str) -> str | None:
+    """The string literal given to `name:` in a rule block (on the same or the next line)."""
+    m = re.search(rf"^[ \t]*{name}[ \t]*:\s*(f?)(['\"])(.*?)\2", block, re.MULTILINE | re.DOTALL)
+    return m.group(3) if m else None
+
+
+def smk_constants(text: str) -> dict[str, str]:
+    """Top-level `NAME = "literal"` assignments of a rule file (SCRIPTS = "workflow/scripts", ...)."""
+    return dict(re.findall(r"^([A-Z][A-Z0-9_]*)[ \t]*=[ \t]*['\"]([^'\"]*)['\"][ \t]*$", text, re.MULTILINE))
+
+
+@dataclass
+class Rule:
+    name: str
+    smk: Path
+    action: str | None
+    conda: Path | None
+    script: Path | None
+    unresolved: list[str] = field(default_factory=list)
+
+
+def parse_rules(smk_files: list[Path], constants: dict[str, str]) -> list[Rule]:
+    rules = []
+    for smk in smk_files:
+        text = smk.read_text()
+        heads = list(RULE_RE.finditer(text))
+        for i, head in enumerate(heads):
+            block = text[head.end() : heads[i + 1].start() if i + 1 < len(heads) else len(text)]
+            action = ACTION_RE.search(block)
+            rule = Rule(head.group(1), smk, action.group(1) if action else None, None, None)
+            for key in ("conda", "script"):
+                value = directive(block, key)
+                if value is None:
+                    continue
+                for placeholder in re.findall(r"\{(\w+)\}", value):
+                    if placeholder in constants:
+                        value = value.replace("{" + placeholder + "}", constants[placeholder])
+                    else:
+                        rule.unresolved.append(f"{key}: {{{placeholder}}}")
+                # Snakemake resolves both relative to the file that defines the rule.
+                setattr(rule, key, (smk.parent / value).resolve())
+            rules.append(rule)
+    return rules
+
+
+# ----------------------------------------------------------------------------------- imports
+@dataclass(frozen=True)
+class Import:
+    module: str  # absolute dotted name
+    optional: bool  # inside try/except ImportError
+    source: Path
+
+
+def _catches_import_error(handler: ast.ExceptHandler) -> bool:
+    names = []
+    if isinstance(handler.type, ast.Tuple):
+        names = [e for e in handler.type.elts]
+    elif handler.type is not None:
+        names = [handler.type]
+    return any(isinstance(n, ast.Name) and n.id in ("ImportError", "ModuleNotFoundError") for n in names)
+
+
+def imports_of(path: Path, module: str | None) -> list[Import]:
+    """Every import in a file; `module` (dotted, None for a script) resolves relative imports."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    is_package = path.name == "__init__.py"
+    found: list[Import] = []
+
+    def visit(node: ast.AST, optional: bool) -> None:
+        if isinstance(node, ast.Try) or type(node).__name__ == "TryStar":
+            guarded = optional or any(_catches_import_error(h) for h in node.handlers)
+            for child in node.body:
+                visit(child, guarded)
+            for child in [*node.handlers, *node.orelse, *node.finalbody]:
+                visit(child, optional)
+            return
+        if isinstance(node, ast.Import):
+            found.extend(Import(alias.name, optional, path) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                if module is None:
+                    return  # relative import in a script: not a package module
+                parts = module.split(".") if is_package else module.split(".")[:-1]
+                parts = parts[: len(parts) - (node.level - 1)]
+                base = ".".join(parts + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            found.append(Import(base, optional, path))
+            # `from pkg import sub` may import a submodule: keep the candidates, resolved later.
+            found.extend(Import(f"{base}.{alias.name}", optional, path) for alias in node.names)
+        for child in ast.iter_child_nodes(node):
+            visit(child, optional)
+
+    visit(tree, False)
+    return found
+
+
+def module_file(src: Path, dotted: str) -> Path | None:
+    base = src.joinpath(*dotted.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def third_party_imports(script: Path, src: Path, package: str = PACKAGE) -> dict[str, list[Import]]:
+    """Top-level third-party module -> the required imports of it, over the script and every
+    module of `package` (under `src`) that it reaches."""
+    required: dict[str, list[Import]] = {}
+    seen: set[Path] = set()
+    queue: list[tuple[Path, str | None]] = [(script, None)]
+    while queue:
+        path, module = queue.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for imp in imports_of(path, module):
+            top = imp.module.split(".")[0]
+            if top == package:
+                parts = imp.module.split(".")
+                # importing a.b.c runs a/__init__, a/b/__init__ and a/b/c
+                for n in range(1, len(parts) + 1):
+                    dotted = ".".join(parts[:n])
+                    file = module_file(src, dotted)
+                    if file is not None:
+                        queue.append((file, dotted))
+                continue
+            if not top or top in NOT_FROM_ENV or top in sys.stdlib_module_names or imp.optional:
+                continue
+            required.setdefault(top, []).append(imp)
+    return required
+
+
+# ----------------------------------------------------------------------------------- environments
+def normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def env_packages(env_file: Path) -> set[str]:
+    spec = yaml.safe_load(env_file.read_text())
+    names = set()
+    for dep in spec.get("dependencies", []):
+        if isinstance(dep, str):
+            dep = dep.split("::")[-1]
+            names.add(normalize(re.split(r"[\s=<>!\[]", dep.strip(), maxsplit=1)[0]))
+        elif isinstance(dep, dict):
+            for req in dep.get("pip") or []:
+                req = str(req).strip()
+                if req.startswith("-"):
+                    continue
+                m = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", req)
+                if m:
+                    names.add(normalize(m.group(0)))
+    return names
+
+
+def providers(top: str) -> set[str]:
+    return {normalize(p) for p in IMPORT_TO_PACKAGES.get(top, {top})}
+
+
+def missing_packages(env_file: Path, script: Path, src: Path) -> dict[str, list[Import]]:
+    listed = env_packages(env_file)
+    return {
+        top: imps
+        for top, imps in sorted(third_party_imports(script, src).items())
+        if not providers(top) & listed
+    }
+
+
+# ----------------------------------------------------------------------------------- the repo's rules
+def repo_rules() -> list[Rule]:
+    smk_files = sorted((REPO / "rules").glob("*.smk"))
+    constants = {}
+    for smk in smk_files:
+        constants.update(smk_constants(smk.read_text()))
+    return parse_rules([REPO / "Snakefile", *smk_files], constants)
+
+
+RULES = repo_rules()
+SCRIPT_RULES = [r for r in RULES if r.script is not None]
+
+
+def test_rules_were_found():
+    assert SCRIPT_RULES, "no rule with a script: in rules/*.smk: the parser no longer matches the files"
+
+
+@pytest.mark.parametrize("rule", [r for r in RULES if r.action], ids=lambda r: r.name)
+def test_every_rule_names_an_environment(rule: Rule):
+    where = rule.smk.relative_to(REPO)
+    assert not rule.unresolved, f"rule {rule.name} ({where}): cannot resolve {rule.unresolved}"
+    if rule.action == "run":
+        pytest.skip("run: blocks execute in Snakemake's own process; conda does not apply")
+    assert rule.conda is not None, f"rule {rule.name} ({where}) has no conda: directive"
+    assert rule.conda.is_file(), f"rule {rule.name} ({where}): {rule.conda} does not exist"
+
+
+@pytest.mark.parametrize("rule", SCRIPT_RULES, ids=lambda r: r.name)
+def test_environment_lists_every_imported_package(rule: Rule):
+    if rule.conda is None or not rule.conda.is_file():
+        pytest.skip("no environment file (test_every_rule_names_an_environment reports it)")
+    if not rule.script.is_file():
+        pytest.skip(f"{rule.script.relative_to(REPO)} is not written yet")
+    missing = missing_packages(rule.conda, rule.script, REPO / "src")
+    lines = [
+        f"  {top} (one of {sorted(providers(top))}), imported in "
+        + ", ".join(sorted({str(i.source.relative_to(REPO)) for i in imps}))
+        for top, imps in missing.items()
+    ]
+    assert not missing, (
+        f"rule {rule.name} runs {rule.script.relative_to(REPO)} in {rule.conda.relative_to(REPO)}, "
+        "which lacks:\n" + "\n".join(lines)
+    )
+
+
+ENV_FILES = sorted({r.conda for r in RULES if r.conda is not None and r.conda.is_file()})
+
+
+@pytest.mark.parametrize("env_file", ENV_FILES, ids=lambda p: p.name)
+def test_environment_is_pinned_to_conda_forge(env_file: Path):
+    spec = yaml.safe_load(env_file.read_text())
+    channels = spec.get("channels", [])
+    assert "conda-forge" in channels and "defaults" not in channels, channels
+    for dep in spec["dependencies"]:
+        if isinstance(dep, dict):
+            for req in dep["pip"]:
+                assert re.fullmatch(r"[A-Za-z0-9._-]+==[0-9][\w.]*", req), f"pip: {req!r} is not pinned"
+        else:
+            assert re.fullmatch(r"[A-Za-z0-9._-]+ ?==?[0-9][\w.*]*", dep), f"{dep!r} is not pinned"
+
+
+@pytest.mark.parametrize("env_file", ENV_FILES, ids=lambda p: p.name)
+def test_environment_installs_the_project(env_file: Path):
+    # Snakemake runs <env>.post-deploy.sh in the new environment (a `-e ..` under pip: would be
+    # resolved from .snakemake/conda/, where Snakemake copies the environment file).
+    deploy = env_file.with_name(env_file.stem + ".post-deploy.sh")
+    assert deploy.is_file(), f"{deploy.relative_to(REPO)} is missing: the project would not be installed"
+    text = deploy.read_text()
+    assert text.startswith("#!"), "Snakemake picks the interpreter from the shebang"
+    assert re.search(r"pip install\b.*--no-deps.*--editable", text), (
+        "expected pip install --no-deps --editable"
+    )
+
+
+def test_gpu_environment_has_a_cuda_build_of_pytorch():
+    gpu_envs = {r.conda for r in RULES if r.conda is not None and "gpu" in r.conda.stem}
+    assert gpu_envs, "no rule uses a GPU environment (envs/gpu.yaml)"
+    for env_file in gpu_envs:
+        names = env_packages(env_file)
+        # conda-forge: pytorch-gpu pulls the CUDA build; cuda-version picks the CUDA release
+        assert {"pytorch-gpu", "cuda-version"} <= names, f"{env_file.name}: {sorted(names)}"
+
+
+# ----------------------------------------------------------------------------------- the scanner itself
+def test_scanner_follows_package_imports_and_skips_optional_ones(tmp_path: Path):
+    src = tmp_path / "src"
+    pkg = src / PACKAGE
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("import numpy\n")
+    (pkg / "a.py").write_text("from . import b\nfrom .sub import c\nimport json\n")
+    (pkg / "b.py").write_text("def f():\n    import torch\n    return torch\n")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "sub" / "c.py").write_text(
+        "try:\n    import bitsandbytes\nexcept ImportError:\n    bitsandbytes = None\nimport yaml\n"
+    )
+    (pkg / "unused.py").write_text("import sklearn\n")
+    script = tmp_path / "script.py"
+    script.write_text(f"from {PACKAGE}.a import thing\nimport pandas as pd\nfrom snakemake import x\n")
+    found = third_party_imports(script, src)
+    assert set(found) == {"numpy", "torch", "yaml", "pandas"}
+
+    env = tmp_path / "env.yaml"
+    env.write_text(
+        "channels: [conda-forge]\ndependencies:\n  - numpy =2.1.3\n  - pytorch-gpu =2.5.1\n"
+        "  - pip:\n      - PyYAML==6.0.2\n"
+    )
+    assert set(missing_packages(env, script, src)) == {"pandas"}
+
+
+def test_rule_parser_resolves_script_and_environment(tmp_path: Path):
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    smk = rules_dir / "x.smk"
+    smk.write_text(
+        'SCRIPTS = "workflow/scripts"\n\nif True:\n\n    rule one:\n        output: "a"\n'
+        '        conda:\n            "../envs/e.yaml"\n        script:\n            f"../{SCRIPTS}/one.py"\n\n'
+        'rule two:\n    output: "b"\n    shell: "touch {output}"\n'
+    )
+    rules = parse_rules([smk], smk_constants(smk.read_text()))
+    assert [(r.name, r.action) for r in rules] == [("one", "script"), ("two", "shell")]
+    assert rules[0].conda == (tmp_path / "envs" / "e.yaml").resolve()
+    assert rules[0].script == (tmp_path / "workflow" / "scripts" / "one.py").resolve()
+    assert rules[1].conda is None

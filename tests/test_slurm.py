@@ -1,0 +1,175 @@
+"""The SLURM profile, for real: a workflow submitted through `--profile slurm` to a SLURM cluster.
+
+The profile checks run everywhere. The cluster tests (marked `slurm`) run when a cluster answers
+`sinfo` (it is used and left running), or with XLPROBE_SLURM=1, where scripts/slurm-cluster starts a
+single-node cluster (root; installs Debian's packages if missing) and stops it afterwards.
+For now the workflow is tests/slurm_smoke/: a CPU rule, then a GPU rule (gpu=1).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = REPO / "tests" / "slurm_smoke"
+CLUSTER_SCRIPT = REPO / "scripts" / "slurm-cluster"
+PROFILES = {name: REPO / "profiles" / name / "config.yaml" for name in ("slurm", "workstation")}
+
+
+def load(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+# ------------------------------------------------------------------------------------ profiles
+def test_profile_names_resolve_from_the_repo_root(monkeypatch):
+    from snakemake.cli import get_profile_dir
+
+    monkeypatch.chdir(REPO)
+    # `snakemake --profile slurm` looks for ./slurm, then the user's and the site's config dirs
+    found = get_profile_dir("slurm")
+    assert found is not None, "`--profile slurm` does not resolve from the repository root"
+    assert found[1].resolve() == PROFILES["slurm"].resolve()
+    found = get_profile_dir("profiles/workstation")
+    assert found is not None and found[1].resolve() == PROFILES["workstation"].resolve()
+
+
+def test_profile_keys_are_options_snakemake_accepts():
+    from snakemake.cli import get_argument_parser
+
+    options = {s for action in get_argument_parser()._actions for s in action.option_strings}
+    for name, path in PROFILES.items():
+        unknown = sorted(key for key in load(path) if f"--{key}" not in options)
+        assert not unknown, f"profiles/{name}: not options of this Snakemake and its plugins: {unknown}"
+
+
+def test_slurm_profile_works_without_accounting():
+    profile = load(PROFILES["slurm"])
+    assert profile["executor"] == "slurm"
+    # sacct fails without slurmdbd and the run then waits forever (notes/local-slurm.md)
+    assert profile["slurm-status-command"] == "squeue"
+    assert profile["slurm-init-seconds-before-status-checks"] == 1
+    resources = profile["default-resources"]
+    assert isinstance(resources["runtime"], int)
+    # the site's partition and account: left for the site to fill in, not set to a placeholder here
+    assert "slurm_partition" not in resources and "slurm_account" not in resources
+    text = PROFILES["slurm"].read_text()
+    assert "# slurm_partition:" in text and "# slurm_account:" in text
+
+
+def test_workstation_profile_serializes_gpu_jobs_and_is_not_auto_loaded():
+    profile = load(PROFILES["workstation"])
+    assert profile["executor"] == "local"
+    assert profile["cores"] == 8
+    assert profile["resources"] == {"gpu": 1}
+    assert profile["use-conda"] is True
+    # Snakemake loads profiles/default/ (and only that) as the workflow profile without being asked
+    assert not (REPO / "profiles" / "default").exists()
+
+
+# ------------------------------------------------------------------------------------ the cluster
+def cluster_state() -> str | None:
+    if shutil.which("sinfo") is None:
+        return None
+    try:
+        out = subprocess.run(
+            ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=15, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return None
+    state = out.stdout.strip().split("\n")[0] if out.returncode == 0 else ""
+    return state or None
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster(tmp_path_factory):
+    """A SLURM cluster that accepts jobs: one already running, or one started here."""
+    if cluster_state() in ("idle", "mixed", "allocated"):
+        yield None
+        return
+    if os.environ.get("XLPROBE_SLURM") != "1":
+        pytest.skip("no SLURM cluster answers sinfo; XLPROBE_SLURM=1 starts one (root)")
+    directory = tmp_path_factory.mktemp("slurm-cluster")
+    t0 = time.monotonic()
+    subprocess.run([str(CLUSTER_SCRIPT), "start", str(directory)], check=True, timeout=600)
+    print(f"\nslurm-cluster start: {time.monotonic() - t0:.1f} s", file=sys.stderr)
+    try:
+        yield directory
+    finally:
+        subprocess.run([str(CLUSTER_SCRIPT), "stop", str(directory)], check=True, timeout=120)
+
+
+def snakemake(args: list[str], cwd: Path, timeout: int = 600) -> tuple[subprocess.CompletedProcess, float]:
+    t0 = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "snakemake", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return done, time.monotonic() - t0
+
+
+def read_lines(path: Path) -> dict[str, dict[str, str]]:
+    """`result k=v` and `env k=v` lines of a smoke output, by kind."""
+    out: dict[str, dict[str, str]] = {"result": {}, "env": {}}
+    for line in path.read_text().splitlines():
+        kind, _, pair = line.partition(" ")
+        key, _, value = pair.partition("=")
+        out[kind][key] = value
+    return out
+
+
+@pytest.mark.slurm
+def test_smoke_workflow_through_slurm_matches_a_local_run(slurm_cluster, tmp_path, capsys):
+    local = tmp_path / "local"
+    shutil.copytree(SMOKE, local)
+    done, local_s = snakemake(["--cores", "1", "--resources", "gpu=1"], cwd=local)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    work = tmp_path / "slurm"
+    shutil.copytree(SMOKE, work)
+    done, slurm_s = snakemake(["--profile", str(REPO / "slurm")], cwd=work)
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log[-5000:]
+    with capsys.disabled():
+        print(f"\nsmoke workflow: local {local_s:.1f} s, through SLURM {slurm_s:.1f} s", file=sys.stderr)
+
+    job_ids = re.findall(r"submitted with SLURM jobid (\d+)", log)
+    assert len(job_ids) == 2, "expected the two rules to go to SLURM as two jobs:\n" + log[-3000:]
+
+    cpu, gpu = read_lines(work / "results/cpu.txt"), read_lines(work / "results/gpu.txt")
+    assert {cpu["env"]["slurm_job_id"], gpu["env"]["slurm_job_id"]} == set(job_ids)
+    assert cpu["env"]["cpus_per_task"] == "1"  # threads: 1
+    # the GPU rule asked for its GPU (the test cluster's fake one is device 0)
+    assert re.fullmatch(r"\d+(,\d+)*", gpu["env"]["cuda_visible_devices"]), gpu
+    for name in ("cpu.txt", "gpu.txt"):
+        assert read_lines(work / "results" / name)["result"] == read_lines(local / "results" / name)["result"]
+    assert gpu["result"] == {"words": "5", "double": "10"}
+
+
+@pytest.mark.slurm
+def test_failed_slurm_job_fails_the_run_and_leaves_no_output(slurm_cluster, tmp_path):
+    work = tmp_path / "slurm"
+    shutil.copytree(SMOKE, work)
+    (work / "results").mkdir()
+    # the CPU rule's output exists; only the GPU rule runs, without its GPU, and so fails
+    (work / "results/cpu.txt").write_text("result words=5\n")
+    done, _ = snakemake(
+        ["--profile", str(REPO / "slurm"), "--set-resources", "use_gpu:gpu=0"], cwd=work, timeout=300
+    )
+    log = done.stdout + done.stderr
+    assert done.returncode != 0, log[-3000:]
+    assert re.search(r"submitted with SLURM jobid \d+", log), log[-3000:]
+    assert "Error in rule use_gpu" in log, log[-3000:]
+    assert not (work / "results/gpu.txt").exists()
