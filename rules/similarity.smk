@@ -14,7 +14,8 @@ rule similarity:
         demo_dir=DEMO_DIR,
     log:
         f"{LOGS}/similarity/{{model}}/{{step}}.log",
-    threads: 2
+    # The demo's tiny models run fastest single-threaded (two jobs at once on --cores 2).
+    threads: 1 if "demo" in config else 2
     resources:
         gpu=1,
         mem_mb=16000,

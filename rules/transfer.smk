@@ -6,7 +6,9 @@ rule transfer:
         checkpoint=checkpoint_input,
         data=lambda wc: transfer_data_input(wc.task),
     output:
-        TRANSFER,
+        metrics=TRANSFER,
+        # Training history, example counts, provenance (the TSV keeps the contract's four columns).
+        details=TRANSFER.removesuffix(".tsv") + ".json",
     params:
         model=model_slice,
         task=lambda wc: {"name": wc.task, **config["transfer"]["tasks"][wc.task]},
@@ -18,7 +20,8 @@ rule transfer:
         f"{LOGS}/transfer/{{model}}/{{step}}/{{task}}.log",
     benchmark:
         f"{BENCH}/transfer/{{model}}/{{step}}/{{task}}.tsv"
-    threads: 2
+    # The demo's tiny models run fastest single-threaded (two jobs at once on --cores 2).
+    threads: 1 if "demo" in config else 2
     resources:
         gpu=1,
         mem_mb=16000,

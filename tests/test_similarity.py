@@ -1,0 +1,133 @@
+"""Parallel-sentence similarity: reading aligned text, pooling, and the cosines against numpy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from transformers import BloomConfig, BloomForCausalLM
+
+from xlprobe.pretrain import train_tokenizer
+from xlprobe.similarity import parallel_sentences, parallel_similarity, run_similarity, sentence_vectors
+
+N_LAYER = 3
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny(shared_data, tmp_path_factory):
+    """A random tiny BLOOM and a BPE tokenizer trained on a few KB of Tatoeba (en, fr, es)."""
+    work = tmp_path_factory.mktemp("sim")
+    tatoeba = shared_data / "parallel" / "tatoeba"
+    text = work / "text.txt"
+    lines = []
+    for name in ("fra-eng.eng", "fra-eng.fra", "spa-eng.spa"):
+        lines += (tatoeba / f"tatoeba.{name}").read_text(encoding="utf-8").splitlines()[:60]
+    text.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    tokenizer = train_tokenizer([text], work / "model", vocab_size=400)
+    torch.manual_seed(0)
+    config = BloomConfig(vocab_size=len(tokenizer), hidden_size=32, n_layer=N_LAYER, n_head=2,
+                         pad_token_id=tokenizer.pad_token_id)
+    model = BloomForCausalLM(config).eval()
+    model.save_pretrained(work / "model")
+    return model, tokenizer, work / "model"
+
+
+def test_tatoeba_and_pud_pairs_are_aligned(shared_data):
+    tatoeba = shared_data / "parallel" / "tatoeba"
+    files = {"en-fr": [str(tatoeba / "tatoeba.fra-eng.eng"), str(tatoeba / "tatoeba.fra-eng.fra")]}
+    en, fr = parallel_sentences(files, "en", "fr", max_pairs=5)
+    assert fr[0] == (tatoeba / "tatoeba.fra-eng.fra").read_text(encoding="utf-8").splitlines()[0].strip()
+    assert len(en) == len(fr) == 5
+    pud = str(shared_data / "parallel" / "pud" / "pud_parallel.tsv")
+    en, es = parallel_sentences({"en": pud, "es": pud}, "en", "es")
+    assert len(en) == len(es) == 1000
+    assert en[1].startswith("For those who follow social media transitions")
+    assert es[1].startswith("Para los que sigan")
+
+
+def test_bad_parallel_files_fail_clearly(tmp_path):
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text("one\ntwo\n")
+    b.write_text("uno\n")
+    with pytest.raises(ValueError, match=r"a\.txt has 2 lines but .*b\.txt has 1"):
+        parallel_sentences({"xa": str(a), "xb": str(b)}, "xa", "xb")
+    with pytest.raises(ValueError, match="no parallel text for xa-xc"):
+        parallel_sentences({"xa": str(a)}, "xa", "xc")
+    with pytest.raises(ValueError, match="no column 'de'"):
+        table = tmp_path / "t.tsv"
+        table.write_text("en\tfr\nx\ty\n")
+        parallel_sentences({"en-de": str(table)}, "en", "de")
+
+
+def test_batched_vectors_equal_unbatched(tiny, shared_data):
+    model, tokenizer, _ = tiny
+    sentences = (shared_data / "parallel" / "tatoeba" / "tatoeba.spa-eng.spa").read_text(encoding="utf-8").splitlines()[:9]
+    layers = [1, 2, N_LAYER + 1]
+    one = sentence_vectors(model, tokenizer, sentences, layers, batch_size=1)
+    for side in ("left", "right"):
+        tokenizer.padding_side = side
+        many = sentence_vectors(model, tokenizer, sentences, layers, batch_size=4)
+        for pooling in ("last", "mean"):
+            np.testing.assert_allclose(many[pooling], one[pooling], rtol=1e-4, atol=1e-5)
+    assert not np.allclose(one["last"], one["mean"])
+
+
+def test_cosines_match_numpy(tiny, shared_data):
+    model, tokenizer, _ = tiny
+    tatoeba = shared_data / "parallel" / "tatoeba"
+    files = {"en-fr": [str(tatoeba / "tatoeba.fra-eng.eng"), str(tatoeba / "tatoeba.fra-eng.fra")],
+             "en-es": [str(tatoeba / "tatoeba.spa-eng.eng"), str(tatoeba / "tatoeba.spa-eng.spa")]}
+    table = parallel_similarity(model, tokenizer, files, [["en", "fr"], ["en", "es"]], max_pairs=6, batch_size=4)
+    assert list(table.columns) == ["source", "target", "layer", "pooling", "cosine", "pairs"]
+    assert len(table) == 2 * (N_LAYER + 1) * 2 and (table["pairs"] == 6).all()
+
+    def states(sentence: str) -> list[np.ndarray]:
+        ids = torch.tensor([tokenizer(sentence)["input_ids"]])
+        with torch.no_grad():
+            return [h[0].numpy() for h in model(ids, output_hidden_states=True).hidden_states]
+
+    def cos(u: np.ndarray, v: np.ndarray) -> float:
+        return float(u @ v / np.linalg.norm(u) / np.linalg.norm(v))
+
+    for target, key in (("fr", "en-fr"), ("es", "en-es")):
+        en = (Path(files[key][0])).read_text(encoding="utf-8").splitlines()[:6]
+        xx = (Path(files[key][1])).read_text(encoding="utf-8").splitlines()[:6]
+        pairs = [(states(a), states(b)) for a, b in zip(en, xx)]
+        for layer in range(1, N_LAYER + 2):
+            last = np.mean([cos(a[layer - 1][-1], b[layer - 1][-1]) for a, b in pairs])
+            mean = np.mean([cos(a[layer - 1].mean(0), b[layer - 1].mean(0)) for a, b in pairs])
+            got = table.set_index(["target", "layer", "pooling"])["cosine"]
+            assert got[(target, layer, "last")] == pytest.approx(last, abs=1e-5)
+            assert got[(target, layer, "mean")] == pytest.approx(mean, abs=1e-5)
+
+
+def test_stage_writes_demo_style_files(tiny, tmp_path):
+    _, _, model_dir = tiny
+    demo = tmp_path / "demo"
+    (demo / "parallel").mkdir(parents=True)
+    (demo / "parallel" / "xa.txt").write_text("a b c\nd e\n\nf g h i\n")
+    (demo / "parallel" / "xb.txt").write_text("c b a\ne d\nlost\ni h g f\n")
+    (demo / "models" / "tiny").mkdir(parents=True)
+    (demo / "models" / "tiny" / "7").symlink_to(model_dir)
+    out = tmp_path / "similarity" / "tiny" / "7.tsv"
+    settings = {"pairs": [["xa", "xb"]], "max_pairs": 10, "layers": [1, 4], "device": "cpu"}
+    run_similarity({"name": "tiny", "source": "demo", "steps": [7]}, 7, settings, out, demo_dir=demo)
+    table = pd.read_csv(out, sep="\t")
+    # The empty third line drops its pair; 3 pairs remain, two layers, two poolings.
+    assert table["pairs"].tolist() == [3] * 4
+    assert sorted(table["layer"].unique()) == [1, 4]
+    assert table["cosine"].between(-1, 1).all()
+    with pytest.raises(ValueError, match=r"similarity\.layers: \[9\]"):
+        run_similarity({"name": "tiny", "source": "demo", "steps": [7]}, 7, {**settings, "layers": [9]}, out,
+                       demo_dir=demo)

@@ -1,0 +1,239 @@
+"""Zero-shot transfer: readers, the seqeval-style F1, methods, and both tasks end to end on real data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from transformers import BloomConfig, BloomForCausalLM
+
+from xlprobe.pretrain import train_tokenizer
+from xlprobe.transfer import run_transfer
+from xlprobe.transfer.data import NLI_LABELS, UPOS, load_task, read_word_table, read_xnli_tsv, read_xtreme_pos
+from xlprobe.transfer.methods import load_classifier
+from xlprobe.transfer.metrics import seqeval_chunks, seqeval_f1, tag_accuracy
+from xlprobe.transfer.train import IGNORE, encode
+
+FAST = {"method": "lora", "epochs": 1, "batch_size": 16, "lr": 1e-3, "max_length": 48, "device": "cpu"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread, above all on a shared, busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def build_tiny_bloom(text_files: list[Path], out_dir: Path) -> Path:
+    """A BLOOM-architecture model small enough to fine-tune in seconds, with its own BPE tokenizer."""
+    tokenizer = train_tokenizer(text_files, out_dir, vocab_size=400)
+    torch.manual_seed(0)
+    config = BloomConfig(
+        vocab_size=len(tokenizer), hidden_size=32, n_layer=2, n_head=2,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    BloomForCausalLM(config).save_pretrained(out_dir)
+    return out_dir
+
+
+@pytest.fixture(scope="module")
+def tiny_model(shared_data, tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("tiny")
+    text = work / "text.txt"
+    lines = []
+    for lang in ("en", "fr", "es"):
+        with open(shared_data / "xnli-dev" / f"dev-{lang}.tsv", encoding="utf-8") as handle:
+            lines += [next(handle).split("\t")[0] for _ in range(40)]
+    text.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return build_tiny_bloom([text], work / "model")
+
+
+# ----------------------------------------------------------------------------- metrics
+def test_seqeval_chunks_merge_runs_of_one_tag_and_close_after_s_tags():
+    # "NOUN" reads as prefix N + type OUN: two NOUNs in a row are one chunk; SCONJ (prefix S) stands alone.
+    assert seqeval_chunks([["NOUN", "NOUN", "VERB", "SCONJ", "SCONJ"]]) == {
+        ("OUN", 0, 1), ("ERB", 2, 2), ("CONJ", 3, 3), ("CONJ", 4, 4),
+    }
+    # Sentences are laid end to end with an "O" between them: runs do not cross sentences.
+    assert seqeval_chunks([["DET"], ["DET"]]) == {("ET", 0, 0), ("ET", 2, 2)}
+
+
+def test_seqeval_f1_by_hand():
+    gold = [["DET", "NOUN", "NOUN", "VERB"]]
+    predicted = [["DET", "NOUN", "VERB", "VERB"]]
+    # gold chunks: DET, NOUN NOUN, VERB; predicted: DET, NOUN, VERB VERB -> 1 hit of 3 each way.
+    assert seqeval_f1(gold, predicted) == pytest.approx(1 / 3)
+    assert tag_accuracy(gold, predicted) == pytest.approx(3 / 4)
+    assert seqeval_f1(gold, gold) == 1.0
+    assert seqeval_f1(gold, [["X", "X", "X", "X"]]) == 0.0
+    with pytest.raises(ValueError, match="shape"):
+        seqeval_f1(gold, [["DET"]])
+
+
+# ----------------------------------------------------------------------------- readers
+def test_readers_report_file_and_line(tmp_path):
+    bad_pos = tmp_path / "pos.tsv"
+    bad_pos.write_text("The\tDET\ncat\n")
+    with pytest.raises(ValueError, match=r"pos\.tsv:2"):
+        read_xtreme_pos(bad_pos)
+    unknown = tmp_path / "tags.tsv"
+    unknown.write_text("The\tDT\n")
+    with pytest.raises(ValueError, match=r"tags\.tsv.*'DT'"):
+        read_xtreme_pos(unknown)
+    bad_nli = tmp_path / "nli.tsv"
+    bad_nli.write_text("a\tb\tentailment\na\tb\tmaybe\n")
+    with pytest.raises(ValueError, match=r"nli\.tsv:2"):
+        read_xnli_tsv(bad_nli)
+
+
+def test_word_table_groups_sentences_in_word_order(tmp_path):
+    table = tmp_path / "xa.tsv"
+    pd.DataFrame({
+        "sentence_id": ["s2", "s1", "s1", "s2"], "word_id": [1, 2, 1, 2],
+        "form": ["b1", "a2", "a1", "b2"], "lemma": ["x"] * 4, "upos": ["NOUN", "VERB", "DET", ""],
+        "split": ["train"] * 4,
+    }).to_csv(table, sep="\t", index=False)
+    assert read_word_table(table) == [(["b1", "b2"], ["NOUN", None]), (["a1", "a2"], ["DET", "VERB"])]
+    pd.DataFrame({"sentence_id": ["s"], "form": ["x"]}).to_csv(table, sep="\t", index=False)
+    with pytest.raises(ValueError, match=r"xa\.tsv.*word_id"):
+        read_word_table(table)
+
+
+def test_source_dev_is_a_disjoint_seeded_tenth(tmp_path):
+    tables = []
+    for tb in ("xa", "xb"):
+        rows = [{"sentence_id": f"{tb}{s}", "word_id": w, "form": f"w{s}_{w}", "upos": "NOUN", "split": "train"}
+                for s in range(50) for w in (1, 2)]
+        pd.DataFrame(rows).to_csv(tmp_path / f"{tb}.tsv", sep="\t", index=False)
+        tables.append(tmp_path / f"{tb}.tsv")
+    task = {"name": "pos", "type": "udpos", "format": "conllu", "source": "xa", "targets": ["xb"]}
+    data = load_task(task, tables, seed=3)
+    assert len(data.source_dev) == 5 and len(data.train) == 45 and len(data.targets["xb"]) == 50
+    assert not {tuple(w) for w, _ in data.train} & {tuple(w) for w, _ in data.source_dev}
+    assert load_task(task, tables, seed=3).source_dev == data.source_dev
+    assert load_task(task, tables, seed=4).source_dev != data.source_dev
+    with pytest.raises(ValueError, match=r"transfer\.tasks\.pos.*'xc'"):
+        load_task({**task, "targets": ["xc"]}, tables)
+    with pytest.raises(ValueError, match=r"transfer\.tasks\.pos\.format"):
+        load_task({**task, "format": "tsv"}, tables)
+
+
+def test_pos_labels_sit_on_first_subword(tiny_model):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    sentence = (["Unbelievably", "long", "words"], ["ADV", None, "NOUN"])
+    enc = encode("udpos", tok, [sentence], UPOS, max_length=128)
+    ids, labels = enc.input_ids[0], enc.labels[0]
+    pieces = [tok(w, add_special_tokens=False)["input_ids"] for w in ["Unbelievably", " long", " words"]]
+    assert ids == [i for p in pieces for i in p]
+    expected = [UPOS.index("ADV")] + [IGNORE] * (len(pieces[0]) - 1) + [IGNORE] * len(pieces[1])
+    expected += [UPOS.index("NOUN")] + [IGNORE] * (len(pieces[2]) - 1)
+    assert labels == expected
+    # Truncation drops whole words from scoring and counts them.
+    short = encode("udpos", tok, [sentence], UPOS, max_length=len(pieces[0]))
+    assert short.dropped_words == 1 and len(short.input_ids[0]) == len(pieces[0])
+
+
+# ----------------------------------------------------------------------------- methods
+def test_qlora_on_cpu_fails_clearly(tiny_model):
+    with pytest.raises(RuntimeError, match="qlora.*CUDA"):
+        load_classifier(str(tiny_model), "xnli", NLI_LABELS, "qlora", 3, torch.device("cpu"))
+
+
+def test_methods_train_what_they_should(tiny_model):
+    cpu = torch.device("cpu")
+    frozen = load_classifier(str(tiny_model), "xnli", NLI_LABELS, "frozen", 3, cpu)
+    assert {n for n, p in frozen.named_parameters() if p.requires_grad} == {"score.weight"}
+    lora = load_classifier(str(tiny_model), "udpos", UPOS, "lora", 3, cpu)
+    trainable = [n for n, p in lora.named_parameters() if p.requires_grad]
+    assert any("lora_A" in n and "query_key_value" in n for n in trainable)
+    assert any("classifier" in n for n in trainable)
+    assert not any("dense_h_to_4h" in n for n in trainable)
+    with pytest.raises(ValueError, match="transfer.method"):
+        load_classifier(str(tiny_model), "xnli", NLI_LABELS, "adapters", 3, cpu)
+
+
+# ----------------------------------------------------------------------------- end to end
+def _check_metrics(table: pd.DataFrame, source: str, targets: list[str], metrics: set[str]) -> None:
+    assert list(table.columns) == ["language", "role", "metric", "value"]
+    assert set(table["language"]) == {source, *targets}
+    assert set(table.loc[table["language"] == source, "role"]) == {"source"}
+    assert set(table.loc[table["language"] != source, "role"]) == {"target"}
+    assert len(table) == (1 + len(targets)) * len(metrics)
+    for language, group in table.groupby("language"):
+        assert set(group["metric"]) == metrics
+    assert table["value"].between(0, 1).all()
+
+
+def test_xnli_end_to_end(tiny_model, shared_data, tmp_path):
+    xnli = shared_data / "xnli-dev"
+    task = {
+        "name": "xnli", "type": "xnli", "format": "tsv", "source": "en", "targets": ["fr", "es"],
+        "files": {"train": str(xnli / "dev-en.tsv"), "fr": str(xnli / "dev-fr.tsv"), "es": str(xnli / "dev-es.tsv")},
+    }
+    out = tmp_path / "xnli.tsv"
+    settings = {**FAST, "max_train_examples": 300, "max_eval_examples": 200}
+    table = run_transfer(tiny_model, task, settings, out, seed=0)
+    written = pd.read_csv(out, sep="\t")
+    pd.testing.assert_frame_equal(written, table)
+    _check_metrics(written, "en", ["fr", "es"], {"accuracy"})
+    details = json.loads(out.with_suffix(".json").read_text())
+    assert details["examples"] == {"train": 300, "source_dev": 200, "fr": 200, "es": 200}
+    assert details["best_update"] in [h["update"] for h in details["history"]]
+    # The source row is the chosen update's dev score: selection saw source dev only.
+    best = max(h["dev_accuracy"] for h in details["history"])
+    assert written.loc[written["language"] == "en", "value"].item() == pytest.approx(best)
+    assert details["provenance"]["config"]["task"]["name"] == "xnli"
+
+
+def test_udpos_end_to_end(tiny_model, shared_data, tmp_path):
+    udpos = shared_data / "udpos"
+    task = {
+        "name": "pos", "type": "udpos", "format": "xtreme", "source": "en", "targets": ["fr", "pt"],
+        "files": {"train": str(udpos / "train-en.tsv"), "dev": str(udpos / "dev-en.tsv"),
+                  "fr": str(udpos / "dev-fr.tsv"), "pt": str(udpos / "dev-pt.tsv")},
+    }
+    out = tmp_path / "pos.tsv"
+    settings = {**FAST, "max_train_examples": 200, "max_eval_examples": 100, "eval_interval": 5}
+    table = run_transfer(tiny_model, task, settings, out, seed=1)
+    _check_metrics(pd.read_csv(out, sep="\t"), "en", ["fr", "pt"], {"f1", "accuracy"})
+    details = json.loads(out.with_suffix(".json").read_text())
+    # 200 sentences / batch 16 = 13 updates; dev checked at 5, 10 and the epoch's end.
+    assert [h["update"] for h in details["history"]] == [5, 10, 13]
+    assert set(details["dropped_words"]) == {"train", "source_dev", "fr", "pt"}
+    assert np.isfinite(table["value"]).all()
+
+
+def test_workflow_stage_on_demo_layout_with_word_tables(tiny_model, shared_data, tmp_path):
+    """transfer_checkpoint: a demo checkpoint found through xlprobe.checkpoints, conllu word tables."""
+    from xlprobe.transfer import transfer_checkpoint
+
+    demo = tmp_path / "demo"
+    (demo / "models" / "tiny").mkdir(parents=True)
+    (demo / "models" / "tiny" / "50").symlink_to(tiny_model)
+    sentences = read_xtreme_pos(shared_data / "udpos" / "dev-fr.tsv")[:120]
+    tables = []
+    for i, tb in enumerate(["xa", "xb"]):
+        rows = [{"sentence_id": f"{tb}{s}", "word_id": w + 1, "form": form, "lemma": form, "upos": tag, "split": "dev"}
+                for s, (words, tags) in enumerate(sentences[i * 60 : (i + 1) * 60])
+                for w, (form, tag) in enumerate(zip(words, tags))]
+        tables.append(tmp_path / "words" / f"{tb}.tsv")
+        tables[-1].parent.mkdir(exist_ok=True)
+        pd.DataFrame(rows).to_csv(tables[-1], sep="\t", index=False)
+    task = {"name": "pos", "type": "udpos", "format": "conllu", "source": "xa", "targets": ["xb"]}
+    out = tmp_path / "transfer" / "tiny" / "50" / "pos.tsv"
+    model = {"name": "tiny", "source": "demo", "steps": [50]}
+    settings = {**FAST, "method": "frozen", "lr": 1e-2}
+    transfer_checkpoint(model, 50, task, settings, out, data_files=tables, seed=0, demo_dir=demo)
+    _check_metrics(pd.read_csv(out, sep="\t"), "xa", ["xb"], {"f1", "accuracy"})
+    details = json.loads(out.with_suffix(".json").read_text())
+    assert details["examples"] == {"train": 54, "source_dev": 6, "xb": 60}
+    assert details["provenance"]["config"]["transfer"]["method"] == "frozen"
