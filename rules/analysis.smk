@@ -6,7 +6,6 @@ rule alignment_table:
         overlap=all_overlap_files(),
         transfer=all_transfer_files(),
         similarity=all_similarity_files(),
-        probes=[probe for m, s in model_points() for l in LAYERS for probe in probe_files(m, s, l)],
     output:
         alignment=report(
             f"{RESULTS}/alignment.tsv",
@@ -17,7 +16,6 @@ rule alignment_table:
     params:
         analysis=config.get("analysis", {}),
         tasks={name: task.get("targets") for name, task in config.get("transfer", {}).get("tasks", {}).items()},
-        final_steps={m: "final" for m in MODELS},
     log:
         f"{LOGS}/alignment_table.log",
     conda:
@@ -63,6 +61,8 @@ rule plot_figures:
             for name in FIGURES
         ],
         pdf=[f"{RESULTS}/figures/{name}.pdf" for name in FIGURES],
+    params:
+        analysis=config.get("analysis", {}),
     log:
         f"{LOGS}/plot_figures.log",
     conda:

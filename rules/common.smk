@@ -143,7 +143,11 @@ def transfer_data_input(task):
 
 
 def similarity_data_input(wildcards):
-    if "demo" in config:
+    files = config["similarity"].get("files")
+    if not files and config["similarity"].get("hub"):
+        return []  # fetched by the datasets library
+    if not files:  # the demo's aligned files, one per language
         languages = sorted({lang for pair in config["similarity"]["pairs"] for lang in pair})
         return [f"{DEMO_DIR}/parallel/{lang}.txt" for lang in languages]
-    return list(config["similarity"].get("files", {}).values())
+    # A value is one file or a [source, target] pair of files.
+    return sorted({path for value in files.values() for path in ([value] if isinstance(value, str) else value)})

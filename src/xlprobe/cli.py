@@ -49,6 +49,16 @@ def _select_neurons(parser: argparse.ArgumentParser):
     parser.add_argument("--greedy", choices=["vectorized", "loop"], default="vectorized")
     parser.add_argument("--max-epochs", type=int, default=5000)
     parser.add_argument("--patience", type=int, default=50)
+    parser.add_argument("--lr", type=float, default=1e-2)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--mc-samples", type=int, default=5)
+    parser.add_argument("--entropy-scale", type=float, default=1e-2)
+    parser.add_argument(
+        "--keep-last-epoch", action="store_true", help="the released code's behaviour: no restore of the best epoch"
+    )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--out", required=True, help="result JSON")
 
     def run(args: argparse.Namespace) -> int:
@@ -81,6 +91,52 @@ def _generate_demo_data(parser: argparse.ArgumentParser):
             shared_vocabulary=demo.get("shared_vocabulary", 0.5), seed=config["seed"],
         )
         return 0
+
+    return run
+
+
+@command("transfer")
+def _transfer(parser: argparse.ArgumentParser):
+    parser.description = "Fine-tune a checkpoint on the source language; score zero-shot transfer to the targets."
+    parser.add_argument("--checkpoint", required=True, help="Hugging Face model directory")
+    parser.add_argument("--task", required=True, choices=["udpos", "xnli"])
+    parser.add_argument("--format", choices=["conllu", "xtreme", "tsv", "hub"])
+    parser.add_argument("--source", required=True, help="source language (or treebank id for conllu)")
+    parser.add_argument("--targets", nargs="*", default=[])
+    parser.add_argument("--file", action="append", default=[], metavar="KEY=PATH",
+                        help="xtreme/tsv: train=, dev= (optional), <target>=; conllu: <treebank>=word table")
+    parser.add_argument("--method", default="lora", choices=["qlora", "lora", "full", "frozen"])
+    for name, kind in [("epochs", float), ("max-train-examples", int), ("max-eval-examples", int),
+                       ("eval-interval", int), ("batch-size", int), ("lr", float), ("max-length", int)]:
+        parser.add_argument(f"--{name}", type=kind, help="default: the paper's (see xlprobe.transfer.DEFAULTS)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", required=True, help="metrics TSV (a .json sidecar is written beside it)")
+
+    def run(args: argparse.Namespace) -> int:
+        from xlprobe.transfer import transfer_cli
+
+        return transfer_cli(args)
+
+    return run
+
+
+@command("similarity")
+def _similarity(parser: argparse.ArgumentParser):
+    parser.description = "Mean cosine of parallel sentences' last-token and mean-pooled vectors, per layer."
+    parser.add_argument("--checkpoint", required=True, help="Hugging Face model directory")
+    parser.add_argument("--pair", action="append", required=True, metavar="SRC-TGT")
+    parser.add_argument("--file", action="append", required=True, metavar="KEY=PATH[,PATH]",
+                        help="a language's aligned file, or SRC-TGT=source_file,target_file, or a .tsv table")
+    parser.add_argument("--layers", type=int, nargs="*", help="default: every layer")
+    parser.add_argument("--max-pairs", type=int)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--out", required=True, help="TSV: source, target, layer, pooling, cosine, pairs")
+
+    def run(args: argparse.Namespace) -> int:
+        from xlprobe.similarity import similarity_cli
+
+        return similarity_cli(args)
 
     return run
 

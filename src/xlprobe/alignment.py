@@ -1,0 +1,281 @@
+"""The alignment table: one row per (model, step, layer) with overlap, transfer and similarity.
+
+Choices, stated once:
+- Overlap is read at the largest k of each overlap file (the probe's k). Per attribute it is the mean
+  over the treebank pairs that both kept the attribute; the table's `overlap` is the macro mean over
+  attributes (every attribute weighs the same, however many pairs it has). Chance is k/D, so
+  `overlap_minus_chance` and `overlap_over_chance` are the macro mean minus, and divided by, chance.
+- `share_significant` is the share of pairs whose Holm-corrected p-value is below `alpha`
+  (macro mean over attributes in alignment.tsv).
+- Transfer: a task's main metric is the first of MAIN_METRICS present in its file (POS: `f1`,
+  else `accuracy`; XNLI: `accuracy`); `transfer_<task>` is its mean over the configured target
+  languages (all target rows where none are configured), `transfer_<task>_source` the source score.
+- Similarity: the mean cosine over language pairs at the probed layer; where that layer was not
+  measured, the mean over every measured layer (`similarity_layers` says which).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from xlprobe.io import read_tsv, write_tsv
+
+log = logging.getLogger(__name__)
+
+FINAL = "final"
+MAIN_METRICS = ("f1", "accuracy")
+OVERLAP_COLUMNS = {
+    "attribute",
+    "language_a",
+    "language_b",
+    "k",
+    "shared",
+    "overlap",
+    "chance",
+    "p_value",
+    "p_holm",
+}
+TRANSFER_COLUMNS = {"language", "role", "metric", "value"}
+SIMILARITY_COLUMNS = {"source", "target", "layer", "pooling", "cosine", "pairs"}
+
+
+# ----------------------------------------------------------------------------- steps and paths
+def step_key(step: str | int) -> tuple[int, int]:
+    """Sort key for checkpoint steps: integers in numeric order, then 'final'."""
+    text = str(step)
+    if text == FINAL:
+        return (1, 0)
+    if not text.isdigit():
+        raise ValueError(f"step '{text}' is neither an integer nor '{FINAL}'")
+    return (0, int(text))
+
+
+def step_value(step: str | int) -> int | str:
+    """The step as written in tables: an int, or 'final'."""
+    return FINAL if str(step) == FINAL else int(step)
+
+
+def sort_points(frame: pd.DataFrame, model_order: Sequence[str] | None = None) -> pd.DataFrame:
+    """Rows ordered by model (given order, else first appearance), step (numeric, final last), layer."""
+    if frame.empty:
+        return frame
+    models = list(model_order) if model_order is not None else list(dict.fromkeys(frame["model"]))
+    rank = {m: i for i, m in enumerate(models)}
+    keys = pd.DataFrame(
+        {
+            "_model": frame["model"].map(lambda m: rank.get(m, len(rank))),
+            "_kind": frame["step"].map(lambda s: step_key(s)[0]),
+            "_step": frame["step"].map(lambda s: step_key(s)[1]),
+        },
+        index=frame.index,
+    )
+    extra = [c for c in ("layer", "attribute") if c in frame]
+    ordered = pd.concat([frame, keys], axis=1).sort_values(
+        ["_model", "_kind", "_step", *extra], kind="stable"
+    )
+    return ordered.drop(columns=list(keys)).reset_index(drop=True)
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Read alignment.tsv or alignment_attributes.tsv with steps as int or 'final'."""
+    frame = read_tsv(path)
+    if "step" in frame:
+        frame["step"] = frame["step"].map(step_value).astype(object)
+    return frame
+
+
+def point_of(path: str | os.PathLike, kind: str) -> dict[str, object]:
+    """(model, step[, layer | task]) of a result file, from the layout in docs/files.md."""
+    p = Path(path)
+    if kind == "overlap":  # overlap/<model>/<step>/layer<L>.tsv
+        if not p.stem.startswith("layer") or not p.stem[5:].isdigit():
+            raise ValueError(f"{path}: overlap file name must be layer<L>.tsv")
+        return {"model": p.parent.parent.name, "step": step_value(p.parent.name), "layer": int(p.stem[5:])}
+    if kind == "transfer":  # transfer/<model>/<step>/<task>.tsv
+        return {"model": p.parent.parent.name, "step": step_value(p.parent.name), "task": p.stem}
+    if kind == "similarity":  # similarity/<model>/<step>.tsv
+        return {"model": p.parent.name, "step": step_value(p.stem)}
+    raise ValueError(f"unknown result kind '{kind}'")
+
+
+def _read_checked(path: str | os.PathLike, columns: set[str]) -> pd.DataFrame:
+    frame = read_tsv(path)
+    missing = columns - set(frame.columns)
+    if missing:
+        raise ValueError(f"{path}: missing columns {sorted(missing)} (has {list(frame.columns)})")
+    return frame
+
+
+# ----------------------------------------------------------------------------- overlap
+def summarize_overlap(frame: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """Per attribute at the largest k: mean overlap over pairs, chance, pairs, share significant."""
+    columns = [
+        "attribute",
+        "k",
+        "width",
+        "n_pairs",
+        "overlap",
+        "chance",
+        "overlap_minus_chance",
+        "overlap_over_chance",
+        "random_overlap",
+        "share_significant",
+    ]
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    k = int(frame["k"].max())
+    at_k = frame[frame["k"] == k].copy()
+    dropped = frame[["attribute", "language_a", "language_b"]].drop_duplicates().shape[0] - len(at_k)
+    if dropped:
+        log.warning("%d pairs have no row at k=%d (fewer neurons selected) and are left out", dropped, k)
+    at_k["significant"] = at_k["p_holm"] < alpha
+    if "random_overlap" not in at_k:
+        at_k["random_overlap"] = np.nan
+    summary = (
+        at_k.groupby("attribute", sort=True)
+        .agg(
+            n_pairs=("overlap", "size"),
+            overlap=("overlap", "mean"),
+            chance=("chance", "first"),
+            random_overlap=("random_overlap", "mean"),
+            share_significant=("significant", "mean"),
+        )
+        .reset_index()
+    )
+    summary["k"] = k
+    summary["width"] = round(k / summary["chance"].iloc[0])
+    summary["overlap_minus_chance"] = summary["overlap"] - summary["chance"]
+    summary["overlap_over_chance"] = summary["overlap"] / summary["chance"]
+    return summary[columns]
+
+
+# ----------------------------------------------------------------------------- transfer, similarity
+def transfer_scores(
+    frame: pd.DataFrame, targets: Sequence[str] | None, path: str | os.PathLike = "?"
+) -> dict:
+    """Main metric's mean over the target languages, the source score and the metric's name."""
+    metric = next((m for m in MAIN_METRICS if m in set(frame["metric"])), None)
+    if metric is None:
+        raise ValueError(
+            f"{path}: none of the metrics {list(MAIN_METRICS)} (has {sorted(set(frame['metric']))})"
+        )
+    rows = frame[frame["metric"] == metric]
+    target_rows = rows[rows["role"] == "target"].set_index("language")["value"]
+    if targets:
+        missing = [t for t in targets if t not in target_rows.index]
+        if missing:
+            raise ValueError(f"{path}: no '{metric}' for configured target languages {missing}")
+        target_rows = target_rows.loc[list(targets)]
+    source = rows.loc[rows["role"] == "source", "value"]
+    return {
+        "target": float(target_rows.mean()) if len(target_rows) else np.nan,
+        "source": float(source.mean()) if len(source) else np.nan,
+        "metric": metric,
+    }
+
+
+def similarity_score(frame: pd.DataFrame, layer: int) -> tuple[float, str]:
+    """Mean cosine over language pairs at `layer`, else over every measured layer; and which."""
+    poolings = list(dict.fromkeys(frame["pooling"]))
+    if len(poolings) > 1:
+        log.warning("several poolings %s in a similarity file; using '%s'", poolings, poolings[0])
+        frame = frame[frame["pooling"] == poolings[0]]
+    at_layer = frame[frame["layer"] == layer]
+    if len(at_layer):
+        return float(at_layer["cosine"].mean()), str(layer)
+    return float(frame.groupby("layer")["cosine"].mean().mean()) if len(frame) else np.nan, "all"
+
+
+# ----------------------------------------------------------------------------- the table
+def build_alignment(
+    overlap_paths: Iterable[str | os.PathLike],
+    transfer_paths: Iterable[str | os.PathLike] = (),
+    similarity_paths: Iterable[str | os.PathLike] = (),
+    targets: Mapping[str, Sequence[str] | None] | None = None,
+    alpha: float = 0.05,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(alignment, per-attribute table) from the overlap, transfer and similarity files."""
+    targets = dict(targets or {})
+    attribute_rows, point_rows, models = [], [], []
+    for path in overlap_paths:
+        point = point_of(path, "overlap")
+        models.append(point["model"])
+        summary = summarize_overlap(_read_checked(path, OVERLAP_COLUMNS), alpha)
+        attribute_rows.append(summary.assign(**point))
+        macro = summary[
+            ["overlap", "overlap_minus_chance", "overlap_over_chance", "random_overlap", "share_significant"]
+        ].mean()
+        point_rows.append(
+            {
+                **point,
+                "k": summary["k"].iloc[0] if len(summary) else np.nan,
+                "width": summary["width"].iloc[0] if len(summary) else np.nan,
+                "chance": summary["chance"].iloc[0] if len(summary) else np.nan,
+                "n_attributes": len(summary),
+                "n_pairs": int(summary["n_pairs"].sum()),
+                **macro.to_dict(),
+            }
+        )
+    if not point_rows:
+        raise ValueError("no overlap files given")
+    alignment = pd.DataFrame(point_rows)
+
+    transfer = {}
+    for path in transfer_paths:
+        point = point_of(path, "transfer")
+        scores = transfer_scores(_read_checked(path, TRANSFER_COLUMNS), targets.get(point["task"]), path)
+        transfer[(point["model"], point["step"], point["task"])] = scores
+    for task in sorted({t for (_, _, t) in transfer}):
+        found = [transfer.get((m, s, task)) for m, s in zip(alignment["model"], alignment["step"])]
+        alignment[f"transfer_{task}"] = [f["target"] if f else np.nan for f in found]
+        alignment[f"transfer_{task}_source"] = [f["source"] if f else np.nan for f in found]
+        alignment[f"transfer_{task}_metric"] = [f["metric"] if f else "" for f in found]
+
+    similarity_frames = {}
+    for path in similarity_paths:
+        point = point_of(path, "similarity")
+        similarity_frames[(point["model"], point["step"])] = _read_checked(path, SIMILARITY_COLUMNS)
+    if similarity_frames:
+        scores = [
+            similarity_score(similarity_frames[(m, s)], layer)
+            if (m, s) in similarity_frames
+            else (np.nan, "")
+            for m, s, layer in zip(alignment["model"], alignment["step"], alignment["layer"])
+        ]
+        alignment["similarity"] = [value for value, _ in scores]
+        alignment["similarity_layers"] = [which for _, which in scores]
+
+    alignment.insert(2, "final", alignment["step"].map(lambda s: str(s) == FINAL))
+    order = list(dict.fromkeys(models))
+    attributes = pd.concat(attribute_rows, ignore_index=True) if attribute_rows else pd.DataFrame()
+    if not attributes.empty:
+        attributes.insert(0, "model", attributes.pop("model"))
+        attributes.insert(1, "step", attributes.pop("step"))
+        attributes.insert(2, "final", attributes["step"].map(lambda s: str(s) == FINAL))
+        attributes.insert(3, "layer", attributes.pop("layer"))
+    for column in ("k", "width"):
+        alignment[column] = alignment[column].astype("Int64")
+    return sort_points(alignment, order), sort_points(attributes, order)
+
+
+def write_alignment_table(
+    overlap_paths: Iterable[str | os.PathLike],
+    transfer_paths: Iterable[str | os.PathLike],
+    similarity_paths: Iterable[str | os.PathLike],
+    alignment_out: str | os.PathLike,
+    attributes_out: str | os.PathLike,
+    targets: Mapping[str, Sequence[str] | None] | None = None,
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """Build the alignment tables and write both TSVs."""
+    alignment, attributes = build_alignment(overlap_paths, transfer_paths, similarity_paths, targets, alpha)
+    log.info("alignment table: %d points, %d attribute rows", len(alignment), len(attributes))
+    write_tsv(alignment_out, alignment)
+    write_tsv(attributes_out, attributes)
+    return alignment

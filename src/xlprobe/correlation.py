@@ -1,0 +1,189 @@
+"""Correlations of neuron overlap with transfer (and similarity) across checkpoints, with uncertainty.
+
+Pearson and Spearman coefficients and p-values come from scipy.stats. The 95% interval is a
+percentile bootstrap over (model, step) points, resampled with replacement from a seeded generator.
+It is written out here rather than with scipy.stats.bootstrap because with a handful of checkpoints
+many resamples repeat one point (a constant sample, no correlation defined); those resamples are
+dropped and counted instead of turning the whole interval into NaN.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from xlprobe.alignment import read_table
+from xlprobe.io import write_tsv
+
+log = logging.getLogger(__name__)
+
+MEASURES = ("overlap", "overlap_minus_chance", "overlap_over_chance")
+POOLED = "pooled"
+MIN_POINTS = 3
+COLUMNS = [
+    "layer",
+    "measure",
+    "target",
+    "model",
+    "finals",
+    "n",
+    "pearson_r",
+    "pearson_p",
+    "pearson_ci_low",
+    "pearson_ci_high",
+    "spearman_rho",
+    "spearman_p",
+    "spearman_ci_low",
+    "spearman_ci_high",
+    "bootstrap",
+    "bootstrap_valid",
+    "note",
+]
+
+
+def _rowwise_pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pearson r of each row of x with the same row of y; NaN where a row is constant."""
+    xc = x - x.mean(axis=1, keepdims=True)
+    yc = y - y.mean(axis=1, keepdims=True)
+    denominator = np.sqrt((xc**2).sum(axis=1) * (yc**2).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (xc * yc).sum(axis=1) / denominator
+    # A tiny denominator from rounding on a constant row is as undefined as an exact zero.
+    r[denominator <= 1e-12 * max(1.0, float(np.nanmax(np.abs(denominator), initial=0)))] = np.nan
+    return np.clip(r, -1.0, 1.0)
+
+
+def _rowwise_spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return _rowwise_pearson(stats.rankdata(x, axis=1), stats.rankdata(y, axis=1))
+
+
+STATISTICS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "pearson": _rowwise_pearson,
+    "spearman": _rowwise_spearman,
+}
+
+
+def bootstrap_ci(
+    x: Sequence[float], y: Sequence[float], statistic: str, resamples: int, seed: int, level: float = 0.95
+) -> tuple[float, float, int]:
+    """Percentile bootstrap interval of a paired statistic; also the number of usable resamples."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if resamples <= 0 or len(x) < MIN_POINTS:
+        return np.nan, np.nan, 0
+    rng = np.random.default_rng(seed)
+    index = rng.integers(0, len(x), size=(resamples, len(x)))
+    values = STATISTICS[statistic](x[index], y[index])
+    values = values[~np.isnan(values)]
+    if len(values) == 0:
+        return np.nan, np.nan, 0
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high), len(values)
+
+
+def correlate(x: Sequence[float], y: Sequence[float], resamples: int = 1000, seed: int = 0) -> dict:
+    """Pearson and Spearman with p-values and bootstrap 95% intervals; NaN with a note when undefined."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    keep = ~(np.isnan(x) | np.isnan(y))
+    x, y = x[keep], y[keep]
+    result = {"n": len(x), "bootstrap": int(resamples), "bootstrap_valid": 0, "note": ""}
+    for name in (
+        "pearson_r",
+        "pearson_p",
+        "pearson_ci_low",
+        "pearson_ci_high",
+        "spearman_rho",
+        "spearman_p",
+        "spearman_ci_low",
+        "spearman_ci_high",
+    ):
+        result[name] = np.nan
+    if len(x) < MIN_POINTS:
+        result["note"] = f"fewer than {MIN_POINTS} points"
+        return result
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        result["note"] = "constant input"
+        return result
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        pearson = stats.pearsonr(x, y)
+        spearman = stats.spearmanr(x, y)
+    result["pearson_r"], result["pearson_p"] = float(pearson.statistic), float(pearson.pvalue)
+    result["spearman_rho"], result["spearman_p"] = float(spearman.statistic), float(spearman.pvalue)
+    result["pearson_ci_low"], result["pearson_ci_high"], valid = bootstrap_ci(
+        x, y, "pearson", resamples, seed
+    )
+    result["spearman_ci_low"], result["spearman_ci_high"], _ = bootstrap_ci(x, y, "spearman", resamples, seed)
+    result["bootstrap_valid"] = valid
+    if resamples and valid < resamples:
+        result["note"] = f"{resamples - valid} bootstrap resamples were constant and dropped"
+    return result
+
+
+def correlation_targets(alignment: pd.DataFrame) -> list[str]:
+    """Columns correlated with overlap: each task's mean target score, then similarity."""
+    tasks = [c for c in alignment if c.startswith("transfer_") and not c.endswith(("_source", "_metric"))]
+    return tasks + (["similarity"] if "similarity" in alignment else [])
+
+
+def correlation_table(
+    alignment: pd.DataFrame,
+    resamples: int = 1000,
+    seed: int = 0,
+    measures: Sequence[str] = MEASURES,
+    targets: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Every overlap measure vs every target, per layer, per model and pooled, with and without finals."""
+    targets = correlation_targets(alignment) if targets is None else list(targets)
+    models = list(dict.fromkeys(alignment["model"]))
+    final = (
+        alignment["final"].astype(str).str.lower().eq("true")
+        if "final" in alignment
+        else alignment["step"].astype(str).eq("final")
+    )
+    rows = []
+    for layer in sorted(alignment["layer"].unique()):
+        for measure in measures:
+            for target in targets:
+                for model in [*models, POOLED]:
+                    for finals in ("included", "excluded"):
+                        mask = alignment["layer"].eq(layer)
+                        if model != POOLED:
+                            mask &= alignment["model"].eq(model)
+                        if finals == "excluded":
+                            mask &= ~final
+                        subset = alignment[mask]
+                        result = correlate(subset[measure], subset[target], resamples, seed)
+                        rows.append(
+                            {
+                                "layer": layer,
+                                "measure": measure,
+                                "target": target,
+                                "model": model,
+                                "finals": finals,
+                                **result,
+                            }
+                        )
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def write_correlations(
+    alignment_path: str | os.PathLike, output: str | os.PathLike, resamples: int = 1000, seed: int = 0
+) -> pd.DataFrame:
+    """Read alignment.tsv, write correlations.tsv."""
+    alignment = read_table(alignment_path)
+    table = correlation_table(alignment, resamples=resamples, seed=seed)
+    log.info(
+        "%d correlations (%d with fewer than %d points)",
+        len(table),
+        int(table["note"].str.startswith("fewer").sum()),
+        MIN_POINTS,
+    )
+    write_tsv(output, table)
+    return table

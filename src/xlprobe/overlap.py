@@ -1,0 +1,154 @@
+"""Cross-lingual overlap of the probes' top-k neuron sets, with chance level and significance.
+
+For one attribute and two treebanks A and B, each with an ordered list of selected neurons, the
+overlap at k' is |A[:k'] ∩ B[:k']| / k'. Two random k'-subsets of D neurons share k'^2/D neurons on
+average, so chance overlap is k'/D. Under that null the shared count is hypergeometric
+(population D, k' "marked" neurons, k' draws), which gives an exact one-sided p-value; Holm's
+step-down correction runs over the pairs of one attribute at each k'.
+
+The random-neuron baseline is the column `random_overlap`: the mean overlap at k' of `random_draws`
+seeded pairs of random ordered neuron lists (a Monte-Carlo check of the analytic chance level). It
+depends only on D and k, so it is the same for every row with the same k'.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import hypergeom
+
+from xlprobe.io import read_json, write_tsv
+
+log = logging.getLogger(__name__)
+
+COLUMNS = [
+    "attribute",
+    "language_a",
+    "language_b",
+    "k",
+    "shared",
+    "overlap",
+    "chance",
+    "p_value",
+    "p_holm",
+    "random_overlap",
+]
+RANDOM_DRAWS = 1000
+
+
+def hypergeom_pvalue(shared: int | np.ndarray, width: int, k: int | np.ndarray) -> np.ndarray:
+    """P(at least `shared` neurons in common) for two random k-subsets of `width` neurons."""
+    return hypergeom.sf(np.asarray(shared) - 1, width, k, k)
+
+
+def holm(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Holm–Bonferroni adjusted p-values (step-down, monotone, capped at 1)."""
+    p = np.asarray(pvalues, dtype=float)
+    m = p.size
+    if m == 0:
+        return p.copy()
+    order = np.argsort(p, kind="stable")
+    scaled = (m - np.arange(m)) * p[order]
+    adjusted_sorted = np.minimum(np.maximum.accumulate(scaled), 1.0)
+    adjusted = np.empty(m)
+    adjusted[order] = adjusted_sorted
+    return adjusted
+
+
+def random_overlap_curve(width: int, k: int, draws: int = RANDOM_DRAWS, seed: int = 0) -> np.ndarray:
+    """Mean overlap at k' = 1..k of `draws` pairs of random ordered neuron lists of length k."""
+    rng = np.random.default_rng(seed)
+    k = min(k, width)
+    # Ordered random k-lists: the first k of a random permutation (argsort of uniform keys).
+    a = np.argsort(rng.random((draws, width)), axis=1)[:, :k]
+    b = np.argsort(rng.random((draws, width)), axis=1)[:, :k]
+    # rank_b[d, n] = position of neuron n in list b (k if absent); then a neuron a[d, i] is shared
+    # at k' iff i < k' and rank_b < k', i.e. max(i, rank_b) < k'.
+    rank_b = np.full((draws, width), k)
+    np.put_along_axis(rank_b, b, np.arange(k)[None, :].repeat(draws, 0), axis=1)
+    first_shared_at = np.maximum(np.arange(k)[None, :], np.take_along_axis(rank_b, a, axis=1))
+    counts = np.stack([(first_shared_at < kk).sum(axis=1) for kk in range(1, k + 1)], axis=1)
+    return counts.mean(axis=0) / np.arange(1, k + 1)
+
+
+def load_selections(probe_paths: Sequence[str | os.PathLike]) -> tuple[int, dict[str, dict[str, list[int]]]]:
+    """Read probe JSONs: the common width D and, per treebank (file stem), attribute -> selected neurons."""
+    width = None
+    selections: dict[str, dict[str, list[int]]] = {}
+    for path in probe_paths:
+        probe = read_json(path)
+        if "dimension" not in probe or "attributes" not in probe:
+            raise ValueError(f"{path}: probe result lacks 'dimension' or 'attributes'")
+        dimension = int(probe["dimension"])
+        if width is None:
+            width = dimension
+        elif dimension != width:
+            raise ValueError(f"{path}: dimension {dimension} differs from {width} of {probe_paths[0]}")
+        treebank = Path(path).stem
+        chosen = {}
+        for attribute, result in probe["attributes"].items():
+            neurons = [int(n) for n in result.get("selected", [])]
+            if len(set(neurons)) != len(neurons) or any(not 0 <= n < dimension for n in neurons):
+                raise ValueError(
+                    f"{path}: attribute '{attribute}': selected neurons repeat or are outside 0..{dimension - 1}"
+                )
+            if neurons:
+                chosen[attribute] = neurons
+        selections[treebank] = chosen
+    if width is None:
+        raise ValueError("no probe files given")
+    return width, selections
+
+
+def overlap_table(
+    selections: Mapping[str, Mapping[str, Sequence[int]]],
+    width: int,
+    k: int,
+    seed: int = 0,
+    random_draws: int = RANDOM_DRAWS,
+) -> pd.DataFrame:
+    """Overlap rows for every attribute, treebank pair (in input order) and k' <= k (see COLUMNS)."""
+    treebanks = list(selections)
+    attributes = sorted({a for chosen in selections.values() for a in chosen})
+    baseline = random_overlap_curve(width, k, random_draws, seed)
+    rows = []
+    for attribute in attributes:
+        having = [tb for tb in treebanks if attribute in selections[tb]]
+        for a, b in itertools.combinations(having, 2):
+            sa, sb = list(selections[a][attribute]), list(selections[b][attribute])
+            depth = min(k, len(sa), len(sb))
+            if depth < k:
+                log.warning("%s: %s/%s selected only %d of k=%d neurons", attribute, a, b, depth, k)
+            for kk in range(1, depth + 1):
+                shared = len(set(sa[:kk]) & set(sb[:kk]))
+                rows.append((attribute, a, b, kk, shared))
+    frame = pd.DataFrame(rows, columns=["attribute", "language_a", "language_b", "k", "shared"])
+    if frame.empty:  # no attribute kept in two treebanks: a valid, header-only table
+        return pd.DataFrame(columns=COLUMNS)
+    frame["overlap"] = frame["shared"] / frame["k"]
+    frame["chance"] = frame["k"] / width
+    frame["p_value"] = hypergeom_pvalue(frame["shared"].to_numpy(), width, frame["k"].to_numpy())
+    frame["p_holm"] = frame.groupby(["attribute", "k"])["p_value"].transform(holm)
+    frame["random_overlap"] = baseline[frame["k"].to_numpy() - 1]
+    return frame[COLUMNS]
+
+
+def compute_overlap(
+    probe_paths: Sequence[str | os.PathLike],
+    output: str | os.PathLike,
+    k: int,
+    seed: int = 0,
+    random_draws: int = RANDOM_DRAWS,
+) -> pd.DataFrame:
+    """Read one (model, step, layer)'s probe files and write its overlap TSV."""
+    width, selections = load_selections(probe_paths)
+    frame = overlap_table(selections, width, k, seed=seed, random_draws=random_draws)
+    log.info("%d treebanks, width %d: %d overlap rows", len(selections), width, len(frame))
+    write_tsv(output, frame)
+    return frame

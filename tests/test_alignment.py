@@ -1,0 +1,171 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from xlprobe.alignment import build_alignment, point_of, read_table, sort_points, write_alignment_table
+from xlprobe.io import write_tsv
+from xlprobe.overlap import COLUMNS
+
+
+def overlap_file(path, width, rows):
+    """rows: (attribute, a, b, k, shared, p_holm); the rest derived."""
+    frame = pd.DataFrame(rows, columns=["attribute", "language_a", "language_b", "k", "shared", "p_holm"])
+    frame["overlap"] = frame["shared"] / frame["k"]
+    frame["chance"] = frame["k"] / width
+    frame["p_value"] = frame["p_holm"]
+    frame["random_overlap"] = frame["chance"]
+    write_tsv(path, frame.reindex(columns=COLUMNS))
+    return path
+
+
+def transfer_file(path, rows):
+    write_tsv(path, pd.DataFrame(rows, columns=["language", "role", "metric", "value"]))
+    return path
+
+
+def similarity_file(path, rows):
+    write_tsv(path, pd.DataFrame(rows, columns=["source", "target", "layer", "pooling", "cosine", "pairs"]))
+    return path
+
+
+@pytest.fixture
+def results(tmp_path):
+    R = tmp_path
+    # Step 100: Number has 2 pairs at k=2 (shared 1 and 2), Case one pair (shared 0). Rows at k=1 are ignored.
+    o100 = overlap_file(
+        R / "overlap/m/100/layer4.tsv",
+        10,
+        [
+            ("Number", "xa", "xb", 1, 1, 0.5),
+            ("Number", "xa", "xb", 2, 1, 0.3),
+            ("Number", "xa", "xc", 1, 0, 1.0),
+            ("Number", "xa", "xc", 2, 2, 0.01),
+            ("Case", "xa", "xb", 1, 0, 1.0),
+            ("Case", "xa", "xb", 2, 0, 1.0),
+        ],
+    )
+    ofinal = overlap_file(
+        R / "overlap/m/final/layer4.tsv",
+        10,
+        [
+            ("Number", "xa", "xb", 2, 2, 0.01),
+            ("Number", "xa", "xc", 2, 2, 0.02),
+        ],
+    )
+    o20 = R / "overlap/m/20/layer4.tsv"
+    write_tsv(o20, pd.DataFrame(columns=COLUMNS))  # no attribute kept in two treebanks
+    transfer = [
+        transfer_file(
+            R / "transfer/m/100/pos.tsv",
+            [
+                ("xa", "source", "f1", 0.9),
+                ("xa", "source", "accuracy", 0.95),
+                ("xb", "target", "f1", 0.4),
+                ("xc", "target", "f1", 0.6),
+                ("xd", "target", "f1", 0.0),
+                ("xb", "target", "accuracy", 0.99),
+            ],
+        ),
+        transfer_file(
+            R / "transfer/m/100/xnli.tsv",
+            [("xb", "target", "accuracy", 0.5), ("xc", "target", "accuracy", 0.7)],
+        ),
+    ]
+    similarity = [
+        similarity_file(
+            R / "similarity/m/100.tsv",
+            [
+                ("xa", "xb", 4, "last", 0.8, 10),
+                ("xa", "xc", 4, "last", 0.6, 10),
+                ("xa", "xb", 3, "last", 0.0, 10),
+            ],
+        ),
+        similarity_file(
+            R / "similarity/m/final.tsv",
+            [
+                ("xa", "xb", 2, "last", 0.2, 10),
+                ("xa", "xb", 3, "last", 0.4, 10),
+                ("xa", "xc", 3, "last", 0.6, 10),
+            ],
+        ),
+    ]
+    return [ofinal, o100, o20], transfer, similarity
+
+
+def test_point_of_reads_the_layout():
+    assert point_of("R/overlap/demo-64/final/layer17.tsv", "overlap") == {
+        "model": "demo-64",
+        "step": "final",
+        "layer": 17,
+    }
+    assert point_of("R/transfer/m/1000/pos.tsv", "transfer") == {"model": "m", "step": 1000, "task": "pos"}
+    assert point_of("R/similarity/m/0.tsv", "similarity") == {"model": "m", "step": 0}
+    with pytest.raises(ValueError, match="layer<L>.tsv"):
+        point_of("R/overlap/m/0/l4.tsv", "overlap")
+
+
+def test_alignment_aggregates_by_hand(results):
+    overlap, transfer, similarity = results
+    alignment, attributes = build_alignment(
+        overlap, transfer, similarity, {"pos": ["xb", "xc"], "xnli": None}
+    )
+    assert alignment["step"].tolist() == [20, 100, "final"]  # numeric order, final last
+    assert alignment["final"].tolist() == [False, False, True]
+    row = alignment.set_index("step").loc[100]
+    # Number: mean(1/2, 2/2) = .75; Case: 0; macro mean .375; chance 2/10.
+    assert row["overlap"] == pytest.approx(0.375)
+    assert row["chance"] == pytest.approx(0.2)
+    assert row["overlap_minus_chance"] == pytest.approx(0.175)
+    assert row["overlap_over_chance"] == pytest.approx(0.375 / 0.2)
+    assert (row["n_pairs"], row["n_attributes"], row["width"], row["k"]) == (3, 2, 10, 2)
+    assert row["share_significant"] == pytest.approx((0.5 + 0.0) / 2)
+    assert row["transfer_pos"] == pytest.approx(0.5)  # f1 over the configured targets only
+    assert row["transfer_pos_source"] == pytest.approx(0.9)
+    assert row["transfer_pos_metric"] == "f1"
+    assert row["transfer_xnli"] == pytest.approx(0.6)  # all targets when none configured
+    assert row["similarity"] == pytest.approx(0.7) and row["similarity_layers"] == "4"
+    final = alignment.set_index("step").loc["final"]
+    assert final["similarity"] == pytest.approx((0.2 + 0.5) / 2) and final["similarity_layers"] == "all"
+    assert np.isnan(final["transfer_pos"])  # no transfer file for this point
+    empty = alignment.set_index("step").loc[20]
+    assert empty["n_pairs"] == 0 and np.isnan(empty["overlap"])
+    number = attributes[(attributes["step"] == 100) & (attributes["attribute"] == "Number")].iloc[0]
+    assert (number["overlap"], number["n_pairs"]) == (pytest.approx(0.75), 2)
+
+
+def test_alignment_files_round_trip(results, tmp_path):
+    overlap, transfer, similarity = results
+    write_alignment_table(
+        overlap, transfer, similarity, tmp_path / "a.tsv", tmp_path / "b.tsv", {"pos": ["xb"]}
+    )
+    table = read_table(tmp_path / "a.tsv")
+    assert table["step"].tolist() == [20, 100, "final"]
+    attributes = read_table(tmp_path / "b.tsv")
+    assert set(attributes["attribute"]) == {"Number", "Case"}
+
+
+def test_missing_target_language_names_file(results):
+    overlap, transfer, similarity = results
+    with pytest.raises(ValueError, match=r"pos.tsv: no 'f1' for configured target languages \['xz'\]"):
+        build_alignment(overlap, transfer, similarity, {"pos": ["xb", "xz"]})
+
+
+def test_bad_columns_name_file(results, tmp_path):
+    overlap, _, _ = results
+    bad = transfer_file(tmp_path / "transfer/m/100/pos.tsv", [("xb", "target", "f1", 0.1)])
+    pd.read_csv(bad, sep="\t").drop(columns="role").to_csv(bad, sep="\t", index=False)
+    with pytest.raises(ValueError, match=r"pos.tsv: missing columns \['role'\]"):
+        build_alignment(overlap, [bad])
+
+
+def test_sort_points_orders_models_then_steps():
+    frame = pd.DataFrame(
+        {"model": ["b", "a", "b", "a"], "step": ["final", 5, 10, "final"], "layer": [1, 1, 1, 1]}
+    )
+    ordered = sort_points(frame, ["b", "a"])
+    assert list(zip(ordered["model"], ordered["step"])) == [
+        ("b", 10),
+        ("b", "final"),
+        ("a", 5),
+        ("a", "final"),
+    ]

@@ -1,0 +1,137 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from xlprobe.io import read_tsv, write_json
+from xlprobe.overlap import (
+    COLUMNS,
+    compute_overlap,
+    holm,
+    hypergeom_pvalue,
+    overlap_table,
+    random_overlap_curve,
+)
+
+
+def tail_by_counting(shared, width, k):
+    """P(X >= shared) for X = |A ∩ B|, A, B random k-subsets of width, by counting subsets."""
+    total = math.comb(width, k)
+    return sum(math.comb(k, x) * math.comb(width - k, k - x) for x in range(shared, k + 1)) / total
+
+
+@pytest.mark.parametrize(
+    "shared,width,k", [(0, 20, 5), (1, 20, 5), (3, 20, 5), (5, 20, 5), (4, 1024, 50), (10, 2048, 50)]
+)
+def test_hypergeom_pvalue_matches_counting(shared, width, k):
+    assert hypergeom_pvalue(shared, width, k) == pytest.approx(
+        tail_by_counting(shared, width, k), rel=1e-9, abs=1e-300
+    )
+
+
+def test_holm_hand_computed():
+    # sorted: .005*4=.02, .01*3=.03, .03*2=.06, .04*1=.04 -> running max .02 .03 .06 .06
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert holm([0.2]) == pytest.approx([0.2])
+    assert holm([]).size == 0
+
+
+def test_overlap_table_on_hand_built_sets():
+    selections = {
+        "a": {"Number": [1, 2, 3, 4], "Case": [5, 6, 7, 8]},
+        "b": {"Number": [2, 1, 9, 8]},
+        "c": {"Number": [4, 0, 1, 2]},
+        "d": {},  # a treebank without any kept attribute
+    }
+    frame = overlap_table(selections, width=10, k=4, seed=0, random_draws=50)
+    assert list(frame.columns) == COLUMNS
+    assert set(frame["attribute"]) == {"Number"}  # Case is kept in one treebank only: no pair
+    ab = frame[(frame.language_a == "a") & (frame.language_b == "b")].set_index("k")
+    assert ab["shared"].tolist() == [0, 2, 2, 2]
+    assert ab["overlap"].tolist() == pytest.approx([0, 1, 2 / 3, 0.5])
+    assert ab["chance"].tolist() == pytest.approx([0.1, 0.2, 0.3, 0.4])
+    ac = frame[(frame.language_a == "a") & (frame.language_b == "c")].set_index("k")
+    assert ac["shared"].tolist() == [0, 0, 1, 3]
+    for kk, group in frame.groupby("k"):
+        assert group["p_value"].tolist() == pytest.approx(
+            [tail_by_counting(s, 10, kk) for s in group["shared"]]
+        )
+        assert group["p_holm"].tolist() == pytest.approx(holm(group["p_value"].to_numpy()).tolist())
+    assert set(zip(frame.language_a, frame.language_b)) == {("a", "b"), ("a", "c"), ("b", "c")}
+
+
+def test_random_baseline_is_seeded_and_near_chance():
+    curve = random_overlap_curve(width=100, k=20, draws=3000, seed=1)
+    assert np.array_equal(curve, random_overlap_curve(width=100, k=20, draws=3000, seed=1))
+    assert not np.array_equal(curve, random_overlap_curve(width=100, k=20, draws=3000, seed=2))
+    # Overlap at k' has mean k'/D and standard deviation sqrt(var(hypergeom))/k'.
+    chance = np.arange(1, 21) / 100
+    assert np.abs(curve - chance).max() < 0.01
+
+
+def test_random_baseline_counts_like_sets():
+    # Same draws as the function, counted with Python sets.
+    width, k, draws, seed = 12, 5, 7, 3
+    rng = np.random.default_rng(seed)
+    a = np.argsort(rng.random((draws, width)), axis=1)[:, :k]
+    b = np.argsort(rng.random((draws, width)), axis=1)[:, :k]
+    expected = [
+        np.mean([len(set(a[d, :kk]) & set(b[d, :kk])) / kk for d in range(draws)]) for kk in range(1, k + 1)
+    ]
+    assert random_overlap_curve(width, k, draws, seed) == pytest.approx(expected)
+
+
+def _probe(path, dimension, attributes):
+    write_json(
+        path,
+        {
+            "dimension": dimension,
+            "attributes": {
+                name: {"classes": ["x", "y"], "selected": neurons} for name, neurons in attributes.items()
+            },
+        },
+    )
+    return path
+
+
+def test_compute_overlap_writes_file(tmp_path):
+    probes = [
+        _probe(tmp_path / "xa.json", 16, {"Number": [0, 1, 2]}),
+        _probe(tmp_path / "xb.json", 16, {"Number": [1, 0, 5]}),
+        _probe(tmp_path / "xc.json", 16, {}),
+    ]
+    out = tmp_path / "overlap" / "layer4.tsv"
+    compute_overlap(probes, out, k=3, seed=0, random_draws=20)
+    frame = read_tsv(out)
+    assert frame[["language_a", "language_b"]].drop_duplicates().values.tolist() == [["xa", "xb"]]
+    assert frame["shared"].tolist() == [0, 2, 2]
+    assert frame["random_overlap"].notna().all()
+
+
+def test_compute_overlap_without_pairs_writes_header(tmp_path):
+    probes = [_probe(tmp_path / "xa.json", 8, {}), _probe(tmp_path / "xb.json", 8, {"Case": [1]})]
+    out = tmp_path / "layer1.tsv"
+    compute_overlap(probes, out, k=1)
+    assert out.read_text().strip().split("\t") == COLUMNS
+
+
+def test_compute_overlap_rejects_bad_probes(tmp_path):
+    good = _probe(tmp_path / "xa.json", 8, {"Case": [1]})
+    wider = _probe(tmp_path / "xb.json", 16, {"Case": [1]})
+    with pytest.raises(ValueError, match="xb.json: dimension 16 differs from 8"):
+        compute_overlap([good, wider], tmp_path / "o.tsv", k=1)
+    outside = _probe(tmp_path / "xc.json", 8, {"Case": [9]})
+    with pytest.raises(ValueError, match="xc.json: attribute 'Case'"):
+        compute_overlap([good, outside], tmp_path / "o.tsv", k=1)
+    write_json(tmp_path / "xd.json", {"attributes": {}})
+    with pytest.raises(ValueError, match="xd.json: probe result lacks 'dimension'"):
+        compute_overlap([good, tmp_path / "xd.json"], tmp_path / "o.tsv", k=1)
+    assert not (tmp_path / "o.tsv").exists()
+
+
+def test_short_selection_uses_available_depth():
+    frame = overlap_table({"a": {"N": [0, 1, 2]}, "b": {"N": [0]}}, width=5, k=3, random_draws=5)
+    assert frame["k"].tolist() == [1]
+    assert isinstance(frame, pd.DataFrame)
