@@ -1,0 +1,157 @@
+"""The latent-variable probe: scores against hand computations, the objective's gradients, training."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from xlprobe.probe import (
+    LatentSubsetProbe,
+    bernoulli_masks,
+    class_entropy_bits,
+    scores_from_logits,
+    subset_logits,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny tensors: extra threads only contend on a shared machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_class_entropy_by_hand():
+    assert class_entropy_bits(np.array([0, 0, 1, 1]), 2) == pytest.approx(1.0)
+    # 3/4 vs 1/4: 0.75 log2(4/3) + 0.25 log2(4) = 0.811278...
+    assert class_entropy_bits(np.array([0, 0, 0, 1]), 3) == pytest.approx(0.8112781244591328)
+
+
+def test_normalized_mi_by_hand():
+    labels = np.array([0, 0, 0, 1])
+    # Every row gives its true class probability 0.8: CE = -log2(0.8) bits.
+    logit = math.log(0.8 / 0.2)
+    logits = np.array([[logit, 0.0], [logit, 0.0], [logit, 0.0], [0.0, logit]])
+    scores = scores_from_logits(logits, labels, class_entropy_bits(labels, 2))
+    ce = -math.log2(0.8)
+    assert scores["cross_entropy"] == pytest.approx(ce)
+    assert scores["mi"] == pytest.approx(1 - ce / 0.8112781244591328)
+    assert scores["accuracy"] == 1.0
+
+
+def test_normalized_mi_against_numpy_on_random_logits():
+    rng = np.random.default_rng(0)
+    logits, labels = rng.normal(size=(50, 4)) * 3, rng.integers(0, 4, 50)
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    ce = -np.mean(np.log2(probs[np.arange(50), labels]))
+    freq = np.bincount(labels, minlength=4) / 50
+    h = -sum(p * math.log2(p) for p in freq if p > 0)
+    scores = scores_from_logits(logits, labels, class_entropy_bits(labels, 4))
+    assert scores["mi"] == pytest.approx(1 - ce / h, abs=1e-12)
+    assert scores["accuracy"] == pytest.approx(np.mean(probs.argmax(1) == labels))
+
+
+def test_subset_logits_equal_zeroing_the_other_inputs():
+    rng = np.random.default_rng(1)
+    weight, bias, X = rng.normal(size=(3, 6)), rng.normal(size=3), rng.normal(size=(5, 6))
+    masked = X * np.isin(np.arange(6), [1, 4])
+    np.testing.assert_allclose(subset_logits(weight, bias, X, [4, 1]), masked @ weight.T + bias)
+    np.testing.assert_allclose(subset_logits(weight, bias, X, []), np.tile(bias, (5, 1)))
+
+
+def test_bernoulli_masks_follow_their_probabilities():
+    keep = torch.tensor([0.0, 0.05, 0.5, 0.93, 1.0])
+    masks = bernoulli_masks(keep, (40000, 5), torch.Generator().manual_seed(0)).float().mean(0)
+    np.testing.assert_allclose(masks.numpy(), keep.numpy(), atol=0.01)
+    # Probabilities are resolved to 2^-16: a certain neuron is kept with probability 1 - 2^-16.
+    assert masks[0] == 0 and masks[-1] > 0.999
+
+
+def test_training_gradients_are_unbiased_for_the_objective():
+    """Many Monte-Carlo masks reproduce the exact gradient of E_q[CE] - H(q), enumerated over all masks."""
+    gen = torch.Generator().manual_seed(0)
+    dim, n_classes = 3, 2
+    x = torch.randn(6, dim, generator=gen)
+    y = torch.tensor([0, 1, 1, 0, 1, 0])
+    weight = torch.randn(n_classes, dim, generator=gen, requires_grad=True)
+    bias = torch.zeros(n_classes, requires_grad=True)
+    mask_logits = torch.tensor([0.3, -1.0, 1.5], requires_grad=True)
+
+    # Exact: sum over the 8 masks of q(m) * mean CE(m), minus the family's entropy.
+    keep = torch.sigmoid(mask_logits)
+    objective = 0.0
+    for bits in itertools.product([0.0, 1.0], repeat=dim):
+        m = torch.tensor(bits)
+        q = torch.prod(torch.where(m > 0, keep, 1 - keep))
+        objective = objective + q * F.cross_entropy((x * m) @ weight.T + bias, y)
+    entropy = -(keep * keep.log() + (1 - keep) * (1 - keep).log()).sum()
+    exact = torch.autograd.grad(objective - entropy, [weight, mask_logits])
+
+    probe = LatentSubsetProbe(mc_samples=20000)
+    loss = probe._training_loss(x, y, weight, bias, mask_logits, torch.Generator().manual_seed(1))
+    estimate = torch.autograd.grad(loss, [weight, mask_logits])
+    np.testing.assert_allclose(estimate[0].numpy(), exact[0].numpy(), atol=0.02)
+    np.testing.assert_allclose(estimate[1].numpy(), exact[1].numpy(), atol=0.03)
+
+
+def planted_data(seed, n=600, dim=8, informative=2):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    X = rng.normal(size=(n, dim)).astype(np.float32)
+    X[:, informative] += 2.5 * (y - 1)
+    return X, y
+
+
+def test_probe_learns_a_planted_neuron():
+    X, y = planted_data(0, n=400)
+    probe = LatentSubsetProbe(max_epochs=40, patience=10, seed=0, progress=False).fit(X, y)
+    test_X, test_y = planted_data(1)
+    alone, without = probe.score(test_X, test_y, [2]), probe.score(test_X, test_y, [0, 1, 3, 4, 5, 6, 7])
+    assert alone["accuracy"] > 0.75 and alone["mi"] > 0.4
+    assert without["mi"] < 0.05
+    assert probe.score(test_X, test_y)["mi"] == pytest.approx(
+        1
+        - scores_from_logits(
+            test_X.astype(np.float64) @ probe.weight_.T.astype(np.float64) + probe.bias_,
+            test_y,
+            class_entropy_bits(test_y, 3),
+        )["cross_entropy"]
+        / class_entropy_bits(test_y, 3)
+    )
+
+
+def test_same_seed_same_probe_other_seed_other_probe():
+    X, y = planted_data(2, n=300)
+    fit = lambda seed: LatentSubsetProbe(max_epochs=5, seed=seed, progress=False).fit(X, y)
+    a, b, c = fit(3), fit(3), fit(4)
+    np.testing.assert_array_equal(a.weight_, b.weight_)
+    np.testing.assert_array_equal(a.mask_logits_, b.mask_logits_)
+    assert a.history_ == b.history_
+    assert not np.array_equal(a.weight_, c.weight_)
+
+
+def test_restore_best_keeps_the_best_epoch_not_the_last():
+    X, y = planted_data(3, n=300)
+    args = {"max_epochs": 400, "patience": 3, "lr": 0.05, "seed": 5, "progress": False}
+    best = LatentSubsetProbe(restore_best=True, **args).fit(X, y)
+    last = LatentSubsetProbe(restore_best=False, **args).fit(X, y)
+    # Same seed, same trajectory: both stop after `patience` epochs without improvement.
+    assert best.stopped_early_ and best.epochs_ == last.epochs_ == best.best_epoch_ + 3
+    assert best.history_[best.best_epoch_ - 1] == min(best.history_)
+    assert not np.array_equal(best.weight_, last.weight_)
+
+
+def test_fit_rejects_bad_input():
+    with pytest.raises(ValueError, match="NaN"):
+        LatentSubsetProbe(progress=False).fit(np.array([[np.nan, 1.0]] * 20), np.array([0, 1] * 10))
+    with pytest.raises(ValueError, match="too few"):
+        LatentSubsetProbe(progress=False).fit(np.ones((1, 2)), np.array([0]))
+    with pytest.raises(RuntimeError, match="not fitted"):
+        LatentSubsetProbe().score(np.ones((3, 2)), np.array([0, 1, 0]))
