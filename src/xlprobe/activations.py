@@ -1,0 +1,312 @@
+"""Word representations: every configured layer from one batched forward pass, streamed to disk.
+
+Pooling modes:
+- `paper`: each word tokenized alone and the pieces concatenated, no BOS (what the released code
+  did, so the model sees the words glued together without spaces);
+- `natural`: the sentence with its spaces, words mapped to subwords by the fast tokenizer's offsets.
+A word's vector is the mean of its subwords' vectors. Layer L is `hidden_states[L-1]`
+(layer 1 is the embedding output).
+
+Batching is exact: sentences are right-padded and masked. Causal attention means that a real token
+never sees the padding after it, and BLOOM's ALiBi positions come from the mask's cumulative sum,
+so they equal the unpadded ones. The tests compare against one sentence at a time.
+
+Output: one float16 `.npy` per layer, row i = word table row i, written batch by batch with
+positioned writes into a pre-sized file (memory bounded by the batch, not the treebank), under a
+temporary name renamed at the end. Rows of skipped sentences stay zero.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from xlprobe.io import atomic_path, read_tsv, write_json
+from xlprobe.provenance import provenance
+
+log = logging.getLogger(__name__)
+
+POOLINGS = ("paper", "natural")
+
+
+@dataclass
+class Sentence:
+    id: Any
+    forms: list[str]
+    rows: np.ndarray  # word table row of each word, in word order
+
+
+@dataclass
+class Encoded:
+    """A sentence's subword ids and which subword belongs to which word (pairs; a subword may serve two)."""
+
+    ids: np.ndarray
+    token: np.ndarray  # subword position of each pair
+    word: np.ndarray  # word position of each pair
+
+
+# ----------------------------------------------------------------------------- word table
+def sentences_from_table(words: pd.DataFrame, source: str = "word table") -> list[Sentence]:
+    """Group word table rows by sentence_id (first-appearance order), words ordered by word_id."""
+    missing = {"sentence_id", "word_id", "form"} - set(words.columns)
+    if missing:
+        raise ValueError(f"{source}: missing column(s) {', '.join(sorted(missing))}")
+    empty = words["form"].isna() | (words["form"].astype(str) == "")
+    if empty.any():
+        row = int(np.flatnonzero(empty.to_numpy())[0])
+        raise ValueError(f"{source}: empty form in data row {row + 1} (sentence {words['sentence_id'].iloc[row]})")
+    # word_id may be "3-4" for a multiword token: order by its first number.
+    order_key = pd.to_numeric(words["word_id"].astype(str).str.extract(r"^(\d+)", expand=False))
+    if order_key.isna().any():
+        row = int(np.flatnonzero(order_key.isna().to_numpy())[0])
+        raise ValueError(f"{source}: word_id '{words['word_id'].iloc[row]}' in data row {row + 1} is not a number")
+    codes, ids = pd.factorize(words["sentence_id"], sort=False)  # first-appearance order
+    order = np.lexsort((order_key.to_numpy(), codes))  # stable: ties keep table order
+    bounds = np.flatnonzero(np.diff(codes[order])) + 1
+    forms = words["form"].astype(str).to_numpy()
+    sentences = [
+        Sentence(ids[codes[rows[0]]], forms[rows].tolist(), rows) for rows in np.split(order, bounds)
+    ]
+    return sentences
+
+
+# ----------------------------------------------------------------------------- tokenization
+def encode_paper(tokenizer, sentences: Sequence[Sentence]) -> list[Encoded]:
+    """Each word tokenized alone, pieces concatenated (no spaces, no BOS)."""
+    forms = [form for s in sentences for form in s.forms]
+    pieces = tokenizer(forms, add_special_tokens=False)["input_ids"] if forms else []
+    encoded, at = [], 0
+    for s in sentences:
+        words = pieces[at : at + len(s.forms)]
+        at += len(s.forms)
+        for position, word_pieces in enumerate(words):
+            if not word_pieces:
+                raise ValueError(f"sentence {s.id}: word {position + 1} '{s.forms[position]}' has no subwords")
+        counts = [len(p) for p in words]
+        ids = np.fromiter((t for p in words for t in p), dtype=np.int64, count=sum(counts))
+        word = np.repeat(np.arange(len(words)), counts)
+        encoded.append(Encoded(ids, np.arange(len(ids)), word))
+    return encoded
+
+
+def encode_natural(tokenizer, sentences: Sequence[Sentence]) -> list[Encoded]:
+    """The sentence with single spaces between words; subwords go to the words their offsets overlap."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError("natural pooling needs a fast tokenizer (character offsets)")
+    texts = [" ".join(s.forms) for s in sentences]
+    batch = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True) if texts else {
+        "input_ids": [], "offset_mapping": []}
+    encoded = []
+    for s, ids, offsets in zip(sentences, batch["input_ids"], batch["offset_mapping"]):
+        lengths = np.array([len(f) for f in s.forms])
+        starts = np.concatenate([[0], np.cumsum(lengths + 1)[:-1]])
+        ends = starts + lengths
+        spans = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+        t_start, t_end = spans[:, :1], spans[:, 1:]
+        # Subwords overlapping a word's characters; one that spells only a space (BPE may split
+        # "Ġ" off a word; its offsets are then empty or cover the space) belongs to no word.
+        overlap = (t_start < ends) & (t_end > starts)
+        token, word = np.nonzero(overlap)
+        covered = np.bincount(word, minlength=len(s.forms))
+        if (covered == 0).any():
+            position = int(np.flatnonzero(covered == 0)[0])
+            raise ValueError(f"sentence {s.id}: word {position + 1} '{s.forms[position]}' has no subwords")
+        encoded.append(Encoded(np.asarray(ids, dtype=np.int64), token, word))
+    return encoded
+
+
+def encode(tokenizer, sentences: Sequence[Sentence], pooling: str) -> list[Encoded]:
+    if pooling == "paper":
+        return encode_paper(tokenizer, sentences)
+    if pooling == "natural":
+        return encode_natural(tokenizer, sentences)
+    raise ValueError(f"activations.pooling: '{pooling}' is not one of {', '.join(POOLINGS)}")
+
+
+# ----------------------------------------------------------------------------- forward passes
+def check_layers(model, layers: Sequence[int]) -> list[int]:
+    """Layers as ints, each within 1..n_layers+1 (the number of hidden states)."""
+    n_states = model.config.num_hidden_layers + 1
+    bad = [layer for layer in layers if not 1 <= int(layer) <= n_states]
+    if bad:
+        raise ValueError(f"activations.layers: {bad} out of range; this model has layers 1..{n_states} "
+                         f"(layer L = hidden_states[L-1], layer 1 = embedding output)")
+    return [int(layer) for layer in layers]
+
+
+@torch.inference_mode()
+def word_vectors(
+    model,
+    encoded: Sequence[Encoded],
+    layers: Sequence[int],
+    batch_size: int,
+    *,
+    pad_id: int = 0,
+    progress: bool = True,
+) -> Iterator[tuple[list[int], dict[int, np.ndarray]]]:
+    """Yield (sentence indices, {layer: float32 [their words, D]}) batch by batch, longest sentences first.
+
+    Word rows come in the order of the yielded sentences, each sentence's words in order.
+    """
+    layers = check_layers(model, layers)
+    device = next(model.parameters()).device
+    # The base model: the LM head's logits (batch x length x vocabulary) are never needed.
+    body = model.base_model
+    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i].ids))
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    bar = tqdm(total=sum(len(encoded[i].word) for i in order), desc="subword pairs", unit="pair",
+               disable=not progress, mininterval=5)
+    for batch in batches:
+        width = max(len(encoded[i].ids) for i in batch)
+        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        flat_tokens, flat_words, n_words = [], [], 0
+        for b, i in enumerate(batch):
+            e = encoded[i]
+            ids[b, : len(e.ids)] = torch.from_numpy(e.ids)
+            mask[b, : len(e.ids)] = 1
+            flat_tokens.append(b * width + e.token)
+            flat_words.append(n_words + e.word)
+            n_words += int(e.word.max()) + 1
+        tokens = torch.from_numpy(np.concatenate(flat_tokens)).to(device)
+        words = torch.from_numpy(np.concatenate(flat_words)).to(device)
+        counts = torch.bincount(words, minlength=n_words).clamp(min=1).unsqueeze(1).float()
+        out = body(input_ids=ids.to(device), attention_mask=mask.to(device), output_hidden_states=True,
+                   use_cache=False)
+        pooled = {}
+        for layer in layers:
+            hidden = out.hidden_states[layer - 1].reshape(len(batch) * width, -1)
+            sums = torch.zeros((n_words, hidden.shape[1]), dtype=torch.float32, device=device)
+            sums.index_add_(0, words, hidden.index_select(0, tokens).float())
+            pooled[layer] = (sums / counts).cpu().numpy()
+        del out
+        bar.update(len(tokens))
+        yield batch, pooled
+    bar.close()
+
+
+# ----------------------------------------------------------------------------- storage
+class RowWriter:
+    """Rows of a float16 [rows, width] .npy written in place: header by open_memmap, rows by pwrite.
+
+    Writing through a memory map would keep every touched page resident (peak memory growing with
+    the treebank); positioned writes keep only the current batch in memory.
+    """
+
+    def __init__(self, path: Path, rows: int, width: int):
+        array = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(rows, width))
+        self.offset, self.width = array.offset, width
+        del array
+        self.fd = os.open(path, os.O_WRONLY)
+
+    def write(self, rows: np.ndarray, values: np.ndarray) -> None:
+        order = np.argsort(rows, kind="stable")
+        rows, values = rows[order], np.ascontiguousarray(values[order], dtype=np.float16)
+        # One write per run of consecutive rows (a sentence's words usually are one run).
+        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+        for start, stop in zip(np.concatenate([[0], breaks]), np.concatenate([breaks, [len(rows)]])):
+            data = values[start:stop].tobytes()
+            os.pwrite(self.fd, data, self.offset + int(rows[start]) * self.width * 2)
+
+    def close(self) -> None:
+        os.fsync(self.fd)
+        os.close(self.fd)
+
+
+def dump_word_activations(
+    model,
+    tokenizer,
+    words: pd.DataFrame,
+    layer_paths: Mapping[int, str | os.PathLike],
+    *,
+    pooling: str = "paper",
+    batch_size: int = 16,
+    max_subwords: int = 2048,
+    source: str = "word table",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Write one float16 .npy per layer, row-aligned with `words`; return the facts for meta.json."""
+    layers = check_layers(model, list(layer_paths))
+    sentences = sentences_from_table(words, source)
+    encoded = encode(tokenizer, sentences, pooling)
+    keep = [i for i, e in enumerate(encoded) if len(e.ids) < max_subwords]
+    skipped = [sentences[i].id for i, e in enumerate(encoded) if len(e.ids) >= max_subwords]
+    if skipped:
+        log.warning("%d sentences with >= %d subwords skipped (rows left zero)", len(skipped), max_subwords)
+    width = model.config.hidden_size
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    with contextlib.ExitStack() as stack:
+        temps = {layer: stack.enter_context(atomic_path(layer_paths[layer], suffix=".npy")) for layer in layers}
+        writers = {layer: RowWriter(temps[layer], len(words), width) for layer in layers}
+        try:
+            kept = [encoded[i] for i in keep]
+            for batch, pooled in word_vectors(model, kept, layers, batch_size, pad_id=pad_id, progress=progress):
+                rows = np.concatenate([sentences[keep[i]].rows for i in batch])
+                for layer, vectors in pooled.items():
+                    half = vectors.astype(np.float16)
+                    if not np.isfinite(half).all():
+                        bad = [sentences[keep[i]].id for i in batch]
+                        raise FloatingPointError(
+                            f"layer {layer}: NaN or inf (or beyond float16 range) in the batch of sentences {bad}")
+                    writers[layer].write(rows, half)
+        finally:
+            for writer in writers.values():
+                writer.close()
+    return {
+        "rows": len(words),
+        "width": width,
+        "layers": layers,
+        "pooling": pooling,
+        "dtype": "float16",
+        "compute_dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+        "sentences": len(sentences),
+        "subwords": int(sum(len(encoded[i].ids) for i in keep)),
+        "max_subwords": max_subwords,
+        "skipped_sentences": skipped,
+    }
+
+
+def dump_activations(
+    words_path: str | os.PathLike,
+    layer_paths: Mapping[int, str | os.PathLike],
+    meta_path: str | os.PathLike,
+    *,
+    model: Mapping[str, Any],
+    activations: Mapping[str, Any],
+    max_subwords: int = 2048,
+    cache_dir: str | os.PathLike | None = None,
+    demo_dir: str | os.PathLike = "resources/demo",
+) -> dict[str, Any]:
+    """The rule dump_activations: load the (model, step) checkpoint, dump every layer, write meta.json."""
+    from xlprobe.checkpoints import load_checkpoint, select_device
+
+    device = select_device(activations.get("device", "auto"))
+    net, tokenizer = load_checkpoint(dict(model), model["step"], demo_dir=demo_dir, cache_dir=cache_dir,
+                                     device=device, dtype=activations.get("dtype", "auto"))
+    words = read_tsv(words_path, dtype={"form": str})
+    meta = dump_word_activations(
+        net, tokenizer, words, {int(k): v for k, v in layer_paths.items()},
+        pooling=activations.get("pooling", "paper"),
+        batch_size=int(activations.get("batch_size", 16)),
+        max_subwords=max_subwords,
+        source=str(words_path),
+    )
+    meta.update(model=model["name"], step=str(model["step"]), device=str(device))
+    meta["provenance"] = provenance(
+        {"model": {k: v for k, v in model.items() if k != "pretrain"}, "activations": dict(activations),
+         "max_subwords": max_subwords},
+        words=str(words_path), outputs={str(k): str(v) for k, v in layer_paths.items()},
+    )
+    write_json(meta_path, meta)
+    return meta

@@ -1,0 +1,245 @@
+"""Which files a (model, step) of the config stands for, fetching them once, and loading them.
+
+Three sources (config `models.<name>.source`):
+- `hub`: a Hugging Face repo and a revision template, e.g. BLOOM's "global_step{step}" or Pythia's
+  "step{step}"; step `final` maps to the `final:` repo/revision (the released model).
+- `local`: a directory template, e.g. "ckpt/{step}"; `final` maps to `final: {path: ...}`.
+- `demo`: the demo's own checkpoints, `{demo_dir}/models/{model}/{step}`.
+
+Hub checkpoints are fetched once (rule download_checkpoint, on a host with internet) into the cache;
+loading looks in the cache first and never touches the network in offline mode (HF_HUB_OFFLINE=1).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from xlprobe.io import write_json
+from xlprobe.provenance import provenance
+
+log = logging.getLogger(__name__)
+
+# The small files a model or tokenizer needs besides its weights.
+_CONFIG_PATTERNS = ["*.json", "*.txt", "*.model", "*.tiktoken"]
+_TOKENIZER_PATTERNS = ["tokenizer*", "special_tokens_map.json", "config.json", "vocab*", "merges*", "*.model"]
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that the config names but that cannot be found or loaded."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A resolved (model, step): a hub repo + revision, or a local directory."""
+
+    model: str
+    step: str
+    source: str  # hub, local or demo
+    location: str  # repo id (hub) or directory (local, demo)
+    revision: str | None = None  # hub only
+    tokenizer: str | None = None  # repo id or directory; None = the checkpoint's own
+    tokenizer_revision: str | None = None
+
+    @property
+    def on_hub(self) -> bool:
+        return self.source == "hub"
+
+    def describe(self) -> str:
+        where = f"{self.location}@{self.revision}" if self.on_hub else self.location
+        return f"{self.model} step {self.step} ({where})"
+
+
+def resolve_checkpoint(model: dict[str, Any], step: int | str, demo_dir: str | os.PathLike = "resources/demo") -> Checkpoint:
+    """Map a model's config (with its `name`) and a step to a Checkpoint. Nothing is fetched."""
+    name = model.get("name", "?")
+    step = str(step)
+    source = model["source"]
+    key = f"models.{name}"
+    tokenizer = model.get("tokenizer")
+
+    if source == "demo":
+        if step == "final":
+            raise CheckpointError(f"{key}: demo models have no 'final' step; list a saved step")
+        return Checkpoint(name, step, "demo", str(Path(demo_dir, "models", name, step)))
+
+    if step == "final":
+        final = model.get("final")
+        if not final:
+            raise CheckpointError(f"{key}.final: step 'final' needs a final: {{repo, revision}} or {{path}}")
+        if source == "hub":
+            repo, revision = final.get("repo", model.get("repo")), final.get("revision", "main")
+            return Checkpoint(name, step, "hub", repo, revision, tokenizer, None)
+        return Checkpoint(name, step, "local", str(final["path"]), tokenizer=tokenizer)
+
+    if source == "hub":
+        template = model["revision"]
+        if "{step}" not in template:
+            raise CheckpointError(f"{key}.revision: '{template}' has no {{step}}; every step would be the same")
+        return Checkpoint(name, step, "hub", model["repo"], template.format(step=step), tokenizer, None)
+    if source == "local":
+        template = str(model["path"])
+        if "{step}" not in template:
+            raise CheckpointError(f"{key}.path: '{template}' has no {{step}}; every step would be the same")
+        return Checkpoint(name, step, "local", template.format(step=step), tokenizer=tokenizer)
+    raise CheckpointError(f"{key}.source: unknown source '{source}' (hub, local or demo)")
+
+
+# ----------------------------------------------------------------------------- hub cache
+def is_offline(offline: bool | None = None) -> bool:
+    """`offline` if given, else the HF_HUB_OFFLINE environment variable (read now, not at import)."""
+    if offline is not None:
+        return offline
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _weight_patterns(repo: str, revision: str) -> list[str]:
+    """safetensors if the revision has them, else PyTorch .bin files: never both (they are large)."""
+    from huggingface_hub import HfApi
+
+    files = HfApi().list_repo_files(repo, revision=revision)
+    if any(f.endswith(".safetensors") for f in files):
+        return ["*.safetensors"]
+    return ["*.bin"]
+
+
+def hub_snapshot(
+    repo: str,
+    revision: str,
+    cache_dir: str | os.PathLike | None = None,
+    offline: bool | None = None,
+    patterns: list[str] | None = None,
+) -> Path:
+    """The local folder of repo@revision: from the cache if there, else downloaded (unless offline).
+
+    `patterns` None means the model files (config, tokenizer, weights).
+    """
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    cache = str(cache_dir) if cache_dir else None
+    try:
+        return Path(snapshot_download(repo, revision=revision, cache_dir=cache, local_files_only=True))
+    except LocalEntryNotFoundError:
+        if is_offline(offline):
+            raise CheckpointError(
+                f"revision '{revision}' of repo '{repo}' is not in the cache "
+                f"({cache or 'default HF cache'}) and offline mode is on: run rule download_checkpoint "
+                f"on a host with internet, or check that the revision exists"
+            ) from None
+    try:
+        if patterns is None:
+            patterns = _CONFIG_PATTERNS + _weight_patterns(repo, revision)
+        return Path(snapshot_download(repo, revision=revision, cache_dir=cache, allow_patterns=patterns))
+    except RevisionNotFoundError:
+        raise CheckpointError(f"revision '{revision}' does not exist in repo '{repo}'") from None
+    except RepositoryNotFoundError:
+        raise CheckpointError(f"repo '{repo}' (revision '{revision}') not found or not accessible") from None
+
+
+def local_files(
+    checkpoint: Checkpoint, cache_dir: str | os.PathLike | None = None, offline: bool | None = None
+) -> tuple[Path, Path]:
+    """Folders holding the checkpoint's model files and its tokenizer files."""
+    if checkpoint.on_hub:
+        model_dir = hub_snapshot(checkpoint.location, checkpoint.revision, cache_dir, offline)
+    else:
+        model_dir = Path(checkpoint.location)
+        if not (model_dir / "config.json").is_file():
+            raise CheckpointError(f"{checkpoint.describe()}: no config.json in directory '{model_dir}'")
+    tokenizer = checkpoint.tokenizer
+    if tokenizer is None:
+        return model_dir, model_dir
+    if Path(tokenizer).is_dir():
+        return model_dir, Path(tokenizer)
+    tokenizer_dir = hub_snapshot(
+        tokenizer, checkpoint.tokenizer_revision or "main", cache_dir, offline, patterns=_TOKENIZER_PATTERNS
+    )
+    return model_dir, tokenizer_dir
+
+
+# ----------------------------------------------------------------------------- loading
+def select_device(spec: str | None = "auto") -> torch.device:
+    """`auto` is the first GPU where there is one, else the CPU."""
+    if spec in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(spec)
+
+
+def select_dtype(spec: str | None, device: torch.device) -> torch.dtype:
+    """`auto`: float32 on CPU (exact, and half precision is slow there), bfloat16 (or float16) on GPU."""
+    if spec in (None, "auto"):
+        if device.type != "cuda":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    dtypes = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+    if spec not in dtypes:
+        raise ValueError(f"activations.dtype: '{spec}' is not one of auto, {', '.join(dtypes)}")
+    return dtypes[spec]
+
+
+def load_checkpoint(
+    model: dict[str, Any],
+    step: int | str,
+    *,
+    demo_dir: str | os.PathLike = "resources/demo",
+    cache_dir: str | os.PathLike | None = None,
+    offline: bool | None = None,
+    device: str | torch.device | None = "cpu",
+    dtype: str | torch.dtype | None = "float32",
+    auto_class=None,
+    **model_kwargs: Any,
+):
+    """Load (model, tokenizer) of a config model at a step, in eval mode on `device`.
+
+    `auto_class` defaults to AutoModelForCausalLM; pass e.g. AutoModelForTokenClassification with
+    its `num_labels` in `model_kwargs` for fine-tuning.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    checkpoint = resolve_checkpoint(model, step, demo_dir)
+    model_dir, tokenizer_dir = local_files(checkpoint, cache_dir, offline)
+    device = device if isinstance(device, torch.device) else select_device(device)
+    if not isinstance(dtype, torch.dtype):
+        dtype = select_dtype(dtype, device)
+    auto_class = auto_class or AutoModelForCausalLM
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+        net = auto_class.from_pretrained(model_dir, dtype=dtype, **model_kwargs)
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"{checkpoint.describe()}: cannot load from '{model_dir}': {error}") from error
+    log.info("loaded %s from %s (%s, %s)", f"{checkpoint.model} step {checkpoint.step}", model_dir, device, dtype)
+    return net.to(device).eval(), tokenizer
+
+
+# ----------------------------------------------------------------------------- download rule
+def download(
+    model: dict[str, Any], step: int | str, marker: str | os.PathLike, cache_dir: str | os.PathLike | None = None
+) -> dict[str, Any]:
+    """Put a (model, step) into the cache and write the marker JSON (repo, revision, resolved commit)."""
+    checkpoint = resolve_checkpoint(model, step)
+    record: dict[str, Any] = {"model": checkpoint.model, "step": checkpoint.step, "source": checkpoint.source}
+    model_dir, tokenizer_dir = local_files(checkpoint, cache_dir, offline=None)
+    record["path"] = str(model_dir)
+    if checkpoint.on_hub:
+        # A snapshot folder is named by the commit the revision resolved to.
+        record.update(repo=checkpoint.location, revision=checkpoint.revision, commit=model_dir.name)
+    if checkpoint.tokenizer is not None:
+        record["tokenizer"] = {"name": checkpoint.tokenizer, "path": str(tokenizer_dir)}
+        if not Path(checkpoint.tokenizer).is_dir():
+            record["tokenizer"].update(revision=checkpoint.tokenizer_revision or "main", commit=tokenizer_dir.name)
+    record["provenance"] = provenance(
+        {k: v for k, v in model.items() if k != "pretrain"}, checkpoint=asdict(checkpoint), cache_dir=cache_dir
+    )
+    write_json(marker, record)
+    log.info("%s -> %s", checkpoint.describe(), model_dir)
+    return record

@@ -1,0 +1,215 @@
+import json
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from xlprobe.activations import (
+    dump_activations,
+    dump_word_activations,
+    encode,
+    sentences_from_table,
+    word_vectors,
+)
+from xlprobe.pretrain import init_model, train_tokenizer
+
+STEMS = ["kat", "doramil", "sup", "renutavi", "lor", "bikofen", "gur", "holjap", "x", "zyqwv"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny random BLOOM, its tokenizer, and a shuffled word table of sentences of many lengths."""
+    root = tmp_path_factory.mktemp("activations")
+    rng = random.Random(0)
+    text = root / "text.txt"
+    text.write_text("\n".join(" ".join(rng.choice(STEMS) + rng.choice(["a", "es", "un"]) for _ in range(6))
+                              for _ in range(300)))
+    tokenizer = train_tokenizer([text], root / "tokenizer", vocab_size=300)
+    model = init_model(tokenizer, hidden_size=32, n_layer=3, n_head=4, seed=0).eval()
+    rows = []
+    for s in range(23):
+        for w in range(rng.randint(1, 14)):
+            rows.append({"sentence_id": f"s{s}", "word_id": w + 1, "form": rng.choice(STEMS) + rng.choice(["a", "es", ""])})
+    # Rows out of order: the dump must follow the table's row order, not the sentence order.
+    words = pd.DataFrame(rows).sample(frac=1.0, random_state=1).reset_index(drop=True)
+    return root, tokenizer, model, words
+
+
+def one_at_a_time(model, tokenizer, words, layers, pooling):
+    """Reference: every sentence alone, no padding and no mask; {layer: vectors in word table row order}."""
+    out = {layer: np.zeros((len(words), model.config.hidden_size), dtype=np.float32) for layer in layers}
+    for sentence in sentences_from_table(words):
+        forms = sentence.forms
+        if pooling == "paper":
+            pieces = [tokenizer(form, add_special_tokens=False)["input_ids"] for form in forms]
+            ids = [t for p in pieces for t in p]
+            owner = [[i] for i, p in enumerate(pieces) for _ in p]
+        else:
+            text = " ".join(forms)
+            enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+            ids = enc["input_ids"]
+            starts = np.cumsum([0] + [len(f) + 1 for f in forms[:-1]])
+            owner = [[i for i, st in enumerate(starts) if a < st + len(forms[i]) and b > st]
+                     for a, b in enc["offset_mapping"]]
+        with torch.no_grad():
+            hidden_states = model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states
+        for i, row in enumerate(sentence.rows):
+            mine = [t for t, words_of_t in enumerate(owner) if i in words_of_t]
+            for layer in layers:
+                out[layer][row] = hidden_states[layer - 1][0][mine].mean(0).numpy()
+    return out
+
+
+def batched(model, tokenizer, words, layers, pooling, batch_size):
+    sentences = sentences_from_table(words)
+    encoded = encode(tokenizer, sentences, pooling)
+    out = {layer: np.zeros((len(words), model.config.hidden_size), dtype=np.float32) for layer in layers}
+    lengths = set()
+    for batch, pooled in word_vectors(model, encoded, layers, batch_size, progress=False):
+        rows = np.concatenate([sentences[i].rows for i in batch])
+        lengths.update(len(encoded[i].ids) for i in batch)
+        for layer in layers:
+            out[layer][rows] = pooled[layer]
+    return out, lengths
+
+
+@pytest.mark.parametrize("pooling", ["paper", "natural"])
+def test_batched_equals_one_sentence_at_a_time(tiny, pooling):
+    _, tokenizer, model, words = tiny
+    out, lengths = batched(model, tokenizer, words, [1, 2, 4], pooling, batch_size=5)
+    assert len(lengths) > 5  # padding really happens
+    reference = one_at_a_time(model, tokenizer, words, [1, 2, 4], pooling)
+    for layer in (1, 2, 4):
+        error = np.abs(out[layer] - reference[layer]).max() / np.abs(reference[layer]).max()
+        assert error < 1e-4, (layer, error)
+
+
+def test_paper_and_natural_pooling_differ_as_expected(tiny):
+    _, tokenizer, model, words = tiny
+    sentences = sentences_from_table(words)
+    paper = encode(tokenizer, sentences, "paper")
+    natural = encode(tokenizer, sentences, "natural")
+    long = next(i for i, s in enumerate(sentences) if len(s.forms) > 3)
+    forms = sentences[long].forms
+    assert list(paper[long].ids) == [t for f in forms for t in tokenizer(f, add_special_tokens=False)["input_ids"]]
+    assert list(natural[long].ids) == tokenizer(" ".join(forms), add_special_tokens=False)["input_ids"]
+    # Layer 1 is context free: a word's vectors agree exactly where its subwords agree. The first
+    # word (no space before it) is the same in both modes; a later word seen with its leading
+    # space ("Ġ...") in natural pooling differs.
+    paper_vectors, _ = batched(model, tokenizer, words, [1], "paper", 8)
+    natural_vectors, _ = batched(model, tokenizer, words, [1], "natural", 8)
+    differ = 0
+    for sentence, p, n in zip(sentences, paper, natural):
+        for w, row in enumerate(sentence.rows):
+            same = list(p.ids[p.token[p.word == w]]) == list(n.ids[n.token[n.word == w]])
+            close = np.allclose(paper_vectors[1][row], natural_vectors[1][row], rtol=1e-5, atol=1e-6)
+            assert same == close, (sentence.forms, w)
+            differ += not same
+        assert list(p.ids[p.token[p.word == 0]]) == list(n.ids[n.token[n.word == 0]])
+    assert differ > len(words) // 3
+
+
+def test_layer_convention(tiny):
+    """Layer 1 = embedding output (after BLOOM's embedding LayerNorm); layer 2 = output of block 0."""
+    _, tokenizer, model, words = tiny
+    sentences = sentences_from_table(words)
+    encoded = encode(tokenizer, sentences, "paper")
+    vectors, _ = batched(model, tokenizer, words, [1, 2], "paper", 4)
+    body = model.transformer
+    for sentence, enc in zip(sentences, encoded):
+        ids = torch.tensor(enc.ids)
+        with torch.no_grad():
+            embedded = body.word_embeddings_layernorm(body.word_embeddings(ids))
+        for w, row in enumerate(sentence.rows):
+            np.testing.assert_allclose(vectors[1][row], embedded[enc.token[enc.word == w]].mean(0).numpy(),
+                                       rtol=1e-5, atol=1e-5)
+    captured = {}
+    hook = body.h[0].register_forward_hook(lambda module, args, output: captured.update(out=output))
+    sentence, enc = sentences[0], encoded[0]
+    with torch.no_grad():
+        model(input_ids=torch.from_numpy(enc.ids)[None])
+    hook.remove()
+    block0 = captured["out"][0] if isinstance(captured["out"], tuple) else captured["out"]
+    for w, row in enumerate(sentence.rows):
+        np.testing.assert_allclose(vectors[2][row], block0[0][enc.token[enc.word == w]].mean(0).numpy(),
+                                   rtol=1e-4, atol=1e-5)
+
+
+def test_dump_files_row_aligned_float16_and_skips_long_sentences(tiny, tmp_path):
+    _, tokenizer, model, words = tiny
+    sentences = sentences_from_table(words)
+    lengths = {s.id: len(e.ids) for s, e in zip(sentences, encode(tokenizer, sentences, "paper"))}
+    limit = sorted(lengths.values())[-3]  # the longest sentences (>= limit) are skipped
+    skipped = {sid for sid, n in lengths.items() if n >= limit}
+    paths = {2: tmp_path / "layer2.npy", 4: tmp_path / "layer4.npy"}
+    meta = dump_word_activations(model, tokenizer, words, paths, pooling="paper", batch_size=4,
+                                 max_subwords=limit, progress=False)
+    assert set(meta["skipped_sentences"]) == skipped and skipped
+    assert (meta["rows"], meta["width"], meta["layers"], meta["dtype"]) == (len(words), 32, [2, 4], "float16")
+    skipped_rows = words["sentence_id"].isin(skipped).to_numpy()
+    references = one_at_a_time(model, tokenizer, words, list(paths), "paper")
+    for layer, path in paths.items():
+        array = np.load(path)
+        assert array.dtype == np.float16 and array.shape == (len(words), 32)
+        assert np.isfinite(array).all()
+        assert not array[skipped_rows].any()
+        assert (np.abs(array[~skipped_rows]).sum(1) > 0).all()
+        np.testing.assert_allclose(array[~skipped_rows].astype(np.float32), references[layer][~skipped_rows],
+                                   rtol=2e-3, atol=2e-3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["layer2.npy", "layer4.npy"]  # no temporary files
+
+
+def test_non_finite_activations_fail_and_leave_no_file(tiny, tmp_path):
+    _, tokenizer, _model, words = tiny
+    broken = init_model(tokenizer, hidden_size=32, n_layer=3, n_head=4, seed=0).eval()
+    with torch.no_grad():
+        broken.transformer.h[1].input_layernorm.weight[0] = float("nan")
+    with pytest.raises(FloatingPointError, match="layer 3: NaN or inf"):
+        dump_word_activations(broken, tokenizer, words, {3: tmp_path / "layer3.npy"}, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_input_fails_clearly(tiny, tmp_path):
+    _, tokenizer, model, words = tiny
+    with pytest.raises(ValueError, match="words.tsv: missing column.*form"):
+        sentences_from_table(words.drop(columns="form"), "words.tsv")
+    empty = words.copy()
+    empty.loc[3, "form"] = None
+    with pytest.raises(ValueError, match="words.tsv: empty form in data row 4"):
+        sentences_from_table(empty, "words.tsv")
+    with pytest.raises(ValueError, match=r"activations.layers: \[5\] out of range; this model has layers 1..4"):
+        dump_word_activations(model, tokenizer, words, {5: tmp_path / "l.npy"}, progress=False)
+    with pytest.raises(ValueError, match="activations.pooling: 'mean'"):
+        dump_word_activations(model, tokenizer, words, {2: tmp_path / "l.npy"}, pooling="mean", progress=False)
+
+
+def test_multiword_token_ids_order_words(tiny):
+    words = pd.DataFrame({"sentence_id": ["a", "a", "a", "b"], "word_id": ["3", "1-2", "4", "1"],
+                          "form": ["c", "ab", "d", "z"]})
+    sentences = sentences_from_table(words)
+    assert [s.forms for s in sentences] == [["ab", "c", "d"], ["z"]]
+    assert list(sentences[0].rows) == [1, 0, 2]
+
+
+def test_rule_entry_point_with_a_demo_checkpoint(tiny, tmp_path):
+    _, tokenizer, model, words = tiny
+    checkpoint = tmp_path / "demo" / "models" / "tiny" / "0"
+    model.save_pretrained(checkpoint)
+    tokenizer.save_pretrained(checkpoint)
+    words_path = tmp_path / "words.tsv"
+    words.to_csv(words_path, sep="\t", index=False)
+    out = tmp_path / "activations" / "tiny" / "0" / "xa"
+    meta = dump_activations(
+        words_path, {4: out / "layer4.npy"}, out / "meta.json",
+        model={"name": "tiny", "step": "0", "source": "demo", "steps": [0]},
+        activations={"layers": [4], "pooling": "natural", "batch_size": 8, "dtype": "auto", "device": "cpu"},
+        max_subwords=2048, demo_dir=tmp_path / "demo",
+    )
+    on_disk = json.loads((out / "meta.json").read_text())
+    assert on_disk["pooling"] == "natural" and on_disk["layers"] == [4] and on_disk["skipped_sentences"] == []
+    assert on_disk["provenance"]["config"]["activations"]["batch_size"] == 8
+    assert meta["compute_dtype"] == "float32"
+    reference = one_at_a_time(model, tokenizer, words, [4], "natural")[4]
+    np.testing.assert_allclose(np.load(out / "layer4.npy").astype(np.float32), reference, rtol=2e-3, atol=2e-3)

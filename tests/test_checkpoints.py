@@ -1,0 +1,179 @@
+import json
+from pathlib import Path
+
+import huggingface_hub
+import pytest
+import torch
+import yaml
+from huggingface_hub.errors import RevisionNotFoundError
+
+from xlprobe import checkpoints
+from xlprobe.checkpoints import (
+    CheckpointError,
+    download,
+    load_checkpoint,
+    resolve_checkpoint,
+    select_device,
+    select_dtype,
+)
+from xlprobe.pretrain import init_model, train_tokenizer
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+TOKENIZER_COMMIT = "fedcba9876543210fedcba9876543210fedcba98"
+
+
+def config_models(repo, name):
+    config = yaml.safe_load((repo / name).read_text())
+    return {model: {"name": model, **spec} for model, spec in config["models"].items()}
+
+
+# ----------------------------------------------------------------------------- resolution
+def test_paper_config_resolves_every_bloom_step(repo):
+    models = config_models(repo, "config.yaml")
+    ckpt = resolve_checkpoint(models["bloom-560m"], 1000)
+    assert (ckpt.source, ckpt.location, ckpt.revision) == ("hub", "bigscience/bloom-560m-intermediate", "global_step1000")
+    assert ckpt.tokenizer == "bigscience/bloom"
+    final = resolve_checkpoint(models["bloom-1b7"], "final")
+    assert (final.location, final.revision) == ("bigscience/bloom-1b7", "main")
+    for model in models.values():
+        for step in model["steps"]:
+            resolved = resolve_checkpoint(model, step)
+            expected = "main" if str(step) == "final" else f"global_step{step}"
+            assert resolved.revision == expected
+
+
+def test_pythia_example_resolves(repo):
+    models = config_models(repo, "config/pythia.yaml")
+    (model,) = models.values()
+    steps = [s for s in model["steps"] if str(s) != "final"]
+    assert steps
+    for step in steps:
+        ckpt = resolve_checkpoint(model, step)
+        assert (ckpt.location, ckpt.revision) == ("EleutherAI/pythia-160m", f"step{step}")
+    assert resolve_checkpoint(model, "final").revision == "main"
+
+
+def test_local_and_demo_resolution():
+    local = {"name": "mine", "source": "local", "path": "ckpt/{step}", "final": {"path": "ckpt/last"}, "steps": [5]}
+    assert resolve_checkpoint(local, 5).location == "ckpt/5"
+    assert resolve_checkpoint(local, "final").location == "ckpt/last"
+    demo = {"name": "demo-64", "source": "demo", "steps": [0]}
+    assert resolve_checkpoint(demo, 50, demo_dir="somewhere").location == str(Path("somewhere/models/demo-64/50"))
+
+
+def test_resolution_errors_name_the_key():
+    with pytest.raises(CheckpointError, match="demo models have no 'final'"):
+        resolve_checkpoint({"name": "d", "source": "demo", "steps": [0]}, "final")
+    with pytest.raises(CheckpointError, match=r"models\.b\.revision: 'main' has no \{step\}"):
+        resolve_checkpoint({"name": "b", "source": "hub", "repo": "x/y", "revision": "main"}, 10)
+    with pytest.raises(CheckpointError, match=r"models\.b\.final"):
+        resolve_checkpoint({"name": "b", "source": "hub", "repo": "x/y", "revision": "s{step}"}, "final")
+
+
+def test_device_and_dtype_selection():
+    assert select_dtype("auto", torch.device("cpu")) == torch.float32
+    assert select_dtype("bfloat16", torch.device("cpu")) == torch.bfloat16
+    if not torch.cuda.is_available():
+        assert select_device("auto").type == "cpu"
+    with pytest.raises(ValueError, match="activations.dtype: 'half'"):
+        select_dtype("half", torch.device("cpu"))
+
+
+# ----------------------------------------------------------------------------- a fake hub cache
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny model and its tokenizer saved as Hugging Face files."""
+    root = tmp_path_factory.mktemp("tiny")
+    text = root / "text.txt"
+    text.write_text("kata dora milo supa renu\ntavi lora biko kata\n" * 20)
+    tokenizer = train_tokenizer([text], root / "tokenizer", vocab_size=300)
+    model = init_model(tokenizer, hidden_size=16, n_layer=1, n_head=2, seed=1)
+    model.save_pretrained(root / "model")
+    tokenizer.save_pretrained(root / "model")
+    return root, model
+
+
+def put_in_cache(cache, repo_id, revision, commit, source_dir):
+    """Lay files out as huggingface_hub's cache does: refs/<revision> -> snapshots/<commit>/."""
+    repo_dir = Path(cache, "models--" + repo_id.replace("/", "--"))
+    (repo_dir / "refs").mkdir(parents=True, exist_ok=True)
+    (repo_dir / "refs" / revision).write_text(commit)
+    snapshot = repo_dir / "snapshots" / commit
+    snapshot.mkdir(parents=True, exist_ok=True)
+    for file in Path(source_dir).iterdir():
+        (snapshot / file.name).write_bytes(file.read_bytes())
+    return snapshot
+
+
+@pytest.fixture
+def cache(tmp_path, tiny):
+    root, _ = tiny
+    put_in_cache(tmp_path / "hf", "org/tiny-intermediate", "global_step7", COMMIT, root / "model")
+    put_in_cache(tmp_path / "hf", "org/tok", "main", TOKENIZER_COMMIT, root / "tokenizer")
+    return tmp_path / "hf"
+
+
+HUB_MODEL = {"name": "tiny", "source": "hub", "repo": "org/tiny-intermediate", "revision": "global_step{step}",
+             "tokenizer": "org/tok", "steps": [7]}
+
+
+def test_loads_from_the_cache_offline(cache, tiny, monkeypatch):
+    _, reference = tiny
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model, tokenizer = load_checkpoint(HUB_MODEL, 7, cache_dir=cache)
+    assert not model.training
+    for name, tensor in reference.state_dict().items():
+        assert torch.equal(model.state_dict()[name], tensor), name
+    assert tokenizer("kata dora")["input_ids"]
+
+
+def test_missing_revision_offline_names_repo_and_revision(cache, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(CheckpointError, match="revision 'global_step999' of repo 'org/tiny-intermediate'"):
+        load_checkpoint(HUB_MODEL, 999, cache_dir=cache)
+
+
+def test_missing_revision_online_names_repo_and_revision(cache, monkeypatch):
+    """The hub answering 'revision not found' (mocked: tests never use the network)."""
+    calls = []
+
+    def fake_snapshot_download(repo_id, *, revision, local_files_only=False, **kwargs):
+        calls.append((repo_id, revision, local_files_only))
+        if local_files_only:
+            raise huggingface_hub.errors.LocalEntryNotFoundError("not cached")
+        raise RevisionNotFoundError.__new__(RevisionNotFoundError)
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    monkeypatch.setattr(checkpoints, "_weight_patterns", lambda repo, revision: ["*.safetensors"])
+    with pytest.raises(CheckpointError, match="revision 'global_step999' does not exist in repo 'org/tiny-intermediate'"):
+        load_checkpoint(HUB_MODEL, 999, cache_dir=cache)
+    assert calls == [("org/tiny-intermediate", "global_step999", True), ("org/tiny-intermediate", "global_step999", False)]
+
+
+def test_download_writes_marker_with_resolved_commit(cache, tmp_path):
+    marker = tmp_path / "resources" / "checkpoints" / "tiny" / "7.json"
+    record = download(HUB_MODEL, 7, marker, cache_dir=cache)
+    on_disk = json.loads(marker.read_text())
+    assert on_disk["repo"] == "org/tiny-intermediate"
+    assert on_disk["revision"] == "global_step7"
+    assert on_disk["commit"] == COMMIT
+    assert on_disk["tokenizer"]["commit"] == TOKENIZER_COMMIT
+    assert "provenance" in on_disk and on_disk["provenance"]["libraries"]["torch"]
+    assert record["commit"] == COMMIT
+
+
+def test_local_and_demo_checkpoints_load(tiny, tmp_path):
+    root, reference = tiny
+    local = {"name": "tiny", "source": "local", "path": str(root / "{step}"), "steps": ["model"]}
+    model, _ = load_checkpoint(local, "model")
+    assert torch.equal(model.state_dict()["lm_head.weight"], reference.state_dict()["lm_head.weight"])
+    with pytest.raises(CheckpointError, match="no config.json in directory"):
+        load_checkpoint(local, "missing")
+    demo_dir = tmp_path / "demo"
+    put_dir = demo_dir / "models" / "tiny" / "0"
+    put_dir.mkdir(parents=True)
+    for file in (root / "model").iterdir():
+        (put_dir / file.name).write_bytes(file.read_bytes())
+    model, tokenizer = load_checkpoint({"name": "tiny", "source": "demo", "steps": [0]}, 0, demo_dir=demo_dir)
+    assert model.config.hidden_size == 16 and len(tokenizer) == model.config.vocab_size
