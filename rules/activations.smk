@@ -10,7 +10,7 @@ rule dump_activations:
         meta=f"{ACTIVATIONS}/meta.json",
     params:
         model=model_slice,
-        activations=config["activations"],
+        activations=canonical(config["activations"]),
         max_subwords=config["words"]["max_subwords"],
         cache_dir=config.get("hf_cache"),
         demo_dir=DEMO_DIR,

@@ -14,8 +14,8 @@ rule alignment_table:
         ),
         attributes=f"{RESULTS}/alignment_attributes.tsv",
     params:
-        analysis=config.get("analysis", {}),
-        tasks={name: task.get("targets") for name, task in config.get("transfer", {}).get("tasks", {}).items()},
+        analysis=canonical(config.get("analysis", {})),
+        tasks=canonical({name: task.get("targets") for name, task in config.get("transfer", {}).get("tasks", {}).items()}),
     log:
         f"{LOGS}/alignment_table.log",
     conda:
@@ -34,7 +34,7 @@ rule correlations:
             category="Tables",
         ),
     params:
-        analysis=config.get("analysis", {}),
+        analysis=canonical(config.get("analysis", {})),
         seed=config["seed"],
     log:
         f"{LOGS}/correlations.log",
@@ -62,7 +62,7 @@ rule plot_figures:
         ],
         pdf=[f"{RESULTS}/figures/{name}.pdf" for name in FIGURES],
     params:
-        analysis=config.get("analysis", {}),
+        analysis=canonical(config.get("analysis", {})),
     log:
         f"{LOGS}/plot_figures.log",
     conda:

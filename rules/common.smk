@@ -85,9 +85,22 @@ def checkpoint_input(wildcards):
     return CHECKPOINT_MARKER.format(model=wildcards.model, step=wildcards.step)
 
 
+def canonical(value):
+    """A config value with its dictionaries' keys sorted.
+
+    Snakemake compares params by their text, so reordering keys in a config must not rerun a job.
+    """
+    if isinstance(value, dict):
+        return {key: canonical(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(item) for item in value]
+    return value
+
+
 def model_slice(wildcards):
-    """The one model's config, and nothing else: editing another model reruns nothing here."""
-    return {"name": wildcards.model, "step": wildcards.step, **config["models"][wildcards.model]}
+    """One model's config at one step, without its step list: adding a step reruns nothing here."""
+    spec = {k: v for k, v in config["models"][wildcards.model].items() if k != "steps"}
+    return canonical({"name": wildcards.model, "step": wildcards.step, **spec})
 
 
 # ----------------------------------------------------------------------------- targets

@@ -12,10 +12,10 @@ if "demo" in config:
             ),
             summary=f"{DEMO_DIR}/demo_data.json",
         params:
-            demo=config["demo"],
+            demo=canonical(config["demo"]),
             seed=config["seed"],
             ud_root=config["ud_root"],
-            treebanks=config["treebanks"],
+            treebanks=canonical(config["treebanks"]),
         log:
             f"{LOGS}/generate_demo_data.log",
         conda:
@@ -37,8 +37,8 @@ rule build_word_table:
             labels={"treebank": "{treebank}"},
         ),
     params:
-        treebank=lambda wc: {"id": wc.treebank, **config["treebanks"][wc.treebank]},
-        words=config["words"],
+        treebank=lambda wc: canonical({"id": wc.treebank, **config["treebanks"][wc.treebank]}),
+        words=canonical(config["words"]),
         seed=config["seed"],
     log:
         f"{LOGS}/build_word_table/{{treebank}}.log",

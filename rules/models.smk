@@ -24,7 +24,7 @@ if DEMO_MODELS:
         output:
             directory(f"{DEMO_DIR}/models/{{model}}"),
         params:
-            pretrain=lambda wc: config["models"][wc.model]["pretrain"],
+            pretrain=lambda wc: canonical(config["models"][wc.model]["pretrain"]),
             seed=config["seed"],
         log:
             f"{LOGS}/pretrain_demo_model/{{model}}.log",

@@ -10,7 +10,7 @@ rule probe:
     output:
         PROBE,
     params:
-        probe=config["probe"],
+        probe=canonical(config["probe"]),
         seed=config["seed"],
     log:
         f"{LOGS}/probe/{{model}}/{{step}}/layer{{layer}}/{{treebank}}.log",

@@ -9,7 +9,7 @@ rule similarity:
         SIMILARITY,
     params:
         model=model_slice,
-        similarity=config.get("similarity", {}),
+        similarity=canonical(config.get("similarity", {})),
         cache_dir=config.get("hf_cache"),
         demo_dir=DEMO_DIR,
     log:

@@ -11,8 +11,8 @@ rule transfer:
         details=TRANSFER.removesuffix(".tsv") + ".json",
     params:
         model=model_slice,
-        task=lambda wc: {"name": wc.task, **config["transfer"]["tasks"][wc.task]},
-        transfer={k: v for k, v in config.get("transfer", {}).items() if k != "tasks"},
+        task=lambda wc: canonical({"name": wc.task, **config["transfer"]["tasks"][wc.task]}),
+        transfer=canonical({k: v for k, v in config.get("transfer", {}).items() if k != "tasks"}),
         seed=config["seed"],
         cache_dir=config.get("hf_cache"),
         demo_dir=DEMO_DIR,

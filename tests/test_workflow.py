@@ -90,6 +90,7 @@ def test_adding_a_step_schedules_only_that_step_and_the_aggregates(demo_run, tmp
     new_step = next(s for s in spec["pretrain"]["save_steps"] if s not in spec["steps"])
     spec["steps"] = sorted([*spec["steps"], new_step])
     configfile = tmp_path / "more-steps.yaml"
+    # safe_dump also sorts the keys: reordering a config must not rerun anything either.
     configfile.write_text(yaml.safe_dump(config))
     result = snakemake(workdir, "-n", configfile=configfile)
     assert result.returncode == 0, result.stderr[-3000:]
