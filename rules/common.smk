@@ -51,11 +51,11 @@ def attributes_path(treebank):
     return f"{RESULTS}/words/{treebank}.attributes.tsv"
 
 
-ACTIVATIONS = RESULTS + "/activations/{model}/{step}/{treebank}"
-PROBE = RESULTS + "/probes/{model}/{step}/layer{layer}/{treebank}.json"
-OVERLAP = RESULTS + "/overlap/{model}/{step}/layer{layer}.tsv"
-TRANSFER = RESULTS + "/transfer/{model}/{step}/{task}.tsv"
-SIMILARITY = RESULTS + "/similarity/{model}/{step}.tsv"
+ACTIVATIONS = f"{RESULTS}/activations/{{model}}/{{step}}/{{treebank}}"
+PROBE = f"{RESULTS}/probes/{{model}}/{{step}}/layer{{layer}}/{{treebank}}.json"
+OVERLAP = f"{RESULTS}/overlap/{{model}}/{{step}}/layer{{layer}}.tsv"
+TRANSFER = f"{RESULTS}/transfer/{{model}}/{{step}}/{{task}}.tsv"
+SIMILARITY = f"{RESULTS}/similarity/{{model}}/{{step}}.tsv"
 CHECKPOINT_MARKER = "resources/checkpoints/{model}/{step}.json"
 
 FIGURES = [

@@ -14,7 +14,8 @@ if "demo" in config:
         params:
             demo=canonical(config["demo"]),
             seed=config["seed"],
-            ud_root=config["ud_root"],
+            # ud_root/<folder>/<file>: derived from the outputs rather than repeated here
+            ud_root=lambda wildcards, output: str(Path(output.treebanks[0]).parents[1]),
             treebanks=canonical(config["treebanks"]),
         log:
             f"{LOGS}/generate_demo_data.log",

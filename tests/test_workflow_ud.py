@@ -1,0 +1,80 @@
+"""The workflow on real UD v2.1 treebanks (../shared/data/ud-2.1 as ud_root) with a tiny BLOOM model as
+the checkpoints, end to end. Skips where the shared data is absent."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from xlprobe.pretrain import init_model, train_tokenizer
+from xlprobe.wordtable import conllu_files
+
+REPO = Path(__file__).resolve().parents[1]
+TREEBANKS = {"mr": "UD_Marathi", "ta": "UD_Tamil", "vi": "UD_Vietnamese"}
+pytestmark = pytest.mark.slow
+
+
+def tiny_checkpoints(root: Path, ud_root: Path) -> str:
+    """Two 'steps' of a tiny BLOOM (different random weights) with a tokenizer trained on the treebanks."""
+    text = root / "text.txt"
+    lines = []
+    for folder in TREEBANKS.values():
+        for path in conllu_files([ud_root / folder]):
+            lines += [line[len("# text = "):] for line in Path(path).read_text().splitlines()
+                      if line.startswith("# text = ")]
+    text.write_text("\n".join(lines) + "\n")
+    tokenizer = train_tokenizer([text], root / "tokenizer", vocab_size=2000)
+    for step, seed in (("0", 0), ("1", 1)):
+        model = init_model(tokenizer, hidden_size=32, n_layer=2, n_head=2, seed=seed)
+        model.save_pretrained(root / step)
+        tokenizer.save_pretrained(root / step)
+    return str(root / "{step}")
+
+
+def test_workflow_runs_on_real_treebanks(shared_data, tmp_path):
+    ud_root = shared_data / "ud-2.1"
+    config = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+    del config["demo"], config["similarity"]
+    config.update(
+        results="results/ud",
+        ud_root=str(ud_root),
+        treebanks={tb: {"folder": folder, "language": tb} for tb, folder in TREEBANKS.items()},
+        models={"tiny": {"source": "local", "path": tiny_checkpoints(tmp_path / "ckpt", ud_root),
+                         "steps": [0, 1]}},
+    )
+    config["words"]["min_count"] = 10
+    config["transfer"]["tasks"] = {
+        "pos": {"type": "udpos", "format": "conllu", "source": "ta", "targets": ["mr", "vi"]}
+    }
+    configfile = tmp_path / "config.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
+         str(workdir), "--configfile", str(configfile), "--cores", "2"],
+        capture_output=True, text=True, timeout=1500,
+    )
+    assert done.returncode == 0, done.stderr[-5000:]
+
+    results = workdir / "results/ud"
+    for tb in TREEBANKS:
+        words = pd.read_csv(results / f"words/{tb}.tsv", sep="\t", keep_default_na=False)
+        assert set(words["split"]) == {"train", "dev", "test"}
+        probe = json.loads((results / f"probes/tiny/1/layer2/{tb}.json").read_text())
+        assert probe["dimension"] == 32
+        assert "Part of Speech" in probe["attributes"], tb
+        assert len(probe["attributes"]["Part of Speech"]["selected"]) == config["probe"]["k"]
+    overlap = pd.read_csv(results / "overlap/tiny/1/layer2.tsv", sep="\t")
+    assert {"mr", "ta", "vi"} >= set(overlap["language_a"]) | set(overlap["language_b"])
+    transfer = pd.read_csv(results / "transfer/tiny/1/pos.tsv", sep="\t")
+    assert set(transfer.loc[transfer["role"] == "target", "language"]) == {"mr", "vi"}
+    assert transfer["value"].between(0, 1).all()
+    alignment = pd.read_csv(results / "alignment.tsv", sep="\t")
+    assert len(alignment) == 2
