@@ -18,7 +18,8 @@ rule dump_activations:
         f"{LOGS}/dump_activations/{{model}}/{{step}}/{{treebank}}.log",
     benchmark:
         f"{BENCH}/dump_activations/{{model}}/{{step}}/{{treebank}}.tsv"
-    threads: 2
+    # The demo's tiny models run fastest single-threaded (two jobs at once on --cores 2).
+    threads: 1 if "demo" in config else 2
     resources:
         gpu=1,
         mem_mb=16000,

@@ -30,7 +30,9 @@ if DEMO_MODELS:
             f"{LOGS}/pretrain_demo_model/{{model}}.log",
         benchmark:
             f"{BENCH}/pretrain_demo_model/{{model}}.tsv"
-        threads: 2
+        # Both demo models train side by side, one core each; everything else waits on them.
+        threads: 1
+        priority: 50
         resources:
             mem_mb=4000,
         conda:
