@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.lines import Line2D
-from matplotlib.ticker import PercentFormatter
+from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from xlprobe.alignment import FINAL, point_of, read_table, step_key, step_value
 from xlprobe.correlation import MEASURES, correlation_targets
@@ -290,7 +290,9 @@ def plot_overlap_vs_transfer(
             ax.set_xlabel(MEASURE_LABELS.get(measure, measure))
             ax.set_ylabel(_target_label(alignment, target))
             if measure in PERCENT_MEASURES:
-                ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+                # few ticks: signed percentages of narrow ranges otherwise run into each other
+                ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
+                ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=1))
             ax.legend(loc="best", fontsize="small")
     fig.suptitle(f"Neuron overlap vs transfer across checkpoints (layer {layer}; ★ = final model)")
     fig.tight_layout()
