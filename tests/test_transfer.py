@@ -237,3 +237,18 @@ def test_workflow_stage_on_demo_layout_with_word_tables(tiny_model, shared_data,
     details = json.loads(out.with_suffix(".json").read_text())
     assert details["examples"] == {"train": 54, "source_dev": 6, "xb": 60}
     assert details["provenance"]["config"]["transfer"]["method"] == "frozen"
+
+
+def test_word_table_reader_orders_words_numerically_and_skips_multiword_tags(tmp_path):
+    from xlprobe.transfer.data import read_word_table as read_tagged
+
+    rows = ["sentence_id\tword_id\tform\tlemma\tupos\ttags\tsplit"]
+    forms = [f"w{i}" for i in range(1, 12)]
+    for i, form in reversed(list(enumerate(forms, 1))):
+        rows.append(f"0\t{i}\t{form}\t{form}\tNOUN\t_\ttrain")
+    rows.append("0\t12-13\tdu\tde+le\tADP+DET\t_\ttrain")
+    path = tmp_path / "words.tsv"
+    path.write_text("\n".join(rows) + "\n")
+    [(words, tags)] = read_tagged(path)
+    assert words == [*forms, "du"]
+    assert tags == ["NOUN"] * 11 + [None]

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.slow
 
 def tiny_checkpoints(root: Path, ud_root: Path) -> str:
     """Two 'steps' of a tiny BLOOM (different random weights) with a tokenizer trained on the treebanks."""
+    root.mkdir(parents=True)
     text = root / "text.txt"
     lines = []
     for folder in TREEBANKS.values():

@@ -68,9 +68,11 @@ def read_word_table(path: str | os.PathLike) -> list[TaggedSentence]:
         raise ValueError(f"{path}: word table lacks column(s) {', '.join(sorted(missing))}")
     sentences = []
     for _, rows in table.groupby("sentence_id", sort=False):
-        rows = rows.sort_values("word_id")
-        # An empty UPOS (a word the table could not tag) stays in the input but is not scored.
-        tags = [tag if isinstance(tag, str) and tag else None for tag in rows["upos"]]
+        # word_id is "7" or, for a multiword token, "7-8": order by the first word's number.
+        rows = rows.sort_values("word_id", key=lambda ids: ids.astype(str).str.split("-").str[0].astype(int))
+        # An empty UPOS (a word the table could not tag) and a multiword token's joined tags
+        # ("ADP+DET": one surface token, several syntactic words) stay in the input but are not scored.
+        tags = [tag if isinstance(tag, str) and tag and "+" not in tag else None for tag in rows["upos"]]
         sentences.append((rows["form"].fillna("").tolist(), tags))
     _check_tags(sentences, path)
     return sentences
