@@ -71,8 +71,11 @@ def test_workstation_profile_serializes_gpu_jobs_and_is_not_auto_loaded():
     assert profile["cores"] == 8
     assert profile["resources"] == {"gpu": 1}
     assert profile["use-conda"] is True
-    # Snakemake loads profiles/default/ (and only that) as the workflow profile without being asked
-    assert not (REPO / "profiles" / "default").exists()
+    # Snakemake loads profiles/default/ (and only that) as the workflow profile without being asked:
+    # it holds the rerun triggers only, nothing that picks an executor or resources
+    assert load(REPO / "profiles" / "default" / "config.yaml") == {
+        "rerun-triggers": ["mtime", "params", "input", "software-env"]
+    }
 
 
 # ------------------------------------------------------------------------------------ the cluster

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -79,6 +80,30 @@ def test_report_renders(demo_run):
 def test_nothing_left_to_do_after_a_run(demo_run):
     workdir, configfile, _ = demo_run
     result = snakemake(workdir, "-n", configfile=configfile)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert planned_jobs(result) == {}, result.stdout[-3000:]
+
+
+def test_changing_a_probe_setting_reruns_probes_and_what_follows_but_no_dump(demo_run, tmp_path):
+    workdir, _, config = demo_run
+    config["probe"]["patience"] = config["probe"].get("patience", 50) + 1
+    configfile = tmp_path / "probe-change.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    jobs = planned_jobs(snakemake(workdir, "-n", configfile=configfile))
+    n_points = sum(len(m["steps"]) for m in config["models"].values()) * len(config["activations"]["layers"])
+    assert jobs.get("probe") == n_points * len(config["treebanks"])
+    assert set(jobs) == {"probe", "compute_overlap", "alignment_table", "correlations", "plot_figures", "all"}
+
+
+def test_touching_a_workflow_script_reruns_nothing(demo_run):
+    workdir, configfile, _ = demo_run
+    script = REPO / "workflow" / "scripts" / "dump_activations.py"
+    before = script.stat()
+    try:
+        os.utime(script)  # what a git checkout does to the scripts
+        result = snakemake(workdir, "-n", configfile=configfile)
+    finally:
+        os.utime(script, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert result.returncode == 0, result.stderr[-3000:]
     assert planned_jobs(result) == {}, result.stdout[-3000:]
 
