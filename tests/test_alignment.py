@@ -169,3 +169,14 @@ def test_sort_points_orders_models_then_steps():
         ("a", 5),
         ("a", "final"),
     ]
+
+
+def test_similarity_uses_the_papers_last_token_pooling_only():
+    from xlprobe.alignment import similarity_score
+
+    frame = pd.DataFrame({
+        "source": ["en"] * 4, "target": ["fr"] * 4, "layer": [4, 4, 5, 5],
+        "pooling": ["mean", "last", "mean", "last"], "cosine": [0.1, 0.9, 0.2, 0.7], "pairs": [10] * 4,
+    })
+    assert similarity_score(frame, 4) == (0.9, "4")
+    assert similarity_score(frame, 17) == (pytest.approx(0.8), "all")

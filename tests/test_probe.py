@@ -19,14 +19,6 @@ from xlprobe.probe import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny tensors: extra threads only contend on a shared machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def test_class_entropy_by_hand():
     assert class_entropy_bits(np.array([0, 0, 1, 1]), 2) == pytest.approx(1.0)

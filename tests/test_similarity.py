@@ -16,13 +16,6 @@ from xlprobe.similarity import parallel_sentences, parallel_similarity, run_simi
 N_LAYER = 3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def tiny(shared_data, tmp_path_factory):

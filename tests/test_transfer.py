@@ -21,14 +21,6 @@ from xlprobe.transfer.train import IGNORE, encode
 FAST = {"method": "lora", "epochs": 1, "batch_size": 16, "lr": 1e-3, "max_length": 48, "device": "cpu"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, above all on a shared, busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def build_tiny_bloom(text_files: list[Path], out_dir: Path) -> Path:
     """A BLOOM-architecture model small enough to fine-tune in seconds, with its own BPE tokenizer."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import subprocess
@@ -86,6 +87,7 @@ def test_nothing_left_to_do_after_a_run(demo_run):
 
 def test_changing_a_probe_setting_reruns_probes_and_what_follows_but_no_dump(demo_run, tmp_path):
     workdir, _, config = demo_run
+    config = copy.deepcopy(config)
     config["probe"]["patience"] = config["probe"].get("patience", 50) + 1
     configfile = tmp_path / "probe-change.yaml"
     configfile.write_text(yaml.safe_dump(config))
@@ -110,6 +112,7 @@ def test_touching_a_workflow_script_reruns_nothing(demo_run):
 
 def test_adding_a_step_schedules_only_that_step_and_the_aggregates(demo_run, tmp_path):
     workdir, _, config = demo_run
+    config = copy.deepcopy(config)
     model = next(iter(config["models"]))
     spec = config["models"][model]
     new_step = next(s for s in spec["pretrain"]["save_steps"] if s not in spec["steps"])

@@ -25,22 +25,14 @@ import numpy as np
 import pandas as pd
 
 from xlprobe.io import read_tsv, write_tsv
+from xlprobe.overlap import COLUMNS as OVERLAP_FILE_COLUMNS
 
 log = logging.getLogger(__name__)
 
 FINAL = "final"
 MAIN_METRICS = ("f1", "accuracy")
-OVERLAP_COLUMNS = {
-    "attribute",
-    "language_a",
-    "language_b",
-    "k",
-    "shared",
-    "overlap",
-    "chance",
-    "p_value",
-    "p_holm",
-}
+# The overlap file's columns this stage reads (random_overlap is optional).
+OVERLAP_COLUMNS = set(OVERLAP_FILE_COLUMNS) - {"random_overlap"}
 TRANSFER_COLUMNS = {"language", "role", "metric", "value"}
 SIMILARITY_COLUMNS = {"source", "target", "layer", "pooling", "cosine", "pairs"}
 
@@ -180,12 +172,22 @@ def transfer_scores(
     }
 
 
+# The paper's sentence vector: the last token's hidden state.
+SIMILARITY_POOLING = "last"
+
+
+def one_pooling(frame: pd.DataFrame, pooling: str = SIMILARITY_POOLING) -> pd.DataFrame:
+    """The rows of one sentence pooling (the paper's, where present): cosines of two poolings never mix."""
+    poolings = list(dict.fromkeys(frame["pooling"]))
+    chosen = pooling if pooling in poolings else (poolings[0] if poolings else pooling)
+    if chosen != pooling:
+        log.warning("no '%s' pooling in a similarity file; using '%s'", pooling, chosen)
+    return frame[frame["pooling"] == chosen]
+
+
 def similarity_score(frame: pd.DataFrame, layer: int) -> tuple[float, str]:
     """Mean cosine over language pairs at `layer`, else over every measured layer; and which."""
-    poolings = list(dict.fromkeys(frame["pooling"]))
-    if len(poolings) > 1:
-        log.warning("several poolings %s in a similarity file; using '%s'", poolings, poolings[0])
-        frame = frame[frame["pooling"] == poolings[0]]
+    frame = one_pooling(frame)
     at_layer = frame[frame["layer"] == layer]
     if len(at_layer):
         return float(at_layer["cosine"].mean()), str(layer)
