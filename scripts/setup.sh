@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${XLPROBE_TORCH:-torch==2.13.0}
-if [ ! -x .venv/bin/python ]; then
-    "$PYTHON" -m venv .venv
+# A venv whose creation was interrupted has no activate script: make it anew.
+if [ ! -f .venv/bin/activate ]; then
+    "$PYTHON" -m venv --clear .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet "$TORCH_SPEC"
