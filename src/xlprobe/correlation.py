@@ -93,17 +93,9 @@ def correlate(x: Sequence[float], y: Sequence[float], resamples: int = 1000, see
     keep = ~(np.isnan(x) | np.isnan(y))
     x, y = x[keep], y[keep]
     result = {"n": len(x), "bootstrap": int(resamples), "bootstrap_valid": 0, "note": ""}
-    for name in (
-        "pearson_r",
-        "pearson_p",
-        "pearson_ci_low",
-        "pearson_ci_high",
-        "spearman_rho",
-        "spearman_p",
-        "spearman_ci_low",
-        "spearman_ci_high",
-    ):
-        result[name] = np.nan
+    for name in COLUMNS:
+        if name.startswith(("pearson_", "spearman_")):
+            result[name] = np.nan
     if len(x) < MIN_POINTS:
         result["note"] = f"fewer than {MIN_POINTS} points"
         return result
