@@ -1,4 +1,6 @@
 # Cheap aggregates over the whole grid: alignment table, correlations, figures, report.
+# Each table has a provenance sidecar; the figures have none (the report carries the provenance).
+from xlprobe.provenance import sidecar_path
 
 
 rule alignment_table:
@@ -13,6 +15,8 @@ rule alignment_table:
             category="Tables",
         ),
         attributes=f"{RESULTS}/alignment_attributes.tsv",
+        # Config slice, library versions and input files; checkpoints are in the inputs' sidecars.
+        provenance=[sidecar_path(f"{RESULTS}/{name}.tsv") for name in ("alignment", "alignment_attributes")],
     params:
         analysis=canonical(config.get("analysis", {})),
         tasks=canonical({name: task.get("targets") for name, task in config.get("transfer", {}).get("tasks", {}).items()}),
@@ -28,11 +32,12 @@ rule correlations:
     input:
         alignment=f"{RESULTS}/alignment.tsv",
     output:
-        report(
+        table=report(
             f"{RESULTS}/correlations.tsv",
             caption="../report/correlations.rst",
             category="Tables",
         ),
+        provenance=sidecar_path(f"{RESULTS}/correlations.tsv"),
     params:
         analysis=canonical(config.get("analysis", {})),
         seed=config["seed"],

@@ -1,11 +1,14 @@
 # Cross-lingual overlap of the top-k neuron sets, with chance level and hypergeometric significance.
+from xlprobe.provenance import sidecar_path
 
 
 rule compute_overlap:
     input:
         probes=lambda wc: probe_files(wc.model, wc.step, wc.layer),
     output:
-        OVERLAP,
+        table=OVERLAP,
+        # Config slice, library versions, probe files and their checkpoint (repo, revision, commit).
+        provenance=sidecar_path(OVERLAP),
     params:
         k=config["probe"]["k"],
         seed=config["seed"],

@@ -210,6 +210,7 @@ def test_rule_entry_point_with_a_demo_checkpoint(tiny, tmp_path):
     on_disk = json.loads((out / "meta.json").read_text())
     assert on_disk["pooling"] == "natural" and on_disk["layers"] == [4] and on_disk["skipped_sentences"] == []
     assert on_disk["provenance"]["config"]["activations"]["batch_size"] == 8
+    assert on_disk["provenance"]["checkpoint"] == {"model": "tiny", "step": "0", "source": "demo", "path": str(checkpoint)}
     assert meta["compute_dtype"] == "float32"
     reference = one_at_a_time(model, tokenizer, words, [4], "natural")[4]
     np.testing.assert_allclose(np.load(out / "layer4.npy").astype(np.float32), reference, rtol=2e-3, atol=2e-3)

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from xlprobe.alignment import build_alignment, point_of, read_table, sort_points, write_alignment_table
-from xlprobe.io import write_tsv
+from xlprobe.io import read_json, write_tsv
 from xlprobe.overlap import COLUMNS
 
 
@@ -142,6 +142,11 @@ def test_alignment_files_round_trip(results, tmp_path):
     assert table["step"].tolist() == [20, 100, "final"]
     attributes = read_table(tmp_path / "b.tsv")
     assert set(attributes["attribute"]) == {"Number", "Case"}
+    for name in ("a", "b"):
+        record = read_json(tmp_path / f"{name}.provenance.json")
+        assert record["inputs"] == {"overlap": [str(p) for p in overlap], "transfer": [str(p) for p in transfer],
+                                    "similarity": [str(p) for p in similarity]}
+        assert record["config"] == {"alpha": 0.05, "targets": {"pos": ["xb"]}}
 
 
 def test_missing_target_language_names_file(results):

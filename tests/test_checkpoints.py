@@ -10,6 +10,7 @@ from huggingface_hub.errors import RevisionNotFoundError
 from xlprobe import checkpoints
 from xlprobe.checkpoints import (
     CheckpointError,
+    checkpoint_record,
     download,
     load_checkpoint,
     resolve_checkpoint,
@@ -161,6 +162,36 @@ def test_download_writes_marker_with_resolved_commit(cache, tmp_path):
     assert on_disk["tokenizer"]["commit"] == TOKENIZER_COMMIT
     assert "provenance" in on_disk and on_disk["provenance"]["libraries"]["torch"]
     assert record["commit"] == COMMIT
+
+
+def test_hub_checkpoint_record_names_repo_revision_and_commit(cache, tiny, monkeypatch):
+    root, _ = tiny
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert checkpoint_record(HUB_MODEL, 7, cache_dir=cache) == {
+        "model": "tiny", "step": "7", "source": "hub",
+        "repo": "org/tiny-intermediate", "revision": "global_step7", "commit": COMMIT,
+        "tokenizer": {"repo": "org/tok", "revision": "main", "commit": TOKENIZER_COMMIT},
+    }
+    # The commit is the snapshot the revision resolves to now, not a constant.
+    other = "89abcdef" * 5
+    put_in_cache(cache, "org/tiny-intermediate", "global_step8", other, root / "model")
+    assert checkpoint_record(HUB_MODEL, 8, cache_dir=cache)["commit"] == other
+
+
+def test_local_and_demo_checkpoint_records_name_the_directory(tiny, tmp_path):
+    root, _ = tiny
+    local = {"name": "tiny", "source": "local", "path": str(root / "{step}"), "tokenizer": str(root / "tokenizer")}
+    assert checkpoint_record(local, "model") == {
+        "model": "tiny", "step": "model", "source": "local", "path": str(root / "model"),
+        "tokenizer": {"path": str(root / "tokenizer")},
+    }
+    with pytest.raises(CheckpointError, match="no config.json"):
+        checkpoint_record(local, "missing")
+    demo_dir = tmp_path / "demo"
+    (demo_dir / "models" / "tiny" / "3").mkdir(parents=True)
+    (demo_dir / "models" / "tiny" / "3" / "config.json").write_text("{}")
+    record = checkpoint_record({"name": "tiny", "source": "demo"}, 3, demo_dir=demo_dir)
+    assert record == {"model": "tiny", "step": "3", "source": "demo", "path": str(demo_dir / "models" / "tiny" / "3")}
 
 
 def test_local_and_demo_checkpoints_load(tiny, tmp_path):

@@ -4,7 +4,7 @@ import pytest
 from scipy import stats
 
 from xlprobe.correlation import MEASURES, bootstrap_ci, correlate, correlation_table, write_correlations
-from xlprobe.io import read_tsv, write_tsv
+from xlprobe.io import read_json, read_tsv, write_tsv
 
 X = [0.05, 0.11, 0.09, 0.20, 0.31, 0.28, 0.40]
 Y = [0.30, 0.35, 0.41, 0.39, 0.55, 0.60, 0.58]
@@ -108,6 +108,9 @@ def test_write_correlations_round_trip(tmp_path):
     first = (tmp_path / "c.tsv").read_text()
     write_correlations(tmp_path / "alignment.tsv", tmp_path / "c.tsv", resamples=50, seed=1)
     assert (tmp_path / "c.tsv").read_text() == first  # same seed, same file
+    record = read_json(tmp_path / "c.provenance.json")
+    assert record["inputs"] == {"alignment": str(tmp_path / "alignment.tsv")}
+    assert record["config"] == {"bootstrap": 50, "seed": 1}
     table = read_tsv(tmp_path / "c.tsv")
     excluded, included = table[table.finals == "excluded"], table[table.finals == "included"]
     assert (excluded["n"].to_numpy() < included["n"].to_numpy()).all()

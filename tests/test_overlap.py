@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xlprobe.io import read_tsv, write_json
+from xlprobe import overlap
+from xlprobe.io import read_json, read_tsv, write_json
 from xlprobe.overlap import (
     COLUMNS,
     compute_overlap,
@@ -83,7 +84,7 @@ def test_random_baseline_counts_like_sets():
     assert random_overlap_curve(width, k, draws, seed) == pytest.approx(expected)
 
 
-def _probe(path, dimension, attributes):
+def _probe(path, dimension, attributes, checkpoint=None):
     write_json(
         path,
         {
@@ -91,9 +92,39 @@ def _probe(path, dimension, attributes):
             "attributes": {
                 name: {"classes": ["x", "y"], "selected": neurons} for name, neurons in attributes.items()
             },
+            **({"provenance": {"checkpoint": checkpoint}} if checkpoint else {}),
         },
     )
     return path
+
+
+CHECKPOINT = {"model": "m", "step": "7", "source": "hub", "repo": "org/m", "revision": "s7", "commit": "e" * 40}
+
+
+def test_compute_overlap_writes_provenance_sidecar_before_the_table(tmp_path, monkeypatch):
+    probes = [_probe(tmp_path / f"{tb}.json", 8, {"Case": [1, 2]}, CHECKPOINT) for tb in ("xa", "xb")]
+    out = tmp_path / "overlap" / "m" / "7" / "layer2.tsv"
+    sidecar = tmp_path / "overlap" / "m" / "7" / "layer2.provenance.json"
+    real_write_tsv = overlap.write_tsv
+    seen = []
+
+    def write_tsv(path, frame):
+        seen.append(sidecar.exists())
+        real_write_tsv(path, frame)
+
+    monkeypatch.setattr(overlap, "write_tsv", write_tsv)
+    compute_overlap(probes, out, k=2, seed=3, random_draws=5)
+    assert seen == [True]  # a TSV that looks finished has its provenance
+    record = read_json(sidecar)
+    assert record["inputs"] == [str(p) for p in probes]
+    assert record["checkpoints"] == [CHECKPOINT]
+    assert record["config"] == {"k": 2, "seed": 3, "random_draws": 5}
+    assert record["libraries"]["scipy"]
+    # Probes from two different commits are both named.
+    other = {**CHECKPOINT, "commit": "f" * 40}
+    probes.append(_probe(tmp_path / "xc.json", 8, {"Case": [1, 3]}, other))
+    compute_overlap(probes, out, k=2, random_draws=5)
+    assert read_json(sidecar)["checkpoints"] == [CHECKPOINT, other]
 
 
 def test_compute_overlap_writes_file(tmp_path):

@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from xlprobe.cli import main
 from xlprobe.io import write_json, write_npy, write_tsv
@@ -23,6 +22,7 @@ PROBE = {
     "greedy": "vectorized",
     "restore_best": True,
 }
+CHECKPOINT = {"model": "m", "step": "800", "source": "hub", "repo": "org/m", "revision": "step800", "commit": "c" * 40}
 
 
 
@@ -72,7 +72,8 @@ def treebank(tmp_path):
     write_tsv(paths["words.tsv"], words)
     write_tsv(paths["attributes.tsv"], attributes)
     write_npy(paths["layer4.npy"], acts.astype(np.float16))
-    write_json(paths["meta.json"], {"rows": n, "width": DIM, "skipped_sentences": skipped})
+    write_json(paths["meta.json"], {"rows": n, "width": DIM, "skipped_sentences": skipped,
+                                    "provenance": {"checkpoint": CHECKPOINT, "libraries": {}}})
     return paths, words, skipped
 
 
@@ -98,6 +99,7 @@ def test_runner_probes_every_kept_attribute(treebank, tmp_path):
     assert result["dimension"] == DIM and result["k"] == 4
     assert (result["model"], result["layer"], result["treebank"]) == ("m", 4, "xa")
     assert "provenance" in result and result["provenance"]["config"]["probe"] == PROBE
+    assert result["provenance"]["checkpoint"] == CHECKPOINT  # from the activations' meta.json
     assert set(result["attributes"]) == {"Part of Speech", "Number"}  # Tense keeps one value only
 
     usable = words[~words["sentence_id"].isin(skipped)]

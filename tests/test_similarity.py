@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +122,11 @@ def test_stage_writes_demo_style_files(tiny, tmp_path):
     assert table["pairs"].tolist() == [3] * 4
     assert sorted(table["layer"].unique()) == [1, 4]
     assert table["cosine"].between(-1, 1).all()
+    record = json.loads((tmp_path / "similarity" / "tiny" / "7.provenance.json").read_text())
+    assert record["checkpoint"] == {"model": "tiny", "step": "7", "source": "demo",
+                                    "path": str(demo / "models" / "tiny" / "7")}
+    assert record["inputs"] == {lang: str(demo / "parallel" / f"{lang}.txt") for lang in ("xa", "xb")}
+    assert record["config"]["similarity"] == settings
     with pytest.raises(ValueError, match=r"similarity\.layers: \[9\]"):
         run_similarity({"name": "tiny", "source": "demo", "steps": [7]}, 7, {**settings, "layers": [9]}, out,
                        demo_dir=demo)

@@ -184,6 +184,8 @@ def test_xnli_end_to_end(tiny_model, shared_data, tmp_path):
     best = max(h["dev_accuracy"] for h in details["history"])
     assert written.loc[written["language"] == "en", "value"].item() == pytest.approx(best)
     assert details["provenance"]["config"]["task"]["name"] == "xnli"
+    # A bare directory, not a config checkpoint: the record names the directory.
+    assert details["provenance"]["checkpoint"]["path"] == str(tiny_model)
 
 
 def test_udpos_end_to_end(tiny_model, shared_data, tmp_path):
@@ -229,6 +231,8 @@ def test_workflow_stage_on_demo_layout_with_word_tables(tiny_model, shared_data,
     details = json.loads(out.with_suffix(".json").read_text())
     assert details["examples"] == {"train": 54, "source_dev": 6, "xb": 60}
     assert details["provenance"]["config"]["transfer"]["method"] == "frozen"
+    assert details["provenance"]["checkpoint"] == {"model": "tiny", "step": "50", "source": "demo",
+                                                   "path": str(demo / "models" / "tiny" / "50")}
 
 
 def test_word_table_reader_orders_words_numerically_and_skips_multiword_tags(tmp_path):

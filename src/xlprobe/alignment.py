@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from xlprobe.io import read_tsv, write_tsv
+from xlprobe.io import read_tsv, write_json, write_tsv
 from xlprobe.overlap import COLUMNS as OVERLAP_FILE_COLUMNS
+from xlprobe.provenance import provenance, sidecar_path
 
 log = logging.getLogger(__name__)
 
@@ -275,9 +276,21 @@ def write_alignment_table(
     targets: Mapping[str, Sequence[str] | None] | None = None,
     alpha: float = 0.05,
 ) -> pd.DataFrame:
-    """Build the alignment tables and write both TSVs."""
+    """Build the alignment tables and write both TSVs, each with its provenance sidecar.
+
+    The sidecars list the input files; the checkpoints are in the inputs' own sidecars.
+    """
+    overlap_paths, transfer_paths, similarity_paths = (
+        [str(p) for p in paths] for paths in (overlap_paths, transfer_paths, similarity_paths)
+    )
     alignment, attributes = build_alignment(overlap_paths, transfer_paths, similarity_paths, targets, alpha)
     log.info("alignment table: %d points, %d attribute rows", len(alignment), len(attributes))
+    record = provenance(
+        {"alpha": alpha, "targets": dict(targets or {})},
+        inputs={"overlap": overlap_paths, "transfer": transfer_paths, "similarity": similarity_paths},
+    )
+    for out in (alignment_out, attributes_out):
+        write_json(sidecar_path(out), record)
     write_tsv(alignment_out, alignment)
     write_tsv(attributes_out, attributes)
     return alignment

@@ -54,6 +54,26 @@ class Checkpoint:
         where = f"{self.location}@{self.revision}" if self.on_hub else self.location
         return f"{self.model} step {self.step} ({where})"
 
+    def record(self, model_dir: Path, tokenizer_dir: Path) -> dict[str, Any]:
+        """What a result file records of the weights it came from, once `local_files` found them.
+
+        Hub: repo, revision and the commit it resolved to (a snapshot folder is named by its commit;
+        a revision such as `main` moves, the commit does not). Local and demo: the directory.
+        The tokenizer likewise, where it comes from elsewhere.
+        """
+        record: dict[str, Any] = {"model": self.model, "step": self.step, "source": self.source}
+        if self.on_hub:
+            record.update(repo=self.location, revision=self.revision, commit=Path(model_dir).name)
+        else:
+            record["path"] = str(model_dir)
+        if self.tokenizer is not None:
+            if Path(self.tokenizer).is_dir():
+                record["tokenizer"] = {"path": str(tokenizer_dir)}
+            else:
+                record["tokenizer"] = {"repo": self.tokenizer, "revision": self.tokenizer_revision or "main",
+                                       "commit": Path(tokenizer_dir).name}
+        return record
+
 
 def resolve_checkpoint(model: dict[str, Any], step: int | str, demo_dir: str | os.PathLike = "resources/demo") -> Checkpoint:
     """Map a model's config (with its `name`) and a step to a Checkpoint. Nothing is fetched."""
@@ -167,6 +187,19 @@ def local_files(
     return model_dir, tokenizer_dir
 
 
+def checkpoint_record(
+    model: dict[str, Any],
+    step: int | str,
+    *,
+    demo_dir: str | os.PathLike = "resources/demo",
+    cache_dir: str | os.PathLike | None = None,
+    offline: bool | None = None,
+) -> dict[str, Any]:
+    """`Checkpoint.record` of a config model at a step: the files `load_checkpoint` loads."""
+    checkpoint = resolve_checkpoint(model, step, demo_dir)
+    return checkpoint.record(*local_files(checkpoint, cache_dir, offline))
+
+
 # ----------------------------------------------------------------------------- loading
 def select_device(spec: str | None = "auto") -> torch.device:
     """`auto` is the first GPU where there is one, else the CPU."""
@@ -202,7 +235,7 @@ def load_checkpoint(
     """Load (model, tokenizer) of a config model at a step, in eval mode on `device`.
 
     `auto_class` defaults to AutoModelForCausalLM; pass e.g. AutoModelForTokenClassification with
-    its `num_labels` in `model_kwargs` for fine-tuning.
+    its `num_labels` in `model_kwargs` for fine-tuning. `checkpoint_record` names the files loaded.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -227,16 +260,9 @@ def download(
 ) -> dict[str, Any]:
     """Put a (model, step) into the cache and write the marker JSON (repo, revision, resolved commit)."""
     checkpoint = resolve_checkpoint(model, step)
-    record: dict[str, Any] = {"model": checkpoint.model, "step": checkpoint.step, "source": checkpoint.source}
     model_dir, tokenizer_dir = local_files(checkpoint, cache_dir, offline=None)
-    record["path"] = str(model_dir)
-    if checkpoint.on_hub:
-        # A snapshot folder is named by the commit the revision resolved to.
-        record.update(repo=checkpoint.location, revision=checkpoint.revision, commit=model_dir.name)
-    if checkpoint.tokenizer is not None:
-        record["tokenizer"] = {"name": checkpoint.tokenizer, "path": str(tokenizer_dir)}
-        if not Path(checkpoint.tokenizer).is_dir():
-            record["tokenizer"].update(revision=checkpoint.tokenizer_revision or "main", commit=tokenizer_dir.name)
+    # The cache folder too: where the rule put the files on this host.
+    record = {**checkpoint.record(model_dir, tokenizer_dir), "path": str(model_dir)}
     record["provenance"] = provenance(
         {k: v for k, v in model.items() if k != "pretrain"}, checkpoint=asdict(checkpoint), cache_dir=cache_dir
     )

@@ -19,7 +19,8 @@ import pandas as pd
 from scipy import stats
 
 from xlprobe.alignment import read_table
-from xlprobe.io import write_tsv
+from xlprobe.io import write_json, write_tsv
+from xlprobe.provenance import provenance, sidecar_path
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ def correlation_table(
 def write_correlations(
     alignment_path: str | os.PathLike, output: str | os.PathLike, resamples: int = 1000, seed: int = 0
 ) -> pd.DataFrame:
-    """Read alignment.tsv, write correlations.tsv."""
+    """Read alignment.tsv, write correlations.tsv and its provenance sidecar."""
     alignment = read_table(alignment_path)
     table = correlation_table(alignment, resamples=resamples, seed=seed)
     log.info(
@@ -176,6 +177,10 @@ def write_correlations(
         len(table),
         int(table["note"].str.startswith("fewer").sum()),
         MIN_POINTS,
+    )
+    write_json(
+        sidecar_path(output),
+        provenance({"bootstrap": resamples, "seed": seed}, inputs={"alignment": str(alignment_path)}),
     )
     write_tsv(output, table)
     return table

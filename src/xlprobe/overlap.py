@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import hypergeom
 
-from xlprobe.io import read_json, write_tsv
+from xlprobe.io import read_json, write_json, write_tsv
+from xlprobe.provenance import checkpoints_of, provenance, sidecar_path
 
 log = logging.getLogger(__name__)
 
@@ -146,9 +147,24 @@ def compute_overlap(
     seed: int = 0,
     random_draws: int = RANDOM_DRAWS,
 ) -> pd.DataFrame:
-    """Read one (model, step, layer)'s probe files and write its overlap TSV."""
+    """Read one (model, step, layer)'s probe files and write its overlap TSV and provenance sidecar.
+
+    The sidecar (`sidecar_path(output)`) names the probe files and the checkpoint records their
+    provenance carries.
+    """
     width, selections = load_selections(probe_paths)
     frame = overlap_table(selections, width, k, seed=seed, random_draws=random_draws)
     log.info("%d treebanks, width %d: %d overlap rows", len(selections), width, len(frame))
+    checkpoints = checkpoints_of(probe_paths)
+    if len(checkpoints) > 1:
+        log.warning("the probe files come from %d different checkpoints: %s", len(checkpoints), checkpoints)
+    write_json(
+        sidecar_path(output),
+        provenance(
+            {"k": k, "seed": seed, "random_draws": random_draws},
+            inputs=[str(path) for path in probe_paths],
+            checkpoints=checkpoints,
+        ),
+    )
     write_tsv(output, frame)
     return frame

@@ -187,6 +187,8 @@ def probe_treebank(
                 "activations": str(activations_path),
                 "meta": str(meta_path),
             },
+            # The weights behind the activations, as their dump recorded them.
+            checkpoint=(meta.get("provenance") or {}).get("checkpoint"),
             threads=threads,
         ),
     }

@@ -1,12 +1,22 @@
-"""What every result file records about how it was made."""
+"""What every result file records about how it was made.
+
+JSON results carry a `provenance` key; a TSV result has a JSON sidecar beside it, so that the TSV
+keeps the columns of the contract in docs/files.md: `<name>.provenance.json` (`sidecar_path`), or
+for transfer the `<task>.json` that also holds the training history.
+"""
 
 from __future__ import annotations
 
 import datetime as _dt
 import importlib.metadata
+import json
+import os
 import platform
 import socket
+from collections.abc import Iterable
 from typing import Any
+
+from xlprobe.io import read_json
 
 _LIBRARIES = ("xlprobe", "torch", "transformers", "tokenizers", "peft", "numpy", "scipy", "pandas", "conllu")
 
@@ -22,12 +32,41 @@ def library_versions() -> dict[str, str]:
 
 
 def provenance(config_slice: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
-    """A JSON-able record: the given fields, the config slice used, library versions, host and time."""
+    """A JSON-able record: the given fields, the config slice used, library versions, host and time.
+
+    On a SLURM cluster it also names the job (`slurm_job_id`), whose log and accounting then explain
+    the file.
+    """
     record: dict[str, Any] = dict(fields)
     if config_slice is not None:
         record["config"] = config_slice
     record["libraries"] = library_versions()
     record["python"] = platform.python_version()
     record["host"] = socket.gethostname()
+    if os.environ.get("SLURM_JOB_ID"):
+        record["slurm_job_id"] = os.environ["SLURM_JOB_ID"]
     record["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     return record
+
+
+def sidecar_path(table: str | os.PathLike) -> str:
+    """Where a TSV result's provenance goes: `x/layer2.tsv` -> `x/layer2.provenance.json`.
+
+    Rules declare it with this function too (a string: it may hold {wildcards}). Writers write it
+    before the TSV, so that a TSV that looks finished always has its provenance.
+    """
+    return str(table).removesuffix(".tsv") + ".provenance.json"
+
+
+def checkpoints_of(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
+    """The distinct `provenance.checkpoint` records of JSON results, in first-seen order.
+
+    One (model, step) has one record; two mean that its inputs came from different weights
+    (e.g. a moving revision such as `main` re-downloaded between jobs).
+    """
+    seen: dict[str, dict[str, Any]] = {}
+    for path in paths:
+        record = (read_json(path).get("provenance") or {}).get("checkpoint")
+        if record is not None:
+            seen.setdefault(json.dumps(record, sort_keys=True), record)
+    return list(seen.values())

@@ -25,8 +25,8 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from xlprobe.io import read_tsv, write_tsv
-from xlprobe.provenance import provenance
+from xlprobe.io import read_tsv, write_json, write_tsv
+from xlprobe.provenance import provenance, sidecar_path
 
 log = logging.getLogger(__name__)
 
@@ -195,9 +195,10 @@ def run_similarity(
 
     `settings` is the config's `similarity:` section. Text comes from `files`, else from the `hub`
     translation dataset (OPUS-100 for the paper), else from the demo's parallel files.
-    Provenance goes to the job's log (the TSV keeps the contract's columns).
+    Provenance, with the checkpoint record, goes to the sidecar `sidecar_path(output)`; the TSV
+    keeps the contract's columns.
     """
-    from xlprobe.checkpoints import load_checkpoint
+    from xlprobe.checkpoints import checkpoint_record, load_checkpoint
 
     pairs = settings.get("pairs") or []
     if not pairs:
@@ -206,10 +207,14 @@ def run_similarity(
     files = settings.get("files") or ({} if hub else demo_parallel_files(demo_dir, sorted({x for p in pairs for x in p})))
     net, tokenizer = load_checkpoint(model, step, demo_dir=demo_dir, cache_dir=cache_dir,
                                      device=settings.get("device", "auto"), dtype=settings.get("dtype", "auto"))
-    log.info("provenance: %s", provenance({"model": model, "similarity": settings}, step=str(step)))
+    checkpoint = checkpoint_record(model, step, demo_dir=demo_dir, cache_dir=cache_dir)
     table = parallel_similarity(
         net, tokenizer, files, pairs, settings.get("layers"), settings.get("max_pairs"),
         settings.get("batch_size", 32), hub, cache_dir,
+    )
+    write_json(
+        sidecar_path(output),
+        provenance({"model": model, "similarity": settings}, checkpoint=checkpoint, inputs=files),
     )
     write_tsv(output, table)
     return table

@@ -131,11 +131,14 @@ def run_transfer(
     tokenizer: str | os.PathLike | None = None,
     revision: str | None = None,
     cache_dir: str | None = None,
+    checkpoint_record: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
     """The workflow stage: read the task's data, fine-tune, and write the metrics TSV and its sidecar.
 
     `task` is one `transfer.tasks.<name>` entry (plus `name`), `settings` the rest of `transfer:`.
-    The sidecar (default: the TSV's path with `.json`) holds history, counts and provenance.
+    The sidecar (default: the TSV's path with `.json`) holds history, counts and provenance, whose
+    `checkpoint` is `checkpoint_record` (repo, revision, commit of a config checkpoint), else the
+    directory (and revision) given.
     """
     settings = {**DEFAULTS, **settings}
     data = load_task(
@@ -143,15 +146,15 @@ def run_transfer(
         max_eval_examples=settings["max_eval_examples"], cache_dir=cache_dir,
     )
     table, details = transfer_scores(checkpoint, data, settings, seed, tokenizer, revision, cache_dir)
-    write_tsv(output, table)
-    details_output = details_output or Path(output).with_suffix(".json")
-    write_json(details_output, {
+    if checkpoint_record is None:
+        checkpoint_record = {"path": str(checkpoint), "revision": revision,
+                             "tokenizer": {"path": str(tokenizer or checkpoint)}}
+    # The sidecar first: a TSV that looks finished always has its provenance.
+    write_json(details_output or Path(output).with_suffix(".json"), {
         **details,
-        "provenance": provenance(
-            {"task": task, "transfer": settings, "seed": seed},
-            checkpoint=str(checkpoint), revision=revision, tokenizer=str(tokenizer or checkpoint),
-        ),
+        "provenance": provenance({"task": task, "transfer": settings, "seed": seed}, checkpoint=checkpoint_record),
     })
+    write_tsv(output, table)
     return table
 
 
@@ -175,7 +178,7 @@ def transfer_checkpoint(
     log.info("checkpoint %s", checkpoint.describe())
     return run_transfer(
         model_dir, task, settings, output, details_output, data_files, seed,
-        tokenizer=tokenizer_dir, cache_dir=cache_dir,
+        tokenizer=tokenizer_dir, cache_dir=cache_dir, checkpoint_record=checkpoint.record(model_dir, tokenizer_dir),
     )
 
 
