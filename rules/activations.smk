@@ -10,7 +10,7 @@ rule dump_activations:
         meta=f"{ACTIVATIONS}/meta.json",
     params:
         model=model_slice,
-        activations=canonical(config["activations"]),
+        activations=dump_settings(),
         max_subwords=config["words"]["max_subwords"],
         cache_dir=config.get("hf_cache"),
         demo_dir=DEMO_DIR,
@@ -18,11 +18,10 @@ rule dump_activations:
         f"{LOGS}/dump_activations/{{model}}/{{step}}/{{treebank}}.log",
     benchmark:
         f"{BENCH}/dump_activations/{{model}}/{{step}}/{{treebank}}.tsv"
-    # The demo's tiny models run fastest single-threaded (two jobs at once on --cores 2).
-    threads: 1 if "demo" in config else 2
+    threads: sized(2, 1)
     resources:
         gpu=1,
-        mem_mb=16000,
+        mem_mb=sized(16000, 2000),
         runtime=240,
     conda:
         "../envs/gpu.yaml"

@@ -4,6 +4,7 @@
 import os
 from pathlib import Path
 
+from xlprobe.synthetic import demo_treebank_file
 from xlprobe.ud_release import UD_2_1_URL as UD_RELEASE_URL
 from xlprobe.workflow_config import check_config
 
@@ -31,6 +32,15 @@ TREEBANKS = list(config["treebanks"])
 LAYERS = [int(layer) for layer in config["activations"]["layers"]]
 TASKS = list(config.get("transfer", {}).get("tasks", {}))
 DEMO_MODELS = [m for m in MODELS if config["models"][m]["source"] == "demo"]
+
+
+def sized(full, demo):
+    """A job's threads or memory: the real models' need, or the demo's.
+
+    The demo's tiny models run fastest on one thread and need well under a GB; asking for a real
+    model's share would make a small cluster run the demo one job at a time.
+    """
+    return demo if "demo" in config else full
 
 
 def steps_of(model):
@@ -69,11 +79,12 @@ if config.get("similarity"):
     FIGURES.append("similarity_vs_step")
 
 
-def demo_treebank_files():
-    """The CoNLL-U files the demo generator writes (the demo's ud_root)."""
+def demo_treebank_files(language=None):
+    """The CoNLL-U files the demo generator writes: every demo language's, or one language's."""
+    languages = [language] if language else config["demo"]["languages"]
     return [
-        f"{config['ud_root']}/{config['treebanks'][tb]['folder']}/{tb}-ud-{split}.conllu"
-        for tb in TREEBANKS
+        str(demo_treebank_file(config["ud_root"], code, split))
+        for code in languages
         for split in ("train", "dev", "test")
     ]
 
@@ -101,6 +112,16 @@ def model_slice(wildcards):
     """One model's config at one step, without its step list: adding a step reruns nothing here."""
     spec = {k: v for k, v in config["models"][wildcards.model].items() if k != "steps"}
     return canonical({"name": wildcards.model, "step": wildcards.step, **spec})
+
+
+def dump_settings():
+    """The activation settings that decide a dump's numbers.
+
+    Not its layers (each is an output file of its own) and not its batch size (the same numbers either
+    way): adding a layer, or lowering the batch size after running out of memory, must not make the
+    finished dumps' probes look out of date.
+    """
+    return canonical({k: v for k, v in config["activations"].items() if k not in ("layers", "batch_size")})
 
 
 # ----------------------------------------------------------------------------- targets
@@ -139,10 +160,7 @@ def treebank_input(treebank):
     """
     folder = config["treebanks"][treebank]["folder"]
     if "demo" in config:
-        return [
-            f"{config['ud_root']}/{folder}/{treebank}-ud-{split}.conllu"
-            for split in ("train", "dev", "test")
-        ]
+        return demo_treebank_files(config["treebanks"][treebank]["language"])
     files = sorted(str(p) for p in Path(config["ud_root"], folder).glob("*.conllu"))
     return files or [f"{config['ud_root']}/{folder}"]
 

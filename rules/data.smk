@@ -16,7 +16,6 @@ if "demo" in config:
             seed=config["seed"],
             # ud_root/<folder>/<file>: derived from the outputs rather than repeated here
             ud_root=lambda wildcards, output: str(Path(output.treebanks[0]).parents[1]),
-            treebanks=canonical(config["treebanks"]),
         log:
             f"{LOGS}/generate_demo_data.log",
         conda:
@@ -47,7 +46,7 @@ rule build_word_table:
         f"{BENCH}/build_word_table/{{treebank}}.tsv"
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=sized(4000, 2000),
     conda:
         "../envs/analysis.yaml"
     script:

@@ -34,7 +34,7 @@ if DEMO_MODELS:
         threads: 1
         priority: 50
         resources:
-            mem_mb=4000,
+            mem_mb=2000,
         conda:
             "../envs/gpu.yaml"
         script:

@@ -5,20 +5,25 @@ rule probe:
     input:
         words=lambda wc: words_path(wc.treebank),
         attributes=lambda wc: attributes_path(wc.treebank),
-        activations=f"{ACTIVATIONS}/layer{{layer}}.npy",
-        meta=f"{ACTIVATIONS}/meta.json",
+        # A dump job writes all layers in one pass, so adding a layer rewrites the old layers' files
+        # (with the same numbers). ancient(): their time stamps do not rerun this probe; what would
+        # change the numbers is in params (model, dump settings) and reruns it through them.
+        activations=ancient(f"{ACTIVATIONS}/layer{{layer}}.npy"),
+        meta=ancient(f"{ACTIVATIONS}/meta.json"),
     output:
         PROBE,
     params:
         probe=canonical(config["probe"]),
         seed=config["seed"],
+        model=model_slice,
+        dump=dump_settings(),
     log:
         f"{LOGS}/probe/{{model}}/{{step}}/layer{{layer}}/{{treebank}}.log",
     benchmark:
         f"{BENCH}/probe/{{model}}/{{step}}/layer{{layer}}/{{treebank}}.tsv"
     threads: 1
     resources:
-        mem_mb=8000,
+        mem_mb=sized(8000, 2000),
         runtime=240,
     conda:
         "../envs/gpu.yaml"

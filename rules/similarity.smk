@@ -1,4 +1,5 @@
 # Cosine similarity of parallel sentences per layer (the paper's supporting analysis).
+from xlprobe.provenance import sidecar_path
 
 
 rule similarity:
@@ -6,7 +7,9 @@ rule similarity:
         checkpoint=checkpoint_input,
         parallel=similarity_data_input,
     output:
-        SIMILARITY,
+        table=SIMILARITY,
+        # Config slice, library versions, parallel files and the checkpoint (repo, revision, commit).
+        provenance=sidecar_path(SIMILARITY),
     params:
         model=model_slice,
         similarity=canonical(config.get("similarity", {})),
@@ -14,11 +17,10 @@ rule similarity:
         demo_dir=DEMO_DIR,
     log:
         f"{LOGS}/similarity/{{model}}/{{step}}.log",
-    # The demo's tiny models run fastest single-threaded (two jobs at once on --cores 2).
-    threads: 1 if "demo" in config else 2
+    threads: sized(2, 1)
     resources:
         gpu=1,
-        mem_mb=16000,
+        mem_mb=sized(16000, 2000),
         runtime=120,
     conda:
         "../envs/gpu.yaml"

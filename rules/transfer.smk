@@ -20,11 +20,10 @@ rule transfer:
         f"{LOGS}/transfer/{{model}}/{{step}}/{{task}}.log",
     benchmark:
         f"{BENCH}/transfer/{{model}}/{{step}}/{{task}}.tsv"
-    # The demo's tiny models run fastest single-threaded (two jobs at once on --cores 2).
-    threads: 1 if "demo" in config else 2
+    threads: sized(2, 1)
     resources:
         gpu=1,
-        mem_mb=16000,
+        mem_mb=sized(16000, 2000),
         runtime=720,
     conda:
         "../envs/gpu.yaml"

@@ -1,7 +1,10 @@
 import os
+import shutil
 from pathlib import Path
 
 import pytest
+import yaml
+from workflow_runs import snakemake
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("XLPROBE_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -29,3 +32,18 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """The reduced demo (config/test.yaml) run locally once: (workdir, configfile, config, seconds).
+
+    The workflow tests plan reruns against it and the SLURM test compares its results with it.
+    Tests must not change its files.
+    """
+    workdir = tmp_path_factory.mktemp("demo")
+    configfile = workdir / "config.yaml"
+    shutil.copy(REPO / "config" / "test.yaml", configfile)
+    result = snakemake(workdir, "--cores", "2", configfile=configfile)
+    assert result.returncode == 0, result.stderr[-5000:]
+    return workdir, configfile, yaml.safe_load(configfile.read_text()), result.seconds

@@ -3,11 +3,14 @@
 The profile checks run everywhere. The cluster tests (marked `slurm`) run when a cluster answers
 `sinfo` (it is used and left running), or with XLPROBE_SLURM=1, where scripts/slurm-cluster starts a
 single-node cluster (root; installs Debian's packages if missing) and stops it afterwards.
-For now the workflow is tests/slurm_smoke/: a CPU rule, then a GPU rule (gpu=1).
+Two workflows: tests/slurm_smoke/ (a CPU rule, then a GPU rule with gpu=1; seconds) and the reduced
+demo (config/test.yaml, one of its models), whose results must equal the local run's (minutes).
 """
 
 from __future__ import annotations
 
+import copy
+import json
 import os
 import re
 import shutil
@@ -16,8 +19,11 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
+from workflow_runs import result_files, same_result
+from workflow_runs import snakemake as snakemake_workflow
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "tests" / "slurm_smoke"
@@ -72,9 +78,10 @@ def test_workstation_profile_serializes_gpu_jobs_and_is_not_auto_loaded():
     assert profile["resources"] == {"gpu": 1}
     assert profile["use-conda"] is True
     # Snakemake loads profiles/default/ (and only that) as the workflow profile without being asked:
-    # it holds the rerun triggers only, nothing that picks an executor or resources
+    # it holds when to rerun only, nothing that picks an executor or resources
     assert load(REPO / "profiles" / "default" / "config.yaml") == {
-        "rerun-triggers": ["mtime", "params", "input", "software-env"]
+        "rerun-triggers": ["mtime", "params", "input", "software-env"],
+        "rerun-incomplete": True,
     }
 
 
@@ -176,3 +183,44 @@ def test_failed_slurm_job_fails_the_run_and_leaves_no_output(slurm_cluster, tmp_
     assert re.search(r"submitted with SLURM jobid \d+", log), log[-3000:]
     assert "Error in rule use_gpu" in log, log[-3000:]
     assert not (work / "results/gpu.txt").exists()
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_demo_through_slurm_matches_the_local_run(slurm_cluster, demo_run, tmp_path, capsys):
+    local, _, config, local_seconds = demo_run
+    # One of the demo's models: every stage and rule, half the jobs. A model's per-point results do
+    # not depend on the other models, so they must equal the local run's byte for byte.
+    config = copy.deepcopy(config)
+    model = next(iter(config["models"]))
+    config["models"] = {model: config["models"][model]}
+    workdir = tmp_path / "slurm"
+    workdir.mkdir()
+    configfile = workdir / "config.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    done = snakemake_workflow(workdir, "--profile", str(REPO / "slurm"), configfile=configfile, timeout=1500)
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log[-5000:]
+    job_ids = set(re.findall(r"submitted with SLURM jobid (\d+)", log))
+    with capsys.disabled():
+        print(f"\ndemo ({model}): through SLURM {done.seconds:.0f} s, {len(job_ids)} SLURM jobs; "
+              f"local run of both models {local_seconds:.0f} s", file=sys.stderr)
+
+    results, local_results = workdir / config["results"], local / config["results"]
+    files = result_files(results, model)
+    kinds = {relative.parts[0] for relative in files}
+    assert kinds == {"activations", "probes", "overlap", "transfer", "similarity"}, kinds
+    for relative in files:
+        assert same_result(results / relative, local_results / relative), relative
+    for tb in config["treebanks"]:
+        for relative in (f"words/{tb}.tsv", f"words/{tb}.attributes.tsv"):
+            assert same_result(results / relative, local_results / relative), relative
+    alignment = pd.read_csv(results / "alignment.tsv", sep="\t")
+    expected = pd.read_csv(local_results / "alignment.tsv", sep="\t")
+    expected = expected[expected["model"] == model].reset_index(drop=True)
+    pd.testing.assert_frame_equal(alignment, expected)
+
+    # every job but the local rules went to SLURM, and the dumps say which job made them
+    for meta in (results / "activations").rglob("meta.json"):
+        record = json.loads(meta.read_text())["provenance"]
+        assert record.get("slurm_job_id") in job_ids, meta

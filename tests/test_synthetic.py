@@ -24,13 +24,12 @@ from xlprobe.synthetic import (
 )
 
 CODES = ["xa", "xb", "xc", "xd"]
-TREEBANKS = {code: {"folder": f"UD_Synth-{code.capitalize()}", "language": code} for code in CODES}
+FOLDERS = {code: f"UD_Synth-{code.capitalize()}" for code in CODES}
 
 
 def generate(root: Path, seed=0, treebank=40, pretrain=30, parallel=20, shared=0.5) -> dict:
     return generate_demo_data(
         ud_root=root / "ud",
-        treebanks=TREEBANKS,
         demo_dir=root / "demo",
         languages=CODES,
         treebank_sentences=treebank,
@@ -42,7 +41,7 @@ def generate(root: Path, seed=0, treebank=40, pretrain=30, parallel=20, shared=0
 
 
 def read_treebank(root: Path, code: str) -> list[conllu.TokenList]:
-    folder = root / "ud" / TREEBANKS[code]["folder"]
+    folder = root / "ud" / FOLDERS[code]
     return [
         s
         for split in ("train", "dev", "test")
@@ -64,7 +63,7 @@ def treebanks(demo) -> dict[str, list[conllu.TokenList]]:
 
 
 def test_writes_every_contract_file_and_summary(demo):
-    paths = demo_data_paths(demo / "ud", TREEBANKS, demo / "demo", CODES)
+    paths = demo_data_paths(demo / "ud", demo / "demo", CODES)
     assert all(path.is_file() for path in paths)
     assert len(paths) == 4 * 3 + 4 + 4 + 1
     summary = json.loads((demo / "demo" / "demo_data.json").read_text())
@@ -81,7 +80,7 @@ def test_same_seed_same_files_other_seed_other_files(tmp_path):
     generate(tmp_path / "c", seed=4)
     names = [
         p.relative_to(tmp_path / "a")
-        for p in demo_data_paths(tmp_path / "a" / "ud", TREEBANKS, tmp_path / "a" / "demo", CODES)
+        for p in demo_data_paths(tmp_path / "a" / "ud", tmp_path / "a" / "demo", CODES)
     ]
     data_files = [n for n in names if n.suffix != ".json"]  # the summary holds a time stamp
     for name in data_files:
@@ -285,13 +284,11 @@ def test_lemma_disjoint_split_keeps_twenty_tokens_of_every_value(treebanks):
         ({"languages": ["xa", "zz"]}, "demo.languages"),
         ({"shared_vocabulary": 1.5}, "demo.shared_vocabulary"),
         ({"treebank_sentences": 5}, "demo.treebank_sentences"),
-        ({"treebanks": {"xa": {"folder": "UD_Synth-Xa", "language": "xq"}}}, "treebanks.xa.language"),
     ],
 )
 def test_bad_settings_name_the_config_key(tmp_path, change, message):
     settings = {
         "ud_root": tmp_path / "ud",
-        "treebanks": TREEBANKS,
         "demo_dir": tmp_path / "demo",
         "languages": CODES,
         "treebank_sentences": 20,

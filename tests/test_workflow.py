@@ -5,57 +5,23 @@ from __future__ import annotations
 import copy
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from workflow_runs import planned_jobs, planned_wildcards, result_files, same_result, snakemake
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
-def snakemake(workdir: Path, *args: str, configfile: Path) -> subprocess.CompletedProcess:
-    cmd = [
-        sys.executable, "-m", "snakemake",
-        "--snakefile", str(REPO / "Snakefile"),
-        "--directory", str(workdir),
-        "--configfile", str(configfile),
-        *args,
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
-
-
-def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
-    """Rule -> job count from the 'Job stats' table of a dry run."""
-    counts: dict[str, int] = {}
-    in_table = False
-    for line in result.stdout.splitlines():
-        parts = line.split()
-        if parts[:2] == ["job", "count"]:
-            in_table = True
-            continue
-        if in_table and len(parts) == 2 and parts[1].isdigit():
-            if parts[0] == "total":
-                break
-            counts[parts[0]] = int(parts[1])
-    return counts
-
-
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("demo")
-    configfile = workdir / "config.yaml"
-    shutil.copy(REPO / "config" / "test.yaml", configfile)
-    result = snakemake(workdir, "--cores", "2", configfile=configfile)
-    assert result.returncode == 0, result.stderr[-5000:]
-    return workdir, configfile, yaml.safe_load(configfile.read_text())
-
-
 def test_demo_writes_every_aggregate(demo_run):
-    workdir, _, config = demo_run
+    workdir, _, config, _ = demo_run
     results = workdir / config["results"]
     alignment = pd.read_csv(results / "alignment.tsv", sep="\t")
     expected_points = sum(len(m["steps"]) for m in config["models"].values()) * len(
@@ -71,7 +37,7 @@ def test_demo_writes_every_aggregate(demo_run):
 
 
 def test_report_renders(demo_run):
-    workdir, configfile, config = demo_run
+    workdir, configfile, _, _ = demo_run
     report = workdir / "report.html"
     result = snakemake(workdir, "--report", str(report), configfile=configfile)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -79,14 +45,14 @@ def test_report_renders(demo_run):
 
 
 def test_nothing_left_to_do_after_a_run(demo_run):
-    workdir, configfile, _ = demo_run
+    workdir, configfile, _, _ = demo_run
     result = snakemake(workdir, "-n", configfile=configfile)
     assert result.returncode == 0, result.stderr[-3000:]
     assert planned_jobs(result) == {}, result.stdout[-3000:]
 
 
 def test_changing_a_probe_setting_reruns_probes_and_what_follows_but_no_dump(demo_run, tmp_path):
-    workdir, _, config = demo_run
+    workdir, _, config, _ = demo_run
     config = copy.deepcopy(config)
     config["probe"]["patience"] = config["probe"].get("patience", 50) + 1
     configfile = tmp_path / "probe-change.yaml"
@@ -98,7 +64,7 @@ def test_changing_a_probe_setting_reruns_probes_and_what_follows_but_no_dump(dem
 
 
 def test_touching_a_workflow_script_reruns_nothing(demo_run):
-    workdir, configfile, _ = demo_run
+    workdir, configfile, _, _ = demo_run
     script = REPO / "workflow" / "scripts" / "dump_activations.py"
     before = script.stat()
     try:
@@ -111,7 +77,7 @@ def test_touching_a_workflow_script_reruns_nothing(demo_run):
 
 
 def test_adding_a_step_schedules_only_that_step_and_the_aggregates(demo_run, tmp_path):
-    workdir, _, config = demo_run
+    workdir, _, config, _ = demo_run
     config = copy.deepcopy(config)
     model = next(iter(config["models"]))
     spec = config["models"][model]
@@ -134,3 +100,100 @@ def test_adding_a_step_schedules_only_that_step_and_the_aggregates(demo_run, tmp
         "dump_activations", "probe", "compute_overlap", "transfer", "similarity",
         "alignment_table", "correlations", "plot_figures", "all",
     }, jobs
+
+
+def n_points(config) -> int:
+    return sum(len(m["steps"]) for m in config["models"].values())
+
+
+def test_adding_a_language_schedules_only_its_jobs_and_the_aggregates(demo_run, tmp_path):
+    workdir, _, config, _ = demo_run
+    config = copy.deepcopy(config)
+    new = next(code for code in config["demo"]["languages"] if code not in config["treebanks"])
+    config["treebanks"][new] = {"folder": f"UD_Synth-{new.capitalize()}", "language": new}
+    configfile = tmp_path / "more-languages.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    result = snakemake(workdir, "-n", configfile=configfile)
+    assert result.returncode == 0, result.stderr[-3000:]
+    n_layers = len(config["activations"]["layers"])
+    # the demo's data and models stay; every overlap gains the new language's pairs
+    assert planned_jobs(result) == {
+        "build_word_table": 1,
+        "dump_activations": n_points(config),
+        "probe": n_points(config) * n_layers,
+        "compute_overlap": n_points(config) * n_layers,
+        "alignment_table": 1, "correlations": 1, "plot_figures": 1, "all": 1,
+    }, result.stdout[-3000:]
+
+
+def test_adding_a_layer_schedules_its_dumps_and_probes_but_no_old_probe(demo_run, tmp_path):
+    workdir, _, config, _ = demo_run
+    config = copy.deepcopy(config)
+    old = config["activations"]["layers"]
+    config["activations"]["layers"] = sorted({1, *old})
+    assert len(config["activations"]["layers"]) == len(old) + 1
+    configfile = tmp_path / "more-layers.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    result = snakemake(workdir, "-n", configfile=configfile)
+    assert result.returncode == 0, result.stderr[-3000:]
+    n_treebanks = len(config["treebanks"])
+    # one forward pass writes every layer, so each dump runs again; only the new layer is probed
+    assert planned_jobs(result) == {
+        "dump_activations": n_points(config) * n_treebanks,
+        "probe": n_points(config) * n_treebanks,
+        "compute_overlap": n_points(config),
+        "alignment_table": 1, "correlations": 1, "plot_figures": 1, "all": 1,
+    }, result.stdout[-3000:]
+    assert {job["layer"] for job in planned_wildcards(result, "probe")} == {"1"}
+
+
+def test_changing_the_batch_size_reruns_nothing(demo_run, tmp_path):
+    workdir, _, config, _ = demo_run
+    config = copy.deepcopy(config)
+    config["activations"]["batch_size"] = config["activations"]["batch_size"] // 2  # after running out of memory
+    configfile = tmp_path / "smaller-batches.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    result = snakemake(workdir, "-n", configfile=configfile)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert planned_jobs(result) == {}, result.stdout[-3000:]
+
+
+def test_a_run_killed_mid_dump_resumes_to_the_same_results(demo_run, tmp_path):
+    reference, _, config, _ = demo_run
+    workdir = tmp_path / "work"
+    # the demo's data and models from the finished run (times kept), so that the dumps come first
+    shutil.copytree(reference / config["demo"]["dir"], workdir / config["demo"]["dir"])
+    configfile = workdir / "config.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    model = next(iter(config["models"]))
+    step, layer = config["models"][model]["steps"][-1], config["activations"]["layers"][0]
+    target = f"{config['results']}/overlap/{model}/{step}/layer{layer}.tsv"
+
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
+           str(workdir), "--configfile", str(configfile), "--cores", "1", target]
+    run = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    activations = workdir / config["results"] / "activations"
+    deadline = time.monotonic() + 600
+    try:
+        # wait until a dump is writing (its temporary files are hidden: .layerN.npy.XXXX.npy)
+        while not any(activations.rglob(".layer*")):
+            assert run.poll() is None and time.monotonic() < deadline, "no dump started"
+            time.sleep(0.02)
+    finally:
+        os.killpg(run.pid, signal.SIGKILL)  # the node is lost: nothing runs, no clean-up
+        run.wait()
+    results = workdir / config["results"]
+    left = [p for p in results.rglob(".*") if p.is_file()]
+    assert left, "the kill came after the dump had finished"
+    # nothing that looks finished is unfinished: every result file present is the complete one
+    for relative in result_files(results):
+        assert same_result(results / relative, reference / config["results"] / relative), relative
+
+    assert snakemake(workdir, "--unlock", configfile=configfile).returncode == 0
+    resumed = snakemake(workdir, "--cores", "2", target, configfile=configfile)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert not [p for p in results.rglob(".*") if p.is_file()], "temporary files left behind"
+    finished = result_files(results)
+    assert f"overlap/{model}/{step}/layer{layer}.tsv" in map(str, finished)
+    for relative in finished:
+        assert same_result(results / relative, reference / config["results"] / relative), relative

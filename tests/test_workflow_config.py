@@ -45,6 +45,17 @@ def test_demo_step_must_be_a_saved_checkpoint():
         check_config(config, schema_path=SCHEMA)
 
 
+def test_demo_treebank_must_be_a_demo_language_in_its_folder():
+    config = load("config/demo.yaml")
+    config["treebanks"]["xa"]["folder"] = "UD_Synth-A"
+    config["treebanks"]["xq"] = {"folder": "UD_Synth-Xq", "language": "xq"}
+    with pytest.raises(ConfigError) as error:
+        check_config(config, schema_path=SCHEMA)
+    message = str(error.value)
+    assert "treebanks.xa.folder: the demo writes language 'xa' to 'UD_Synth-Xa', not 'UD_Synth-A'" in message
+    assert "treebanks.xq.language: 'xq' is not a demo language" in message
+
+
 def test_hub_model_needs_repo_and_final():
     config = load("config.yaml")
     broken = copy.deepcopy(config)

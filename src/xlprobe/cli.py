@@ -84,7 +84,7 @@ def _generate_demo_data(parser: argparse.ArgumentParser):
         config = yaml.safe_load(Path(args.config).read_text())
         demo = config["demo"]
         generate_demo_data(
-            ud_root=config["ud_root"], treebanks=config["treebanks"], demo_dir=demo["dir"],
+            ud_root=config["ud_root"], demo_dir=demo["dir"],
             languages=demo["languages"], treebank_sentences=demo.get("treebank_sentences", 1500),
             pretrain_sentences=demo.get("pretrain_sentences", 12000),
             parallel_sentences=demo.get("parallel_sentences", 300),

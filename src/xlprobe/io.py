@@ -1,12 +1,15 @@
 """Writing result files so that a job that dies never leaves one that looks finished.
 
 Every writer goes to a temporary name in the target's directory and renames it into place
-only once the content is complete (rename is atomic on POSIX file systems).
+only once the content is complete (rename is atomic on POSIX file systems). A job killed outright
+(SIGKILL, a node lost) leaves its temporary file behind, hidden by a leading dot; the next attempt at
+the same target removes it, since a workflow gives every target exactly one writer.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import tempfile
@@ -22,7 +25,10 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     """Yield a temporary path beside `path`; rename it to `path` if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
+    suffix = suffix or ".tmp"
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*{suffix}"):
+        leftover.unlink(missing_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
     # mkstemp creates 0600; give the result the permissions an ordinary open() would.

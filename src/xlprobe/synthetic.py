@@ -706,31 +706,29 @@ def split_sizes(n: int) -> dict[str, int]:
     return {"train": train, "dev": dev, "test": n - train - dev}
 
 
-def demo_data_paths(
-    ud_root: str | Path, treebanks: dict[str, dict], demo_dir: str | Path, languages: Sequence[str]
-) -> list[Path]:
+def demo_treebank_folder(code: str) -> str:
+    """The UD-style folder of a synthetic language's treebank, e.g. `UD_Synth-Xa`."""
+    return f"UD_Synth-{code.capitalize()}"
+
+
+def demo_treebank_file(ud_root: str | Path, code: str, split: str) -> Path:
+    return Path(ud_root, demo_treebank_folder(code), f"{code}-ud-{split}.conllu")
+
+
+def demo_data_paths(ud_root: str | Path, demo_dir: str | Path, languages: Sequence[str]) -> list[Path]:
     """Every file `generate_demo_data` writes (the docs/files.md contract)."""
-    paths = [
-        Path(ud_root, spec["folder"], f"{tb}-ud-{split}.conllu")
-        for tb, spec in treebanks.items()
-        for split in SPLITS
-    ]
+    paths = [demo_treebank_file(ud_root, code, split) for code in languages for split in SPLITS]
     for kind in ("text", "parallel"):
         paths += [Path(demo_dir, kind, f"{code}.txt") for code in languages]
     return paths + [Path(demo_dir, "demo_data.json")]
 
 
-def _check_settings(languages, treebanks, treebank_sentences, pretrain_sentences, parallel_sentences) -> None:
+def _check_settings(languages, treebank_sentences, pretrain_sentences, parallel_sentences) -> None:
     unknown = [code for code in languages if code not in LANGUAGES]
     if unknown:
         raise ValueError(
             f"demo.languages: unknown synthetic language(s) {unknown} (known: {', '.join(LANGUAGES)})"
         )
-    for tb, spec in treebanks.items():
-        if spec.get("language") not in languages:
-            raise ValueError(
-                f"treebanks.{tb}.language: '{spec.get('language')}' is not in demo.languages {list(languages)}"
-            )
     if treebank_sentences < 10:
         raise ValueError(
             f"demo.treebank_sentences: need at least 10 for an 80/10/10 split, got {treebank_sentences}"
@@ -745,7 +743,6 @@ def _check_settings(languages, treebanks, treebank_sentences, pretrain_sentences
 
 def generate_demo_data(
     ud_root: str | Path,
-    treebanks: dict[str, dict],
     demo_dir: str | Path,
     languages: Sequence[str],
     treebank_sentences: int = 1500,
@@ -756,34 +753,32 @@ def generate_demo_data(
 ) -> dict:
     """Write the demo's treebanks, pre-training text, parallel text and a summary; return the summary.
 
-    `treebanks` maps a treebank id to `{"folder": ..., "language": ...}` (the config's `treebanks`).
+    Every language gets its treebank, whether or not the config probes it, so that probing one more
+    language later changes none of the data (nor the models trained on it).
     Treebanks, pre-training text and parallel text come from separate random streams.
     """
     languages = list(languages)
-    _check_settings(languages, treebanks, treebank_sentences, pretrain_sentences, parallel_sentences)
+    _check_settings(languages, treebank_sentences, pretrain_sentences, parallel_sentences)
     lexicons = build_lexicons(shared_vocabulary, seed)
     summary: dict = {"languages": {}, "treebanks": {}}
 
-    for tb, tb_spec in treebanks.items():
-        lex = lexicons[tb_spec["language"]]
-        rng = random.Random(f"{seed}:treebank:{tb}")
+    for code in languages:
+        lex = lexicons[code]
+        rng = random.Random(f"{seed}:treebank:{code}")
         blocks, n_tokens, lemmas = [], 0, set()
-        for i in tqdm(range(treebank_sentences), desc=f"treebank {tb}", mininterval=2):
+        for i in tqdm(range(treebank_sentences), desc=f"treebank {code}", mininterval=2):
             tokens = sample_rendered(rng, [lex])[1][0]
             n_tokens += len(tokens)
             lemmas.update((t.upos, t.lemma) for t in tokens)
-            blocks.append(to_conllu(tokens, f"{tb}-{i + 1:05d}"))
+            blocks.append(to_conllu(tokens, f"{code}-{i + 1:05d}"))
         start, counts = 0, {}
         for split, size in split_sizes(treebank_sentences).items():
-            write_text(
-                Path(ud_root, tb_spec["folder"], f"{tb}-ud-{split}.conllu"),
-                "".join(blocks[start : start + size]),
-            )
+            write_text(demo_treebank_file(ud_root, code, split), "".join(blocks[start : start + size]))
             start, counts[split] = start + size, size
         lemmas_per_upos = {
             upos: sum(1 for u, _ in lemmas if u == upos) for upos in sorted({u for u, _ in lemmas})
         }
-        summary["treebanks"][tb] = {
+        summary["treebanks"][code] = {
             "language": lex.spec.code,
             "sentences": counts,
             "tokens": n_tokens,

@@ -79,9 +79,16 @@ def check_config(config: dict[str, Any], workdir: str | Path = ".", schema_path:
                     errors.append(f"{key}: treebank '{tb}' is not in treebanks ({', '.join(treebanks)})")
 
     if demo is not None:
+        from xlprobe.synthetic import demo_treebank_folder
+
         for tb, spec in treebanks.items():
             if spec["language"] not in demo["languages"]:
                 errors.append(f"treebanks.{tb}.language: '{spec['language']}' is not a demo language")
+            elif spec["folder"] != demo_treebank_folder(spec["language"]):
+                errors.append(
+                    f"treebanks.{tb}.folder: the demo writes language '{spec['language']}' to "
+                    f"'{demo_treebank_folder(spec['language'])}', not '{spec['folder']}'"
+                )
     else:
         ud_root = Path(workdir, config["ud_root"])
         if ud_root.is_dir():

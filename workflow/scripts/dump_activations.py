@@ -5,11 +5,13 @@ from xlprobe.logs import log_to
 
 with log_to(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
-    activations = snakemake.params.activations
+    # Layers and batch size come from the config, not from params, so that changing them is no reason to
+    # rerun a finished dump (rules/common.smk, dump_settings). output.layers follows activations.layers.
+    layers = [int(layer) for layer in snakemake.config["activations"]["layers"]]
+    activations = {**snakemake.params.activations, "batch_size": snakemake.config["activations"]["batch_size"]}
     dump_activations(
         snakemake.input.words,
-        # output.layers follows the order of activations.layers (rules/activations.smk).
-        dict(zip([int(layer) for layer in activations["layers"]], snakemake.output.layers)),
+        dict(zip(layers, snakemake.output.layers)),
         snakemake.output.meta,
         model=snakemake.params.model,
         activations=activations,

@@ -7,7 +7,6 @@ with log_to(snakemake.log[0]):  # noqa: F821 - injected by Snakemake
     demo = snakemake.params.demo  # noqa: F821
     generate_demo_data(
         ud_root=snakemake.params.ud_root,  # noqa: F821
-        treebanks=snakemake.params.treebanks,  # noqa: F821
         demo_dir=demo["dir"],
         languages=demo["languages"],
         treebank_sentences=demo.get("treebank_sentences", 1500),
