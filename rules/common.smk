@@ -1,8 +1,12 @@
 # Config-derived lists, output paths and input functions shared by all rule files.
 # Per-step rules take only their own slice of the config, so that adding a step, a language or a
 # layer schedules only the new jobs plus the cheap aggregates.
+import functools
 import os
 from pathlib import Path
+
+from snakemake.exceptions import IncompleteCheckpointException
+from snakemake.logging import logger
 
 from xlprobe.synthetic import demo_treebank_file
 from xlprobe.ud_release import UD_2_1_URL as UD_RELEASE_URL
@@ -125,8 +129,42 @@ def dump_settings():
 
 
 # ----------------------------------------------------------------------------- targets
+@functools.cache
+def probed(treebank):
+    """Whether a treebank has an attribute to probe (>= 2 values, each min_count times in every split).
+
+    Known once its word table exists: build_word_table is a checkpoint, and until it has run Snakemake
+    holds back the jobs that depend on the answer. A treebank with nothing to probe gets no dump and no
+    probe; its attribute table says why. A dry run before the word tables exist lists every treebank's
+    jobs (an upper bound) rather than hiding them.
+    """
+    from xlprobe.wordtable import probed_attributes
+
+    try:
+        attributes = checkpoints.build_word_table.get(treebank=treebank).output.attributes
+    except IncompleteCheckpointException:
+        if not workflow.dryrun:
+            raise  # Snakemake runs the checkpoint, then asks again
+        attributes = attributes_path(treebank)
+        if not os.path.exists(attributes):
+            dry_run_note()
+            return True
+    if probed_attributes(attributes):
+        return True
+    logger.warning(f"treebank {treebank}: no attribute to probe (see {attributes}); not dumped or probed")
+    return False
+
+
+@functools.cache
+def dry_run_note():
+    logger.info(
+        "Word tables not built yet: the dry run lists every treebank's dumps and probes; "
+        "the real run drops a treebank left with no attribute to probe."
+    )
+
+
 def probe_files(model, step, layer):
-    return [PROBE.format(model=model, step=step, layer=layer, treebank=tb) for tb in TREEBANKS]
+    return [PROBE.format(model=model, step=step, layer=layer, treebank=tb) for tb in TREEBANKS if probed(tb)]
 
 
 def all_overlap_files():

@@ -24,7 +24,7 @@ if "demo" in config:
             f"../{SCRIPTS}/generate_demo_data.py"
 
 
-rule build_word_table:
+checkpoint build_word_table:
     input:
         treebank=lambda wc: treebank_input(wc.treebank),
     output:

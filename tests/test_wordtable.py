@@ -129,3 +129,21 @@ def test_bad_words_config_fails_before_reading(tmp_path):
         build_word_table(
             [tmp_path], tmp_path / "a.tsv", tmp_path / "b.tsv", {"id": "xx", "language": "en"}, bad, 0
         )
+
+
+def test_probed_attributes_reads_the_kept_rows_and_names_a_wrong_file(tmp_path):
+    from xlprobe.wordtable import probed_attributes
+
+    table = tmp_path / "xx.attributes.tsv"
+    table.write_text(
+        "attribute\tvalue\ttrain\tdev\ttest\tkept\n"
+        "Number\tSG\t90\t30\t25\tTrue\nNumber\tPL\t40\t21\t20\tTrue\n"
+        "Case\tNOM\t50\t5\t30\tFalse\nTense\tPST\t80\t25\t25\tTrue\n"
+    )
+    assert probed_attributes(table) == ["Number", "Tense"]
+    table.write_text("attribute\tvalue\tkept\nCase\tNOM\tFalse\n")
+    assert probed_attributes(table) == []
+    wrong = tmp_path / "xx.tsv"
+    wrong.write_text("form\tlemma\nhouse\thouse\n")
+    with pytest.raises(ValueError, match=r"xx\.tsv: not an attribute table"):
+        probed_attributes(wrong)

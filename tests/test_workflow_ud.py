@@ -4,13 +4,12 @@ the checkpoints, end to end. Skips where the shared data is absent."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from workflow_runs import planned_jobs, planned_wildcards, snakemake
 
 from xlprobe.pretrain import init_model, train_tokenizer
 from xlprobe.wordtable import conllu_files
@@ -38,14 +37,28 @@ def tiny_checkpoints(root: Path, ud_root: Path) -> str:
     return str(root / "{step}")
 
 
+def ud_root_with_a_tiny_treebank(shared: Path, root: Path) -> Path:
+    """The shared treebanks (linked) plus UD_Tiny: 20 Vietnamese sentences, too few to probe anything."""
+    root.mkdir()
+    for folder in TREEBANKS.values():
+        (root / folder).symlink_to(shared / folder)
+    sentences = (shared / "UD_Vietnamese" / "vi-ud-dev.conllu").read_text().split("\n\n")[:20]
+    (root / "UD_Tiny").mkdir()
+    (root / "UD_Tiny" / "vi_few-ud-dev.conllu").write_text("\n\n".join(sentences) + "\n\n")
+    return root
+
+
 def test_workflow_runs_on_real_treebanks(shared_data, tmp_path):
-    ud_root = shared_data / "ud-2.1"
+    ud_root = ud_root_with_a_tiny_treebank(shared_data / "ud-2.1", tmp_path / "ud")
     config = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
     del config["demo"], config["similarity"]
     config.update(
         results="results/ud",
         ud_root=str(ud_root),
-        treebanks={tb: {"folder": folder, "language": tb} for tb, folder in TREEBANKS.items()},
+        treebanks={
+            **{tb: {"folder": folder, "language": tb} for tb, folder in TREEBANKS.items()},
+            "vi_few": {"folder": "UD_Tiny", "language": "vi"},
+        },
         models={"tiny": {"source": "local", "path": tiny_checkpoints(tmp_path / "ckpt", ud_root),
                          "steps": [0, 1]}},
     )
@@ -57,12 +70,15 @@ def test_workflow_runs_on_real_treebanks(shared_data, tmp_path):
     configfile.write_text(yaml.safe_dump(config))
     workdir = tmp_path / "work"
     workdir.mkdir()
-    done = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
-         str(workdir), "--configfile", str(configfile), "--cores", "2"],
-        capture_output=True, text=True, timeout=1500,
-    )
+
+    # Before the word tables exist, a dry run lists every treebank's dumps (an upper bound) ...
+    planned = snakemake(workdir, "-n", configfile=configfile)
+    assert planned.returncode == 0, planned.stderr[-3000:]
+    assert {job["treebank"] for job in planned_wildcards(planned, "dump_activations")} == {*TREEBANKS, "vi_few"}
+    # ... and the run skips the one left with nothing to probe, saying so.
+    done = snakemake(workdir, "--cores", "2", configfile=configfile)
     assert done.returncode == 0, done.stderr[-5000:]
+    assert "treebank vi_few: no attribute to probe" in done.stderr
 
     results = workdir / "results/ud"
     for tb in TREEBANKS:
@@ -79,3 +95,10 @@ def test_workflow_runs_on_real_treebanks(shared_data, tmp_path):
     assert transfer["value"].between(0, 1).all()
     alignment = pd.read_csv(results / "alignment.tsv", sep="\t")
     assert len(alignment) == 2
+
+    few = pd.read_csv(results / "words/vi_few.attributes.tsv", sep="\t")
+    assert len(few) > 0 and not few["kept"].any()
+    assert not list(results.glob("activations/*/*/vi_few")) and not list(results.glob("probes/**/vi_few.json"))
+    assert "vi_few" not in set(overlap["language_a"]) | set(overlap["language_b"])
+    again = snakemake(workdir, "-n", configfile=configfile)
+    assert again.returncode == 0 and planned_jobs(again) == {}, again.stdout[-3000:]

@@ -9,6 +9,8 @@ words' tags, and the union of their attributes minus any attribute that two of i
 
 from __future__ import annotations
 
+import csv
+
 import functools
 import logging
 import os
@@ -98,6 +100,15 @@ def word_table(
 def read_word_table(path: str | os.PathLike) -> pd.DataFrame:
     """A word table as written: every column text (Person `3` stays "3", not 3.0), sentence_id int."""
     return read_tsv(path, dtype=str).astype({"sentence_id": int})
+
+
+def probed_attributes(attributes_path: str | os.PathLike) -> list[str]:
+    """The attributes an attribute table (`build_word_table`'s second file) keeps for probing."""
+    with open(attributes_path, newline="") as handle:
+        rows = csv.DictReader(handle, delimiter="\t")
+        if rows.fieldnames is None or not {"attribute", "kept"} <= set(rows.fieldnames):
+            raise ValueError(f"{attributes_path}: not an attribute table (needs columns attribute, kept)")
+        return sorted({row["attribute"] for row in rows if row["kept"] == "True"})
 
 
 def build_word_table(
