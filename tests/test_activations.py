@@ -214,3 +214,40 @@ def test_rule_entry_point_with_a_demo_checkpoint(tiny, tmp_path):
     assert meta["compute_dtype"] == "float32"
     reference = one_at_a_time(model, tokenizer, words, [4], "natural")[4]
     np.testing.assert_allclose(np.load(out / "layer4.npy").astype(np.float32), reference, rtol=2e-3, atol=2e-3)
+
+
+@pytest.mark.parametrize("layers", [[1], [2], [1, 3], [4]])
+def test_forward_stops_after_the_blocks_the_layers_need(tiny, layers):
+    _, tokenizer, model, words = tiny
+    blocks = model.transformer.h
+    ran = []
+    hooks = [block.register_forward_hook(lambda *_, i=i: ran.append(i)) for i, block in enumerate(blocks)]
+    try:
+        out, _ = batched(model, tokenizer, words, layers, "natural", 8)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    # layer L is the input of block L-1; one block more runs so that the final norm never applies
+    assert max(ran) == min(max(layers), len(blocks)) - 1
+    assert model.transformer.h is blocks
+    reference = one_at_a_time(model, tokenizer, words, layers, "natural")
+    for layer in layers:
+        np.testing.assert_allclose(out[layer], reference[layer], rtol=1e-4, atol=1e-5)
+
+
+def test_forward_stops_early_in_other_model_families_too(tiny):
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    _, tokenizer, _, words = tiny
+    torch.manual_seed(0)
+    config = GPTNeoXConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=4,
+                           num_attention_heads=4, intermediate_size=64, max_position_embeddings=128)
+    model = GPTNeoXForCausalLM(config).eval()
+    ran = []
+    hooks = [block.register_forward_hook(lambda *_, i=i: ran.append(i)) for i, block in enumerate(model.gpt_neox.layers)]
+    out, _ = batched(model, tokenizer, words, [2], "natural", 8)
+    for hook in hooks:
+        hook.remove()
+    assert max(ran) == 1
+    reference = one_at_a_time(model, tokenizer, words, [2], "natural")
+    np.testing.assert_allclose(out[2], reference[2], rtol=1e-4, atol=1e-5)
