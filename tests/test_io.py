@@ -9,10 +9,9 @@ from xlprobe.io import atomic_path, read_json, write_json
 
 def test_atomic_write_leaves_nothing_when_the_block_fails(tmp_path):
     target = tmp_path / "out" / "result.json"
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
-            tmp.write_text("half")
-            raise RuntimeError("job died")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("job died")
     assert not target.exists()
     assert list(target.parent.iterdir()) == []
 

@@ -19,7 +19,6 @@ from xlprobe.probe import (
 )
 
 
-
 def test_class_entropy_by_hand():
     assert class_entropy_bits(np.array([0, 0, 1, 1]), 2) == pytest.approx(1.0)
     # 3/4 vs 1/4: 0.75 log2(4/3) + 0.25 log2(4) = 0.811278...

@@ -8,7 +8,7 @@ import os
 import signal
 import threading
 import traceback
-from typing import Iterator
+from collections.abc import Iterator
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 

@@ -10,7 +10,6 @@ words' tags, and the union of their attributes minus any attribute that two of i
 from __future__ import annotations
 
 import csv
-
 import functools
 import logging
 import os

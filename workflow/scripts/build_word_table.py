@@ -3,7 +3,7 @@
 from xlprobe.logs import log_to
 from xlprobe.wordtable import build_word_table
 
-smk = snakemake  # noqa: F821 (injected by Snakemake's script directive)
+smk = snakemake
 
 with log_to(smk.log[0]):
     build_word_table(

@@ -3,15 +3,15 @@
 from xlprobe.logs import log_to
 from xlprobe.synthetic import generate_demo_data
 
-with log_to(snakemake.log[0]):  # noqa: F821 - injected by Snakemake
-    demo = snakemake.params.demo  # noqa: F821
+with log_to(snakemake.log[0]):
+    demo = snakemake.params.demo
     generate_demo_data(
-        ud_root=snakemake.params.ud_root,  # noqa: F821
+        ud_root=snakemake.params.ud_root,
         demo_dir=demo["dir"],
         languages=demo["languages"],
         treebank_sentences=demo.get("treebank_sentences", 1500),
         pretrain_sentences=demo.get("pretrain_sentences", 12000),
         parallel_sentences=demo.get("parallel_sentences", 300),
         shared_vocabulary=demo.get("shared_vocabulary", 0.5),
-        seed=snakemake.params.seed,  # noqa: F821
+        seed=snakemake.params.seed,
     )

@@ -3,20 +3,20 @@
 from xlprobe.logs import log_to
 from xlprobe.probing import probe_treebank
 
-with log_to(snakemake.log[0]):  # noqa: F821 (snakemake is injected by the script directive)
+with log_to(snakemake.log[0]):
     probe_treebank(
-        snakemake.input.words,  # noqa: F821
-        snakemake.input.attributes,  # noqa: F821
-        snakemake.input.activations,  # noqa: F821
-        snakemake.input.meta,  # noqa: F821
-        snakemake.output[0],  # noqa: F821
-        probe_config=dict(snakemake.params.probe),  # noqa: F821
-        seed=int(snakemake.params.seed),  # noqa: F821
-        threads=snakemake.threads,  # noqa: F821
+        snakemake.input.words,
+        snakemake.input.attributes,
+        snakemake.input.activations,
+        snakemake.input.meta,
+        snakemake.output[0],
+        probe_config=dict(snakemake.params.probe),
+        seed=int(snakemake.params.seed),
+        threads=snakemake.threads,
         labels={
-            "model": snakemake.wildcards.model,  # noqa: F821
-            "step": snakemake.wildcards.step,  # noqa: F821
-            "layer": int(snakemake.wildcards.layer),  # noqa: F821
-            "treebank": snakemake.wildcards.treebank,  # noqa: F821
+            "model": snakemake.wildcards.model,
+            "step": snakemake.wildcards.step,
+            "layer": int(snakemake.wildcards.layer),
+            "treebank": snakemake.wildcards.treebank,
         },
     )
