@@ -72,6 +72,8 @@ TRANSFER = f"{RESULTS}/transfer/{{model}}/{{step}}/{{task}}.tsv"
 SIMILARITY = f"{RESULTS}/similarity/{{model}}/{{step}}.tsv"
 CHECKPOINT_MARKER = "resources/checkpoints/{model}/{step}.json"
 
+# The names of plots.FIGURE_NAMES (tests/test_plots.py keeps them equal): importing the plotting
+# module here would add matplotlib and seaborn (seconds) to every start of Snakemake.
 FIGURES = [
     "overlap_vs_step",
     "transfer_vs_step",

@@ -142,3 +142,13 @@ def test_language_order_recovers_config_order():
     )
     second = pd.DataFrame({"attribute": ["Case"], "language_a": ["xa"], "language_b": ["xb"]})
     assert language_order([first, second]) == ["xa", "xb", "xc"]
+
+
+def test_the_workflow_asks_for_every_figure_the_plotter_draws(repo):
+    import ast
+    import re
+
+    text = (repo / "rules" / "common.smk").read_text()
+    listed = ast.literal_eval(re.search(r"^FIGURES = (\[.*?\])", text, re.MULTILINE | re.DOTALL).group(1))
+    appended = re.findall(r'^    FIGURES\.append\("(\w+)"\)', text, re.MULTILINE)
+    assert [*listed, *appended] == list(FIGURE_NAMES)
