@@ -145,10 +145,11 @@ def check_layers(model, layers: Sequence[int]) -> list[int]:
 
 
 def decoder_blocks(body) -> tuple[str, torch.nn.ModuleList] | None:
-    """The attribute of a base model holding its transformer blocks (BLOOM `h`, GPT-NeoX `layers`, ...)."""
-    n_layers = body.config.num_hidden_layers
-    for name, child in body.named_children():
-        if isinstance(child, torch.nn.ModuleList) and len(child) == n_layers:
+    """The attribute of a base model holding its transformer blocks (BLOOM `h`, GPT-NeoX and Llama
+    `layers`); None for an architecture that keeps them elsewhere (it then runs every block)."""
+    for name in ("h", "layers", "blocks"):
+        child = getattr(body, name, None)
+        if isinstance(child, torch.nn.ModuleList) and len(child) == body.config.num_hidden_layers:
             return name, child
     return None
 
