@@ -83,7 +83,16 @@ def speed(args) -> None:
     encoded = encode(tokenizer, sentences, args.pooling)
     n_words = sum(len(s.forms) for s in sentences)
     n_subwords = sum(len(e.ids) for e in encoded)
-    layers = [args.layer or args.layers + 1 - args.layers // 4]
+    layer = args.layer or args.layers + 1 - args.layers // 4
+
+    def gflops(seconds: float, blocks: int) -> float:
+        """Arithmetic rate of the blocks' matrix products: 24 d^2 FLOP per token and block
+        (QKV, output, 4d MLP; attention scores, small for sentences, not counted)."""
+        return n_subwords * blocks * 24 * args.hidden**2 / seconds / 1e9
+
+    # the blocks each way runs: up to the probed layer (stopping_after), or all of them
+    ours, everything = min(layer, args.layers), args.layers
+    layers = [layer]
     print(f"model: BLOOM architecture, hidden {args.hidden}, {args.layers} layers, {args.heads} heads, "
           f"vocabulary {len(tokenizer)}, {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters; "
           f"threads {args.threads}; layer {layers}")
@@ -100,11 +109,12 @@ def speed(args) -> None:
             vectors[rows] = pooled[layers[0]]
         seconds = time.perf_counter() - start
         results[name], outputs[name] = n_words / seconds, vectors
-        print(f"{name:>16}: {seconds:7.2f} s, {n_words / seconds:9.1f} words/s")
+        print(f"{name:>16}: {seconds:7.2f} s, {n_words / seconds:9.1f} words/s, {gflops(seconds, ours):5.1f} GFLOP/s")
     start = time.perf_counter()
     released = released_style(model, encoded, layers[0])
     seconds = time.perf_counter() - start
-    print(f"{'released code':>16}: {seconds:7.2f} s, {n_words / seconds:9.1f} words/s "
+    print(f"{'released code':>16}: {seconds:7.2f} s, {n_words / seconds:9.1f} words/s, "
+          f"{gflops(seconds, everything):5.1f} GFLOP/s "
           "(one sentence at a time through all blocks)")
     one, many = outputs.values()
     error = max(np.abs(other - one).max() / np.abs(one).max() for other in (many, released))
