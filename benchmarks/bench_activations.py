@@ -6,9 +6,14 @@ byte-level BPE tokenizer trained on the UD text itself (no downloads).
     python benchmarks/bench_activations.py speed --hidden 512 --layers 8 --heads 8 --sentences 200
     python benchmarks/bench_activations.py memory --hidden 256 --layers 4 --heads 4
 
-`speed` times the same sentences with batch size 1 (what the released code did: one forward pass
-per sentence) and with batching, checks that both give the same vectors, and prints words/s and
-the ratio. `memory` dumps the treebank and the treebank twice over in fresh subprocesses and
+`speed` times the same sentences with batch size 1 (one forward pass per sentence), with batching,
+and the released code's way (one sentence at a time through every block), checks that all give the
+same vectors, and prints words/s, GFLOP/s and the ratios. On a GPU machine:
+
+    python benchmarks/bench_activations.py speed --hidden 1024 --layers 24 --heads 16 --layer 17 \
+        --device cuda --batch-size 64 --sentences 1000      # bloom-560m shape, bfloat16
+
+`memory` dumps the treebank and the treebank twice over in fresh subprocesses and
 prints each one's peak resident memory.
 """
 
@@ -30,6 +35,7 @@ import pandas as pd
 import torch
 
 from xlprobe.activations import dump_word_activations, encode, sentences_from_table, word_vectors
+from xlprobe.checkpoints import select_device, select_dtype
 from xlprobe.pretrain import init_model, train_tokenizer
 
 SHARED = Path(os.environ.get("XLPROBE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -59,18 +65,29 @@ def make_model(args, workdir: Path):
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     model = init_model(tokenizer, hidden_size=args.hidden, n_layer=args.layers, n_head=args.heads, seed=0).eval()
-    return model, tokenizer
+    device = select_device(args.device)
+    return model.to(device=device, dtype=select_dtype(args.dtype, device)), tokenizer
+
+
+def synchronize(model) -> None:
+    """Wait for queued GPU work, so that the clock measures it."""
+    device = next(model.parameters()).device
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 @torch.inference_mode()
 def released_style(model, encoded, layer: int) -> np.ndarray:
     """The released code's way, written out: each sentence alone through every block of the model."""
     body, rows = model.base_model, []
+    device = next(model.parameters()).device
     for e in encoded:
-        hidden = body(input_ids=torch.from_numpy(e.ids)[None], output_hidden_states=True).hidden_states[layer - 1][0]
-        word, n = torch.from_numpy(e.word), int(e.word.max()) + 1
-        sums = torch.zeros(n, hidden.shape[1]).index_add_(0, word, hidden[torch.from_numpy(e.token)])
-        rows.append((sums / torch.bincount(word, minlength=n).clamp(min=1)[:, None]).numpy())
+        ids = torch.from_numpy(e.ids)[None].to(device)
+        hidden = body(input_ids=ids, output_hidden_states=True).hidden_states[layer - 1][0].float()
+        word, n = torch.from_numpy(e.word).to(device), int(e.word.max()) + 1
+        sums = torch.zeros(n, hidden.shape[1], device=device)
+        sums.index_add_(0, word, hidden[torch.from_numpy(e.token).to(device)])
+        rows.append((sums / torch.bincount(word, minlength=n).clamp(min=1)[:, None]).cpu().numpy())
     return np.concatenate(rows)
 
 
@@ -95,7 +112,8 @@ def speed(args) -> None:
     layers = [layer]
     print(f"model: BLOOM architecture, hidden {args.hidden}, {args.layers} layers, {args.heads} heads, "
           f"vocabulary {len(tokenizer)}, {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters; "
-          f"threads {args.threads}; layer {layers}")
+          f"threads {args.threads}; layer {layers}; {next(model.parameters()).device}, "
+          f"{next(model.parameters()).dtype}")
     print(f"data: {len(sentences)} UD English dev sentences, {n_words} words, {n_subwords} subwords, "
           f"pooling {args.pooling}")
 
@@ -103,15 +121,19 @@ def speed(args) -> None:
     for name, batch_size in (("one at a time", 1), (f"batched ({args.batch_size})", args.batch_size)):
         vectors = np.zeros((n_words, args.hidden), dtype=np.float32)
         offsets = np.cumsum([0] + [len(s.forms) for s in sentences])
+        synchronize(model)
         start = time.perf_counter()
         for batch, pooled in word_vectors(model, encoded, layers, batch_size, progress=False):
             rows = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in batch])
             vectors[rows] = pooled[layers[0]]
+        synchronize(model)
         seconds = time.perf_counter() - start
         results[name], outputs[name] = n_words / seconds, vectors
         print(f"{name:>16}: {seconds:7.2f} s, {n_words / seconds:9.1f} words/s, {gflops(seconds, ours):5.1f} GFLOP/s")
+    synchronize(model)
     start = time.perf_counter()
     released = released_style(model, encoded, layers[0])
+    synchronize(model)
     seconds = time.perf_counter() - start
     print(f"{'released code':>16}: {seconds:7.2f} s, {n_words / seconds:9.1f} words/s, "
           f"{gflops(seconds, everything):5.1f} GFLOP/s "
@@ -166,6 +188,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--pooling", default="paper", choices=["paper", "natural"])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="auto", help="speed: auto (a GPU where there is one), cpu, cuda")
+    parser.add_argument("--dtype", default="auto", help="speed: auto (float32 on CPU, bfloat16 on GPU), ...")
     parser.add_argument("--copies", type=int, default=1)
     parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "xlprobe-bench"))
     args = parser.parse_args()
