@@ -121,7 +121,8 @@ HUB_MODEL = {"name": "tiny", "source": "hub", "repo": "org/tiny-intermediate", "
 def test_loads_from_the_cache_offline(cache, tiny, monkeypatch):
     _, reference = tiny
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    model, tokenizer = load_checkpoint(HUB_MODEL, 7, cache_dir=cache)
+    model, tokenizer, record = load_checkpoint(HUB_MODEL, 7, cache_dir=cache)
+    assert record == checkpoint_record(HUB_MODEL, 7, cache_dir=cache)  # the files it loaded
     assert not model.training
     for name, tensor in reference.state_dict().items():
         assert torch.equal(model.state_dict()[name], tensor), name
@@ -197,7 +198,8 @@ def test_local_and_demo_checkpoint_records_name_the_directory(tiny, tmp_path):
 def test_local_and_demo_checkpoints_load(tiny, tmp_path):
     root, reference = tiny
     local = {"name": "tiny", "source": "local", "path": str(root / "{step}"), "steps": ["model"]}
-    model, _ = load_checkpoint(local, "model")
+    model, _, record = load_checkpoint(local, "model")
+    assert record["path"] == str(root / "model")
     assert torch.equal(model.state_dict()["lm_head.weight"], reference.state_dict()["lm_head.weight"])
     with pytest.raises(CheckpointError, match="no config.json in directory"):
         load_checkpoint(local, "missing")
@@ -206,5 +208,5 @@ def test_local_and_demo_checkpoints_load(tiny, tmp_path):
     put_dir.mkdir(parents=True)
     for file in (root / "model").iterdir():
         (put_dir / file.name).write_bytes(file.read_bytes())
-    model, tokenizer = load_checkpoint({"name": "tiny", "source": "demo", "steps": [0]}, 0, demo_dir=demo_dir)
+    model, tokenizer, _ = load_checkpoint({"name": "tiny", "source": "demo", "steps": [0]}, 0, demo_dir=demo_dir)
     assert model.config.hidden_size == 16 and len(tokenizer) == model.config.vocab_size

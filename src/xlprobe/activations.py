@@ -319,12 +319,11 @@ def dump_activations(
     demo_dir: str | os.PathLike = "resources/demo",
 ) -> dict[str, Any]:
     """The rule dump_activations: load the (model, step) checkpoint, dump every layer, write meta.json."""
-    from xlprobe.checkpoints import checkpoint_record, load_checkpoint, select_device
+    from xlprobe.checkpoints import load_checkpoint, select_device
 
     device = select_device(activations.get("device", "auto"))
-    net, tokenizer = load_checkpoint(dict(model), model["step"], demo_dir=demo_dir, cache_dir=cache_dir,
-                                     device=device, dtype=activations.get("dtype", "auto"))
-    checkpoint = checkpoint_record(dict(model), model["step"], demo_dir=demo_dir, cache_dir=cache_dir)
+    net, tokenizer, checkpoint = load_checkpoint(dict(model), model["step"], demo_dir=demo_dir, cache_dir=cache_dir,
+                                                 device=device, dtype=activations.get("dtype", "auto"))
     words = read_tsv(words_path, dtype={"form": str})
     meta = dump_word_activations(
         net, tokenizer, words, {int(k): v for k, v in layer_paths.items()},

@@ -195,7 +195,8 @@ def checkpoint_record(
     cache_dir: str | os.PathLike | None = None,
     offline: bool | None = None,
 ) -> dict[str, Any]:
-    """`Checkpoint.record` of a config model at a step: the files `load_checkpoint` loads."""
+    """`Checkpoint.record` of a config model at a step, without loading it: the files `load_checkpoint`
+    would load now."""
     checkpoint = resolve_checkpoint(model, step, demo_dir)
     return checkpoint.record(*local_files(checkpoint, cache_dir, offline))
 
@@ -232,10 +233,11 @@ def load_checkpoint(
     auto_class=None,
     **model_kwargs: Any,
 ):
-    """Load (model, tokenizer) of a config model at a step, in eval mode on `device`.
+    """Load (model, tokenizer, record) of a config model at a step, the model in eval mode on `device`.
 
-    `auto_class` defaults to AutoModelForCausalLM; pass e.g. AutoModelForTokenClassification with
-    its `num_labels` in `model_kwargs` for fine-tuning. `checkpoint_record` names the files loaded.
+    `record` is `Checkpoint.record` of the very files loaded (resolving a revision a second time
+    could meet a moved revision). `auto_class` defaults to AutoModelForCausalLM; pass e.g.
+    AutoModelForTokenClassification with its `num_labels` in `model_kwargs` for fine-tuning.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -251,7 +253,7 @@ def load_checkpoint(
     except (OSError, ValueError) as error:
         raise CheckpointError(f"{checkpoint.describe()}: cannot load from '{model_dir}': {error}") from error
     log.info("loaded %s from %s (%s, %s)", f"{checkpoint.model} step {checkpoint.step}", model_dir, device, dtype)
-    return net.to(device).eval(), tokenizer
+    return net.to(device).eval(), tokenizer, checkpoint.record(model_dir, tokenizer_dir)
 
 
 # ----------------------------------------------------------------------------- download rule

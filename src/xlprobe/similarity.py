@@ -198,16 +198,16 @@ def run_similarity(
     Provenance, with the checkpoint record, goes to the sidecar `sidecar_path(output)`; the TSV
     keeps the contract's columns.
     """
-    from xlprobe.checkpoints import checkpoint_record, load_checkpoint
+    from xlprobe.checkpoints import load_checkpoint
 
     pairs = settings.get("pairs") or []
     if not pairs:
         raise ValueError("similarity.pairs: no language pairs configured")
     hub = settings.get("hub")
     files = settings.get("files") or ({} if hub else demo_parallel_files(demo_dir, sorted({x for p in pairs for x in p})))
-    net, tokenizer = load_checkpoint(model, step, demo_dir=demo_dir, cache_dir=cache_dir,
-                                     device=settings.get("device", "auto"), dtype=settings.get("dtype", "auto"))
-    checkpoint = checkpoint_record(model, step, demo_dir=demo_dir, cache_dir=cache_dir)
+    net, tokenizer, checkpoint = load_checkpoint(model, step, demo_dir=demo_dir, cache_dir=cache_dir,
+                                                 device=settings.get("device", "auto"),
+                                                 dtype=settings.get("dtype", "auto"))
     table = parallel_similarity(
         net, tokenizer, files, pairs, settings.get("layers"), settings.get("max_pairs"),
         settings.get("batch_size", 32), hub, cache_dir,
