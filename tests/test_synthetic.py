@@ -299,3 +299,17 @@ def test_bad_settings_name_the_config_key(tmp_path, change, message):
     with pytest.raises(ValueError, match=message):
         generate_demo_data(**settings)
     assert not (tmp_path / "demo" / "demo_data.json").exists()
+
+
+def test_generate_from_config_reads_the_demo_section(tmp_path):
+    from xlprobe.synthetic import generate_from_config
+
+    demo = {"dir": str(tmp_path / "b" / "demo"), "languages": CODES, "treebank_sentences": 40,
+            "pretrain_sentences": 30, "parallel_sentences": 20, "shared_vocabulary": 0.5,
+            "tokenizer_vocab_size": 600}  # a key of the tokenizer rule, not of the generator
+    generate_from_config(demo, ud_root=tmp_path / "b" / "ud", seed=3)
+    generate(tmp_path / "a", seed=3)
+    for path in demo_data_paths(tmp_path / "a" / "ud", tmp_path / "a" / "demo", CODES):
+        if path.suffix != ".json":
+            twin = tmp_path / "b" / path.relative_to(tmp_path / "a")
+            assert filecmp.cmp(path, twin, shallow=False), path

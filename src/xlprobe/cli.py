@@ -79,17 +79,10 @@ def _generate_demo_data(parser: argparse.ArgumentParser):
 
         import yaml
 
-        from xlprobe.synthetic import generate_demo_data
+        from xlprobe.synthetic import generate_from_config
 
         config = yaml.safe_load(Path(args.config).read_text())
-        demo = config["demo"]
-        generate_demo_data(
-            ud_root=config["ud_root"], demo_dir=demo["dir"],
-            languages=demo["languages"], treebank_sentences=demo.get("treebank_sentences", 1500),
-            pretrain_sentences=demo.get("pretrain_sentences", 12000),
-            parallel_sentences=demo.get("parallel_sentences", 300),
-            shared_vocabulary=demo.get("shared_vocabulary", 0.5), seed=config["seed"],
-        )
+        generate_from_config(config["demo"], ud_root=config["ud_root"], seed=config["seed"])
         return 0
 
     return run

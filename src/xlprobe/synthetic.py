@@ -21,9 +21,10 @@ import bisect
 import itertools
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -704,6 +705,15 @@ def split_sizes(n: int) -> dict[str, int]:
     """80/10/10 in sentence order (sentences are drawn independently, so order is random)."""
     train, dev = round(n * SPLITS["train"]), round(n * SPLITS["dev"])
     return {"train": train, "dev": dev, "test": n - train - dev}
+
+
+def generate_from_config(demo: Mapping[str, Any], ud_root: str | Path, seed: int) -> dict:
+    """`generate_demo_data` from a config's `demo:` section; its defaults are the function's."""
+    sizes = ("treebank_sentences", "pretrain_sentences", "parallel_sentences", "shared_vocabulary")
+    return generate_demo_data(
+        ud_root=ud_root, demo_dir=demo["dir"], languages=demo["languages"], seed=seed,
+        **{key: demo[key] for key in sizes if key in demo},
+    )
 
 
 def demo_treebank_folder(code: str) -> str:
