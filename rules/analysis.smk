@@ -1,6 +1,5 @@
 # Cheap aggregates over the whole grid: alignment table, correlations, figures, report.
 # Each table has a provenance sidecar; the figures have none (the report carries the provenance).
-from xlprobe.provenance import sidecar_path
 
 
 rule alignment_table:

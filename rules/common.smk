@@ -8,6 +8,7 @@ from pathlib import Path
 from snakemake.exceptions import IncompleteCheckpointException
 from snakemake.logging import logger
 
+from xlprobe.provenance import sidecar_path
 from xlprobe.synthetic import demo_treebank_file
 from xlprobe.ud_release import UD_2_1_URL as UD_RELEASE_URL
 from xlprobe.workflow_config import check_config

@@ -1,5 +1,4 @@
 # Cross-lingual overlap of the top-k neuron sets, with chance level and hypergeometric significance.
-from xlprobe.provenance import sidecar_path
 
 
 rule compute_overlap:

@@ -1,5 +1,4 @@
 # Cosine similarity of parallel sentences per layer (the paper's supporting analysis).
-from xlprobe.provenance import sidecar_path
 
 
 rule similarity:
