@@ -112,3 +112,31 @@ def test_bad_settings_fail_clearly(trained, tmp_path):
     with pytest.raises(ValueError, match="no text in .*empty.txt"):
         pretrain(root / "tokenizer", [empty], tmp_path / "x", train_steps=5, save_steps=[5], **TINY)
     assert not (tmp_path / "x").exists()
+
+
+def test_learns_the_next_token_not_the_one_after(tmp_path):
+    """On a deterministic cycle of words a trained model must predict the next token.
+
+    Guards the one label convention: transformers' causal-LM loss shifts `labels` itself, so targets
+    that are already shifted would teach the token after next.
+    """
+    cycle = ["ka", "lo", "mi", "nu", "pe", "ro", "su", "ti"]
+    rng = random.Random(1)
+    lines = []
+    for _ in range(300):
+        start = rng.randrange(len(cycle))
+        lines.append(" ".join(cycle[(start + i) % len(cycle)] for i in range(24)))
+    text = tmp_path / "cycle.txt"
+    text.write_text("\n".join(lines) + "\n")
+    train_tokenizer([text], tmp_path / "tok", vocab_size=300)
+    pretrain(tmp_path / "tok", [text], tmp_path / "model", train_steps=60, save_steps=[60], **TINY)
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "model" / "60").eval()
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "model" / "60")
+    ids = torch.tensor([tokenizer(" ".join(cycle * 4), add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        predicted = model(input_ids=ids).logits.argmax(-1)[0]
+    # Positions 1.. are inside the sentence, where every continuation is determined.
+    next_token = (predicted[1:-2] == ids[0, 2:-1]).float().mean().item()
+    token_after_next = (predicted[1:-2] == ids[0, 3:]).float().mean().item()
+    assert next_token > 0.9, (next_token, token_after_next)
+    assert token_after_next < 0.1

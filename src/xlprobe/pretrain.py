@@ -87,12 +87,14 @@ def token_stream(tokenizer, lines: list[str], seed: int) -> torch.Tensor:
     return torch.tensor([t for sentence in ids for t in (*sentence, eos)], dtype=torch.long)
 
 
-def get_batch(stream: torch.Tensor, batch_size: int, seq_len: int, generator: torch.Generator):
-    """Random windows of the stream: inputs and the same windows shifted by one as targets."""
-    starts = torch.randint(len(stream) - seq_len - 1, (batch_size,), generator=generator)
-    x = torch.stack([stream[s : s + seq_len] for s in starts])
-    y = torch.stack([stream[s + 1 : s + seq_len + 1] for s in starts])
-    return x, y
+def get_batch(stream: torch.Tensor, batch_size: int, seq_len: int, generator: torch.Generator) -> torch.Tensor:
+    """Random windows of the stream, [batch_size, seq_len].
+
+    One label convention only: the window is both the input and the `labels`, and transformers'
+    causal-LM loss shifts the labels itself (pre-shifted targets would teach the token after next).
+    """
+    starts = torch.randint(len(stream) - seq_len, (batch_size,), generator=generator)
+    return torch.stack([stream[s : s + seq_len] for s in starts])
 
 
 @torch.no_grad()
@@ -102,8 +104,8 @@ def evaluate(model, stream: torch.Tensor, batch_size: int, seq_len: int, batches
     model.eval()
     losses = []
     for _ in range(batches):
-        x, y = get_batch(stream, batch_size, seq_len, generator)
-        losses.append(model(input_ids=x, labels=y).loss.item())
+        x = get_batch(stream, batch_size, seq_len, generator)
+        losses.append(model(input_ids=x, labels=x).loss.item())
     model.train()
     return sum(losses) / len(losses)
 
@@ -162,8 +164,8 @@ def pretrain(
     train = token_stream(tokenizer, lines[n_held_out:], seed)
     held_out = token_stream(tokenizer, lines[:n_held_out], seed)
     for name, stream in (("training", train), ("held-out", held_out)):
-        if len(stream) <= seq_len + 1:
-            raise ValueError(f"{name} text has {len(stream)} tokens, fewer than seq_len + 2 = {seq_len + 2}")
+        if len(stream) <= seq_len:
+            raise ValueError(f"{name} text has {len(stream)} tokens, fewer than seq_len + 1 = {seq_len + 1}")
     log.info("%d training tokens, %d held-out tokens", len(train), len(held_out))
 
     model = init_model(tokenizer, hidden_size=hidden_size, n_layer=n_layer, n_head=n_head, seed=seed)
@@ -201,8 +203,8 @@ def pretrain(
             save(0, float("nan"))
         progress = tqdm(range(1, train_steps + 1), desc="pretrain", mininterval=2)
         for step in progress:
-            x, y = get_batch(train, batch_size, seq_len, generator)
-            loss = model(input_ids=x, labels=y).loss
+            x = get_batch(train, batch_size, seq_len, generator)
+            loss = model(input_ids=x, labels=x).loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
