@@ -313,3 +313,42 @@ def test_generate_from_config_reads_the_demo_section(tmp_path):
         if path.suffix != ".json":
             twin = tmp_path / "b" / path.relative_to(tmp_path / "a")
             assert filecmp.cmp(path, twin, shallow=False), path
+
+
+def test_code_switching_adds_mixed_sentences_and_leaves_the_rest_alone(tmp_path):
+    plain = generate(tmp_path / "plain", pretrain=60)
+    mixed = generate_demo_data(
+        ud_root=tmp_path / "mixed" / "ud", demo_dir=tmp_path / "mixed" / "demo", languages=CODES,
+        treebank_sentences=40, pretrain_sentences=60, parallel_sentences=20, shared_vocabulary=0.5,
+        code_switching=0.5, code_switching_languages=["xa", "xb"], seed=0,
+    )
+    text = {name: {code: (tmp_path / name / "demo" / "text" / f"{code}.txt").read_text().splitlines()
+                   for code in CODES} for name in ("plain", "mixed")}
+    # Monolingual text, treebanks and the languages outside the switching set are unchanged.
+    for code in CODES:
+        assert text["mixed"][code][:60] == text["plain"][code]
+    assert text["mixed"]["xc"] == text["plain"]["xc"] and text["mixed"]["xd"] == text["plain"]["xd"]
+    for path in demo_data_paths(tmp_path / "plain" / "ud", tmp_path / "plain" / "demo", CODES):
+        if "conllu" in path.name:
+            assert filecmp.cmp(path, tmp_path / "mixed" / path.relative_to(tmp_path / "plain"), shallow=False)
+    assert mixed["languages"]["xa"]["pretrain_code_switched"] == 30
+    assert plain["languages"]["xa"]["pretrain_code_switched"] == 0
+    # The added sentences mix the two languages: xb's Cyrillic content words inside xa's sentences.
+    lexicons = build_lexicons(0.5, 0)
+    xb_stems = set(lexicons["xb"].nouns) | set(lexicons["xb"].verbs) | set(lexicons["xb"].adjectives)
+    added = text["mixed"]["xa"][60:]
+    assert len(added) == 30
+    cyrillic = [line for line in added if any("CYRILLIC" in unicodedata.name(ch, "") for ch in line)]
+    latin = [line for line in added if any(ch.isascii() and ch.isalpha() for ch in line)]
+    assert len(cyrillic) >= 20 and len(set(cyrillic) & set(latin)) >= 20
+    words = {w for line in added for w in line.split()}
+    assert any(stem in word for word in words for stem in xb_stems)
+
+
+def test_code_switching_settings_name_the_config_key(tmp_path):
+    settings = {"ud_root": tmp_path / "ud", "demo_dir": tmp_path / "demo", "languages": ["xa", "xb"],
+                "treebank_sentences": 20, "pretrain_sentences": 5, "parallel_sentences": 5}
+    with pytest.raises(ValueError, match="demo.code_switching: a share"):
+        generate_demo_data(**settings, code_switching=1.5)
+    with pytest.raises(ValueError, match="demo.code_switching_languages"):
+        generate_demo_data(**settings, code_switching=0.2, code_switching_languages=["xa", "xc"])

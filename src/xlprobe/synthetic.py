@@ -316,6 +316,17 @@ class Lexicon:
             stem + spec.infinitive if spec.affixation == "suffix" else spec.infinitive + stem
             for stem in self.verbs
         ]
+        # Content words back to their shared concept, for code-switching.
+        self.concept_of_lemma = {
+            (upos, lemma): (upos, i)
+            for upos, lemmas in (("NOUN", self.noun_lemmas), ("VERB", self.verb_lemmas),
+                                 ("ADJ", self.adjective_lemmas))
+            for i, lemma in enumerate(lemmas)
+        }
+
+    def concept(self, token: Token) -> tuple[str, int] | None:
+        """(UPOS, concept index) of a content word (noun, verb, adjective); None for other words."""
+        return self.concept_of_lemma.get((token.upos, token.lemma))
 
 
 def _anchor_keys() -> list[str]:
@@ -682,6 +693,33 @@ def parallel_corpus(
     return [sample_rendered(rng, chosen) for _ in tqdm(range(n), desc="parallel text", mininterval=2)]
 
 
+# Each content word of a code-switched sentence is the other language's with this probability.
+P_SWITCH_WORD = 0.5
+
+
+def code_switched(rng: random.Random, base: Lexicon, donor: Lexicon) -> list[str]:
+    """One sentence in `base`'s word order and function words, whose content words are each, with
+    probability P_SWITCH_WORD, `donor`'s word for the same concept inflected by `donor`'s grammar for
+    the same role and features (as bilinguals mix languages inside a clause).
+
+    A base-language adjective or verb then agrees with a donor-language noun, which rewards a model
+    for encoding an attribute alike in both languages: the demo's route to cross-lingual alignment.
+    """
+    _, (tokens, donor_tokens) = sample_rendered(rng, [base, donor])
+    donor_forms: dict[tuple[str, int], list[str]] = {}
+    for token in donor_tokens:
+        if (key := donor.concept(token)) is not None:
+            donor_forms.setdefault(key, []).append(token.form)
+    forms = []
+    for token in tokens:
+        key = base.concept(token)
+        if donor_forms.get(key) and rng.random() < P_SWITCH_WORD:
+            forms.append(donor_forms[key].pop(0))
+        else:
+            forms.append(token.form)
+    return forms
+
+
 # ----------------------------------------------------------------------------- files
 def _feats(feats: dict[str, str]) -> str:
     if not feats:
@@ -709,7 +747,8 @@ def split_sizes(n: int) -> dict[str, int]:
 
 def generate_from_config(demo: Mapping[str, Any], ud_root: str | Path, seed: int) -> dict:
     """`generate_demo_data` from a config's `demo:` section; its defaults are the function's."""
-    sizes = ("treebank_sentences", "pretrain_sentences", "parallel_sentences", "shared_vocabulary")
+    sizes = ("treebank_sentences", "pretrain_sentences", "parallel_sentences", "shared_vocabulary",
+             "code_switching", "code_switching_languages")
     return generate_demo_data(
         ud_root=ud_root, demo_dir=demo["dir"], languages=demo["languages"], seed=seed,
         **{key: demo[key] for key in sizes if key in demo},
@@ -733,11 +772,19 @@ def demo_data_paths(ud_root: str | Path, demo_dir: str | Path, languages: Sequen
     return paths + [Path(demo_dir, "demo_data.json")]
 
 
-def _check_settings(languages, treebank_sentences, pretrain_sentences, parallel_sentences) -> None:
+def _check_settings(
+    languages, treebank_sentences, pretrain_sentences, parallel_sentences, code_switching, switching
+) -> None:
     unknown = [code for code in languages if code not in LANGUAGES]
     if unknown:
         raise ValueError(
             f"demo.languages: unknown synthetic language(s) {unknown} (known: {', '.join(LANGUAGES)})"
+        )
+    if not 0 <= code_switching <= 1:
+        raise ValueError(f"demo.code_switching: a share between 0 and 1, got {code_switching}")
+    if code_switching and (len(set(switching)) < 2 or not set(switching) <= set(languages)):
+        raise ValueError(
+            f"demo.code_switching_languages: need two or more of demo.languages {languages}, got {switching}"
         )
     if treebank_sentences < 10:
         raise ValueError(
@@ -759,6 +806,8 @@ def generate_demo_data(
     pretrain_sentences: int = 12000,
     parallel_sentences: int = 300,
     shared_vocabulary: float = 0.5,
+    code_switching: float = 0.0,
+    code_switching_languages: Sequence[str] | None = None,
     seed: int = 0,
 ) -> dict:
     """Write the demo's treebanks, pre-training text, parallel text and a summary; return the summary.
@@ -768,7 +817,10 @@ def generate_demo_data(
     Treebanks, pre-training text and parallel text come from separate random streams.
     """
     languages = list(languages)
-    _check_settings(languages, treebank_sentences, pretrain_sentences, parallel_sentences)
+    switching = list(languages if code_switching_languages is None else code_switching_languages)
+    _check_settings(
+        languages, treebank_sentences, pretrain_sentences, parallel_sentences, code_switching, switching
+    )
     lexicons = build_lexicons(shared_vocabulary, seed)
     summary: dict = {"languages": {}, "treebanks": {}}
 
@@ -801,11 +853,20 @@ def generate_demo_data(
             " ".join(t.form for t in sample_rendered(rng, [lex])[1][0])
             for _ in tqdm(range(pretrain_sentences), desc=f"pretrain text {code}", mininterval=2)
         ]
-        write_text(Path(demo_dir, "text", f"{code}.txt"), "\n".join(lines) + "\n")
+        # Code-switched sentences come on top, from their own stream: the monolingual text stays as it is.
+        switched = []
+        if code_switching and code in switching:
+            rng, donors = random.Random(f"{seed}:code-switching:{code}"), [c for c in switching if c != code]
+            switched = [
+                " ".join(code_switched(rng, lex, lexicons[rng.choice(donors)]))
+                for _ in range(round(code_switching * pretrain_sentences))
+            ]
+        write_text(Path(demo_dir, "text", f"{code}.txt"), "\n".join(lines + switched) + "\n")
         summary["languages"][code] = {
             **describe(lex.spec),
-            "pretrain_sentences": len(lines),
-            "pretrain_words": sum(len(line.split()) for line in lines),
+            "pretrain_sentences": len(lines) + len(switched),
+            "pretrain_code_switched": len(switched),
+            "pretrain_words": sum(len(line.split()) for line in lines + switched),
         }
 
     rendered = [
@@ -822,6 +883,8 @@ def generate_demo_data(
         "pretrain_sentences": pretrain_sentences,
         "parallel_sentences": parallel_sentences,
         "shared_vocabulary": shared_vocabulary,
+        "code_switching": code_switching,
+        "code_switching_languages": switching,
         "seed": seed,
     }
     summary["settings"] = settings
