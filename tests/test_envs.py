@@ -20,10 +20,13 @@ import importlib.util
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -453,8 +456,26 @@ def requirements_file(path: Path, pins: dict[str, str]) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory) -> dict[Path, Future]:
+    """Every environment built at once: each waits mostly on the network or the disk."""
+    try:
+        socket.create_connection((urlsplit(lock.PYPI).hostname, 443), timeout=10).close()
+    except OSError as error:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PyPI is unreachable: {error}")
+        pytest.skip(f"PyPI is unreachable: {error}")
+    pool = ThreadPoolExecutor(len(ENV_FILES))
+    yield {env: pool.submit(build, env, tmp_path_factory.mktemp(env.stem)) for env in ENV_FILES}
+    pool.shutdown(cancel_futures=True)
+
+
 @pytest.mark.parametrize("env_file", ENV_FILES, ids=lambda p: p.name)
-def test_environment_builds_from_pypi(env_file: Path, tmp_path: Path):
+def test_environment_builds_from_pypi(env_file: Path, builds: dict[Path, Future]):
+    builds[env_file].result()
+
+
+def build(env_file: Path, tmp_path: Path) -> None:
     """The environment's pip: section as conda's pip installs it: resolved from PyPI alone to exactly
     its pins (the CUDA runtime only resolved), installed into a fresh virtual environment with this
     machine's PyPI set-up (torch's CPU build), then post-deploy.sh and the imports of its rules' code."""
