@@ -497,14 +497,19 @@ def build(env_file: Path, tmp_path: Path) -> None:
     cpu = {name: version for name, version, marker in pins if marker is None}
     cpu_torch = tmp_path / "cpu-torch.txt"
     cpu_torch.write_text(f"torch=={cpu['torch']}+cpu\n" if "torch" in cpu else "")
-    finish(pip(python, "install", "--quiet", "--no-compile", "-c", str(cpu_torch),
-               "-r", str(requirements_file(tmp_path / "cpu.txt", cpu))))
-    installed = {canonicalize_name(d["name"]): Version(d["version"]).public
-                 for d in json.loads(finish(pip(python, "list", "--format", "json")))}
-    assert {n: installed.get(n) for n in cpu} == cpu
-    assert set(installed) - set(cpu) == {"pip"}, f"not pinned: {sorted(set(installed) - set(cpu) - {'pip'})}"
-    finish(pip(python, "check"))
-    finish(resolving)
+    try:
+        finish(pip(python, "install", "--quiet", "--no-compile", "-c", str(cpu_torch),
+                   "-r", str(requirements_file(tmp_path / "cpu.txt", cpu))))
+        installed = {canonicalize_name(d["name"]): Version(d["version"]).public
+                     for d in json.loads(finish(pip(python, "list", "--format", "json")))}
+        assert {n: installed.get(n) for n in cpu} == cpu
+        assert set(installed) - set(cpu) == {"pip"}, f"not pinned: {sorted(set(installed) - set(cpu) - {'pip'})}"
+        finish(pip(python, "check"))
+        finish(resolving)
+    finally:
+        if resolving.poll() is None:
+            resolving.kill()
+            resolving.wait()
     resolved = {canonicalize_name(i["metadata"]["name"]): i["metadata"]["version"]
                 for i in json.loads(report.read_text())["install"]}
     assert resolved == wanted, (
