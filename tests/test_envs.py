@@ -1,30 +1,49 @@
-"""Each conda environment of envs/ lists every third-party package the code of its rules imports.
+"""The conda environments of envs/: what they list, that they pin the versions CI tests, and that they build.
 
 For every rule in rules/*.smk: its `conda:` file, its `script:`, the imports of that script, and the
 imports of every xlprobe module it reaches (transitively, also through imports inside functions).
 Imports inside `try: ... except ImportError` are optional and not required. Scripts that do not
 exist yet are skipped, so the test runs on whatever part of the library is written.
+
+Versions are written once, in requirements/lock.txt (and cuda.txt), by scripts/lock.py: setup.sh
+installs CI's environment with it as constraints, the environments pin the same versions, and each
+environment's pip: section is installed here into a fresh virtual environment (the CUDA pieces only
+resolved), with the project imported in it. No conda channel is reachable here: conda brings only
+Python and pip, at versions checked on the conda-forge feedstocks (docs/cluster.md).
 """
 
 from __future__ import annotations
 
 import ast
+import importlib.metadata
+import importlib.util
+import json
+import os
 import re
+import socket
 import subprocess
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = "xlprobe"
+_spec = importlib.util.spec_from_file_location("xlprobe_lock", REPO / "scripts" / "lock.py")
+lock = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(lock)
 
 # Import name -> the conda-forge (or PyPI) package names that provide it. Anything not listed here
 # is expected under its own name (lower case, '_' -> '-').
 IMPORT_TO_PACKAGES = {
-    "torch": {"pytorch", "pytorch-gpu", "pytorch-cpu"},
+    "torch": {"torch", "pytorch", "pytorch-gpu", "pytorch-cpu"},
     "sklearn": {"scikit-learn"},
     "yaml": {"pyyaml"},
     "PIL": {"pillow"},
@@ -156,7 +175,13 @@ def module_file(src: Path, dotted: str) -> Path | None:
 def third_party_imports(script: Path, src: Path, package: str = PACKAGE) -> dict[str, list[Import]]:
     """Top-level third-party module -> the required imports of it, over the script and every
     module of `package` (under `src`) that it reaches."""
+    return reached(script, src, package)[0]
+
+
+def reached(script: Path, src: Path, package: str = PACKAGE) -> tuple[dict[str, list[Import]], set[str]]:
+    """(third_party_imports, the dotted names of the modules of `package` the script reaches)."""
     required: dict[str, list[Import]] = {}
+    modules: set[str] = set()
     seen: set[Path] = set()
     queue: list[tuple[Path, str | None]] = [(script, None)]
     while queue:
@@ -164,6 +189,8 @@ def third_party_imports(script: Path, src: Path, package: str = PACKAGE) -> dict
         if path in seen:
             continue
         seen.add(path)
+        if module is not None:
+            modules.add(module)
         for imp in imports_of(path, module):
             top = imp.module.split(".")[0]
             if top == package:
@@ -178,7 +205,7 @@ def third_party_imports(script: Path, src: Path, package: str = PACKAGE) -> dict
             if not top or top in NOT_FROM_ENV or top in sys.stdlib_module_names or imp.optional:
                 continue
             required.setdefault(top, []).append(imp)
-    return required
+    return required, modules
 
 
 # ----------------------------------------------------------------------------------- environments
@@ -275,17 +302,111 @@ def test_environment_lists_every_imported_package(rule: Rule):
 ENV_FILES = sorted({r.conda for r in RULES if r.conda is not None and r.conda.is_file()})
 
 
+# The conda part of every environment: versions whose publication on conda-forge was checked in the
+# feedstocks' recipes and history (docs/cluster.md lists the commits). Change them only after the same check.
+CHECKED_ON_CONDA_FORGE = {"python": "=3.11", "pip": "=26.0.1"}
+LOCKED = lock.read_pins(lock.LOCK)
+CUDA_LOCKED = lock.read_pins(lock.CUDA_LOCK)
+
+
+def pin_problems(env_file: Path) -> list[str]:
+    """Where the pip: pins of an environment differ from the versions CI tests."""
+    problems = []
+    for name, version, marker in lock.env_pins(env_file)[1]:
+        cuda = name in CUDA_LOCKED
+        source = lock.CUDA_LOCK if cuda else lock.LOCK
+        tested = (CUDA_LOCKED if cuda else LOCKED).get(name)
+        if tested is None:
+            problems.append(f"{name}=={version} is in neither requirements/lock.txt nor cuda.txt")
+        elif version != tested:
+            problems.append(f"{name}=={version}, but {source.relative_to(REPO)} has {name}=={tested}")
+        elif (marker == lock.CUDA_MARKER) != cuda:
+            problems.append(f"{name}: the CUDA runtime of torch, and only it, carries `; {lock.CUDA_MARKER}`")
+    return problems
+
+
 @pytest.mark.parametrize("env_file", ENV_FILES, ids=lambda p: p.name)
-def test_environment_is_pinned_to_conda_forge(env_file: Path):
+def test_conda_brings_only_python_and_pip_from_conda_forge(env_file: Path):
     spec = yaml.safe_load(env_file.read_text())
-    channels = spec.get("channels", [])
-    assert "conda-forge" in channels and "defaults" not in channels, channels
-    for dep in spec["dependencies"]:
-        if isinstance(dep, dict):
-            for req in dep["pip"]:
-                assert re.fullmatch(r"[A-Za-z0-9._-]+==[0-9][\w.]*", req), f"pip: {req!r} is not pinned"
-        else:
-            assert re.fullmatch(r"[A-Za-z0-9._-]+ ?==?[0-9][\w.*]*", dep), f"{dep!r} is not pinned"
+    assert spec.get("channels") == ["conda-forge", "nodefaults"], spec.get("channels")
+    conda = lock.env_pins(env_file)[0]
+    assert conda == CHECKED_ON_CONDA_FORGE, (
+        f"{env_file.name}: conda pins {conda}; only {CHECKED_ON_CONDA_FORGE} were checked on conda-forge"
+    )
+    assert conda["python"] == "=" + lock.locked_python(), "the environment's Python is not the lock's"
+
+
+@pytest.mark.parametrize("env_file", ENV_FILES, ids=lambda p: p.name)
+def test_environment_pins_the_tested_versions(env_file: Path):
+    problems = pin_problems(env_file)
+    assert not problems, (
+        f"{env_file.relative_to(REPO)} does not pin the versions CI tests (run python scripts/lock.py):\n  "
+        + "\n  ".join(problems)
+    )
+
+
+def test_pin_check_names_the_differing_pin(tmp_path: Path):
+    env = tmp_path / "gpu.yaml"
+    text = (REPO / "envs" / "gpu.yaml").read_text()
+    env.write_text(text.replace(f"transformers=={LOCKED['transformers']}", "transformers==5.23.0"))
+    tested = LOCKED["transformers"]
+    assert pin_problems(env) == [f"transformers==5.23.0, but requirements/lock.txt has transformers=={tested}"]
+
+
+def project_requirements() -> set[str]:
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    texts = [*project["build-system"]["requires"], *project["project"]["dependencies"]]
+    for extra in project["project"].get("optional-dependencies", {}).values():
+        texts += extra
+    return {canonicalize_name(Requirement(t).name) for t in texts} - {PACKAGE}
+
+
+def test_lock_covers_the_project():
+    missing = sorted(project_requirements() - set(LOCKED))
+    assert not missing, (
+        f"pyproject.toml requires {missing}, absent from requirements/lock.txt: run python scripts/lock.py"
+    )
+
+
+def test_this_environment_runs_the_locked_versions():
+    python = "{}.{}".format(*sys.version_info[:2])
+    if python != lock.locked_python():
+        message = f"Python {python}: scripts/setup.sh installs the lock only on Python {lock.locked_python()}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    installed = {canonicalize_name(d.metadata["Name"]): d.version for d in importlib.metadata.distributions()}
+    wrong = {
+        name: f"{installed[name]} installed, {version} locked"
+        for name, version in LOCKED.items()
+        if name in installed and Version(installed[name]).public != version
+    }
+    assert not wrong, f"not the tested versions (bash scripts/setup.sh installs them): {wrong}"
+
+
+def test_readme_and_docs_state_the_locked_versions():
+    readme = (REPO / "README.md").read_text()
+    setup = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    assert "requirements/lock.txt" in setup, "README's set-up does not name the lock"
+    pins = re.findall(r"`([A-Za-z0-9._-]+)==([0-9][^`\s]*)`", setup)
+    assert pins, "README's set-up states no version"
+    env_versions = {}
+    for env_file in ENV_FILES:
+        for name, version, _ in lock.env_pins(env_file)[1]:
+            env_versions.setdefault(name, set()).add(version)
+    for name, version in pins:
+        name = canonicalize_name(name)
+        stated = f"README: {name}=={version}"
+        assert LOCKED.get(name) == version, f"{stated}, requirements/lock.txt: {LOCKED.get(name)}"
+        assert env_versions.get(name) == {version}, f"{stated}, envs/: {env_versions.get(name)}"
+    script = (REPO / "scripts" / "setup.sh").read_text()
+    assert re.search(r"^LOCK=requirements/lock\.txt$", script, re.MULTILINE) and '-c "$constraints"' in script
+    # the CUDA release that docs/cluster.md gives drivers for is the one the torch wheel brings
+    cuda = ".".join(CUDA_LOCKED["nvidia-cuda-runtime"].split(".")[:2])
+    cluster = (REPO / "docs" / "cluster.md").read_text()
+    assert f"CUDA {cuda}" in cluster, f"docs/cluster.md does not give the driver for CUDA {cuda}"
+    assert f"torch=={LOCKED['torch']}" in cluster, f"docs/cluster.md does not name torch=={LOCKED['torch']}"
 
 
 @pytest.mark.parametrize("env_file", ENV_FILES, ids=lambda p: p.name)
@@ -305,9 +426,114 @@ def test_gpu_environment_has_a_cuda_build_of_pytorch():
     gpu_envs = {r.conda for r in RULES if r.conda is not None and "gpu" in r.conda.stem}
     assert gpu_envs, "no rule uses a GPU environment (envs/gpu.yaml)"
     for env_file in gpu_envs:
-        names = env_packages(env_file)
-        # conda-forge: pytorch-gpu pulls the CUDA build; cuda-version picks the CUDA release
-        assert {"pytorch-gpu", "cuda-version"} <= names, f"{env_file.name}: {sorted(names)}"
+        pins = {name: version for name, version, _ in lock.env_pins(env_file)[1]}
+        # PyPI's torch wheel for Linux is the CUDA build; it needs the CUDA runtime of requirements/cuda.txt
+        assert pins.get("torch") == LOCKED["torch"], f"{env_file.name}: torch {pins.get('torch')}"
+        lacking = set(CUDA_LOCKED) - set(pins)
+        assert CUDA_LOCKED and not lacking, f"{env_file.name} lacks the CUDA runtime's {sorted(lacking)}"
+
+
+# ----------------------------------------------------------------------------------- building them
+def pip(python: Path, *args: str, pypi_only: bool = False) -> subprocess.Popen:
+    """pip of `python`, started; `finish` waits for it."""
+    env = lock.pypi_only_env() if pypi_only else dict(os.environ)
+    cmd = [str(python), "-m", "pip", "--disable-pip-version-check", *args]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(run: subprocess.Popen, timeout: int = 600) -> str:
+    out, err = run.communicate(timeout=timeout)
+    assert run.returncode == 0, f"{' '.join(run.args[3:])}:\n{err[-3000:]}"
+    return out
+
+
+def applies(marker: str | None) -> bool:
+    return marker is None or Requirement(f"x; {marker}").marker.evaluate()
+
+
+def requirements_file(path: Path, pins: dict[str, str]) -> Path:
+    path.write_text("".join(f"{name}=={version}\n" for name, version in pins.items()))
+    return path
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory) -> dict[Path, Future]:
+    """Every environment built at once: each waits mostly on the network or the disk."""
+    try:
+        socket.create_connection((urlsplit(lock.PYPI).hostname, 443), timeout=10).close()
+    except OSError as error:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PyPI is unreachable: {error}")
+        pytest.skip(f"PyPI is unreachable: {error}")
+    pool = ThreadPoolExecutor(len(ENV_FILES))
+    yield {env: pool.submit(build, env, tmp_path_factory.mktemp(env.stem)) for env in ENV_FILES}
+    pool.shutdown(cancel_futures=True)
+
+
+@pytest.mark.parametrize("env_file", ENV_FILES, ids=lambda p: p.name)
+def test_environment_builds_from_pypi(env_file: Path, builds: dict[Path, Future]):
+    builds[env_file].result()
+
+
+def build(env_file: Path, tmp_path: Path) -> None:
+    """The environment's pip: section as conda's pip installs it: resolved from PyPI alone to exactly
+    its pins (the CUDA runtime only resolved), installed into a fresh virtual environment with this
+    machine's PyPI set-up (torch's CPU build), then post-deploy.sh and the imports of its rules' code."""
+    conda, pins = lock.env_pins(env_file)
+    venv = tmp_path / "venv"
+    # No ensurepip: the conda pip's version goes in directly, and nothing else (conda brings nothing else).
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    finish(pip(Path(sys.executable), "--python", str(python), "install", "--quiet",
+               f"pip=={conda['pip'].lstrip('=')}"))
+    wanted = {name: version for name, version, marker in pins if applies(marker)}
+    everything = requirements_file(tmp_path / "requirements.txt", wanted)
+    # 1. PyPI resolves the whole section, CUDA runtime included, to its pins and nothing else
+    #    (in the background: it waits on the network while step 2 unpacks).
+    report = tmp_path / "report.json"
+    resolving = pip(python, "install", "--dry-run", "--ignore-installed", "--quiet", "--index-url", lock.PYPI,
+                    "--report", str(report), "-r", str(everything), pypi_only=True)
+    # 2. Installed without the CUDA runtime, torch's CPU build in place of its CUDA one.
+    cpu = {name: version for name, version, marker in pins if marker is None}
+    cpu_torch = tmp_path / "cpu-torch.txt"
+    cpu_torch.write_text(f"torch=={cpu['torch']}+cpu\n" if "torch" in cpu else "")
+    try:
+        finish(pip(python, "install", "--quiet", "--no-compile", "-c", str(cpu_torch),
+                   "-r", str(requirements_file(tmp_path / "cpu.txt", cpu))))
+        installed = {canonicalize_name(d["name"]): Version(d["version"]).public
+                     for d in json.loads(finish(pip(python, "list", "--format", "json")))}
+        assert {n: installed.get(n) for n in cpu} == cpu
+        assert set(installed) - set(cpu) == {"pip"}, f"not pinned: {sorted(set(installed) - set(cpu) - {'pip'})}"
+        finish(pip(python, "check"))
+        finish(resolving)
+    finally:
+        if resolving.poll() is None:
+            resolving.kill()
+            resolving.wait()
+    resolved = {canonicalize_name(i["metadata"]["name"]): i["metadata"]["version"]
+                for i in json.loads(report.read_text())["install"]}
+    assert resolved == wanted, (
+        f"PyPI resolves {env_file.name} otherwise: unpinned {sorted(set(resolved) - set(wanted))}, "
+        f"differing {sorted(n for n in wanted if resolved.get(n) != wanted[n])}"
+    )
+
+    # 3. Snakemake's post-deploy step installs the project; the rules' code imports.
+    deploy = env_file.with_name(env_file.stem + ".post-deploy.sh")
+    env = {**os.environ, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}", "XLPROBE_REPO": str(REPO)}
+    run = subprocess.run(["bash", str(deploy)], cwd=tmp_path, env=env, check=False, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert f"post-deploy: xlprobe from {REPO / 'src' / PACKAGE / '__init__.py'}" in run.stdout
+    modules = set()
+    for rule in SCRIPT_RULES:
+        if rule.conda == env_file and rule.script.is_file():
+            third_party, own = reached(rule.script, REPO / "src")
+            modules |= set(third_party) | own
+    assert modules
+    code = "import importlib, sys\nfor m in sys.argv[1:]: importlib.import_module(m)"
+    run = subprocess.run([str(python), "-c", code, *sorted(modules)], env={**env, "MPLBACKEND": "Agg"},
+                         check=False, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, f"importing {sorted(modules)} in {env_file.name}:\n{run.stderr[-3000:]}"
 
 
 # ----------------------------------------------------------------------------------- the scanner itself
