@@ -197,3 +197,32 @@ def test_a_run_killed_mid_dump_resumes_to_the_same_results(demo_run, tmp_path):
     assert f"overlap/{model}/{step}/layer{layer}.tsv" in map(str, finished)
     for relative in finished:
         assert same_result(results / relative, reference / config["results"] / relative), relative
+
+
+def test_demo_measures_what_it_should(demo_run):
+    """Science, not counts: training makes part of speech easier to read off the neurons, and two
+    languages that share no stems and never code-switch keep neuron sets that overlap at chance."""
+    import json
+
+    from scipy.stats import hypergeom
+
+    workdir, _, config, _ = demo_run
+    results = workdir / config["results"]
+    layer = config["activations"]["layers"][0]
+    for model, spec in config["models"].items():
+        first, last = str(spec["steps"][0]), str(spec["steps"][-1])
+        for treebank in config["treebanks"]:
+            scores = [
+                json.loads((results / "probes" / model / step / f"layer{layer}" / f"{treebank}.json").read_text())
+                ["attributes"]["Part of Speech"]["dev_score"][-1]
+                for step in (first, last)
+            ]
+            assert scores[1] > scores[0], (model, treebank, scores)
+        overlap = pd.read_csv(results / "overlap" / model / last / f"layer{layer}.tsv", sep="\t")
+        k = overlap["k"].max()
+        pair = overlap[(overlap["k"] == k) & (overlap["language_a"] == "xb") & (overlap["language_b"] == "xc")]
+        assert len(pair) >= 3 and not (pair["p_holm"] < 0.05).any(), pair
+        width = round(k / pair["chance"].iloc[0])
+        # The mean over attributes of independent hypergeometric shares: within 3 of its null SDs.
+        null_sd = hypergeom(width, k, k).std() / k / len(pair) ** 0.5
+        assert abs(pair["overlap"].mean() - k / width) <= 3 * null_sd, pair
