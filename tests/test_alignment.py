@@ -8,8 +8,9 @@ from xlprobe.overlap import COLUMNS
 
 
 def overlap_file(path, width, rows):
-    """rows: (attribute, a, b, k, shared, p_holm); the rest derived."""
-    frame = pd.DataFrame(rows, columns=["attribute", "language_a", "language_b", "k", "shared", "p_holm"])
+    """rows: (attribute, a, b, k, shared, p_holm), each treebank a language of its own; the rest derived."""
+    frame = pd.DataFrame(rows, columns=["attribute", "treebank_a", "treebank_b", "k", "shared", "p_holm"])
+    frame["language_a"], frame["language_b"] = frame["treebank_a"], frame["treebank_b"]
     frame["overlap"] = frame["shared"] / frame["k"]
     frame["chance"] = frame["k"] / width
     frame["p_value"] = frame["p_holm"]

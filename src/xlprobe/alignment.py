@@ -2,8 +2,10 @@
 
 Choices, stated once:
 - Overlap is read at the largest k of each overlap file (the probe's k). Per attribute it is the mean
-  over the treebank pairs that both kept the attribute; the table's `overlap` is the macro mean over
-  attributes (every attribute weighs the same, however many pairs it has). Chance is k/D, so
+  over the cross-lingual treebank pairs (two languages) that both kept the attribute; the table's
+  `overlap` is the macro mean over attributes (every attribute weighs the same, however many pairs
+  it has). Pairs of two treebanks of one language are a within-language reference, reported apart
+  (`within_language_overlap`, `n_within_pairs`), never in `overlap`. Chance is k/D, so
   `overlap_minus_chance` and `overlap_over_chance` are the macro mean minus, and divided by, chance.
 - `share_significant` is the share of pairs whose Holm-corrected p-value is below `alpha`
   (macro mean over attributes in alignment.tsv).
@@ -26,6 +28,7 @@ import pandas as pd
 
 from xlprobe.io import read_tsv, write_json, write_tsv
 from xlprobe.overlap import COLUMNS as OVERLAP_FILE_COLUMNS
+from xlprobe.overlap import same_language
 from xlprobe.provenance import provenance, sidecar_path
 
 log = logging.getLogger(__name__)
@@ -106,46 +109,68 @@ def _read_checked(path: str | os.PathLike, columns: set[str]) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------- overlap
+SUMMARY_COLUMNS = [
+    "attribute",
+    "k",
+    "width",
+    "n_pairs",
+    "overlap",
+    "chance",
+    "overlap_minus_chance",
+    "overlap_over_chance",
+    "random_overlap",
+    "share_significant",
+    "n_within_pairs",
+    "within_language_overlap",
+]
+
+
 def summarize_overlap(frame: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
-    """Per attribute at the largest k: mean overlap over pairs, chance, pairs, share significant."""
-    columns = [
-        "attribute",
-        "k",
-        "width",
-        "n_pairs",
-        "overlap",
-        "chance",
-        "overlap_minus_chance",
-        "overlap_over_chance",
-        "random_overlap",
-        "share_significant",
-    ]
+    """Per attribute at the largest k: mean overlap over cross-lingual pairs, chance, pairs, share
+    significant; and apart, the mean over pairs of two treebanks of one language (NaN where none)."""
     if frame.empty:
-        return pd.DataFrame(columns=columns)
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
     k = int(frame["k"].max())
     at_k = frame[frame["k"] == k].copy()
-    dropped = frame[["attribute", "language_a", "language_b"]].drop_duplicates().shape[0] - len(at_k)
+    dropped = frame[["attribute", "treebank_a", "treebank_b"]].drop_duplicates().shape[0] - len(at_k)
     if dropped:
         log.warning("%d pairs have no row at k=%d (fewer neurons selected) and are left out", dropped, k)
     at_k["significant"] = at_k["p_holm"] < alpha
     if "random_overlap" not in at_k:
         at_k["random_overlap"] = np.nan
+    within = same_language(at_k)
+    attributes = pd.Index(sorted(at_k["attribute"].unique()), name="attribute")
     summary = (
-        at_k.groupby("attribute", sort=True)
+        at_k[~within]
+        .groupby("attribute", sort=True)
         .agg(
             n_pairs=("overlap", "size"),
             overlap=("overlap", "mean"),
-            chance=("chance", "first"),
             random_overlap=("random_overlap", "mean"),
             share_significant=("significant", "mean"),
         )
-        .reset_index()
+        .reindex(attributes)
     )
+    reference = at_k[within].groupby("attribute")["overlap"].agg(["size", "mean"]).reindex(attributes)
+    summary["n_pairs"] = summary["n_pairs"].fillna(0).astype(int)
+    summary["n_within_pairs"] = reference["size"].fillna(0).astype(int)
+    summary["within_language_overlap"] = reference["mean"]
+    summary = summary.reset_index()
     summary["k"] = k
+    summary["chance"] = at_k["chance"].iloc[0]
     summary["width"] = round(k / summary["chance"].iloc[0])
     summary["overlap_minus_chance"] = summary["overlap"] - summary["chance"]
     summary["overlap_over_chance"] = summary["overlap"] / summary["chance"]
-    return summary[columns]
+    return summary[SUMMARY_COLUMNS]
+
+
+def overlap_by_k(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per k' <= k (index): `overlap` as summarize_overlap takes it (cross-lingual pairs, mean per
+    attribute, macro mean over attributes), `chance` and `random_overlap`."""
+    cross = frame[~same_language(frame)]
+    curve = cross.groupby(["k", "attribute"])["overlap"].mean().groupby("k").mean()
+    columns = [c for c in ("chance", "random_overlap") if c in frame]
+    return frame.groupby("k")[columns].first().assign(overlap=curve)
 
 
 # ----------------------------------------------------------------------------- transfer, similarity
@@ -211,7 +236,8 @@ def build_alignment(
         models.append(point["model"])
         summary = summarize_overlap(_read_checked(path, OVERLAP_COLUMNS), alpha)
         attribute_rows.append(summary.assign(**point))
-        macro = summary[
+        cross = summary[summary["n_pairs"] > 0]
+        macro = cross[
             ["overlap", "overlap_minus_chance", "overlap_over_chance", "random_overlap", "share_significant"]
         ].mean()
         point_rows.append(
@@ -220,9 +246,12 @@ def build_alignment(
                 "k": summary["k"].iloc[0] if len(summary) else np.nan,
                 "width": summary["width"].iloc[0] if len(summary) else np.nan,
                 "chance": summary["chance"].iloc[0] if len(summary) else np.nan,
-                "n_attributes": len(summary),
+                "n_attributes": len(cross),
                 "n_pairs": int(summary["n_pairs"].sum()),
                 **macro.to_dict(),
+                # The within-language reference, macro mean over the attributes that have such pairs.
+                "n_within_pairs": int(summary["n_within_pairs"].sum()),
+                "within_language_overlap": summary["within_language_overlap"].mean(),
             }
         )
     if not point_rows:
