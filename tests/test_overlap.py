@@ -139,11 +139,17 @@ def test_compute_overlap_writes_provenance_sidecar_before_the_table(tmp_path, mo
     assert record["libraries"]["scipy"]
 
 
-    # Probes from two different commits are both named.
+def test_probes_of_two_checkpoint_commits_are_an_error(tmp_path):
+    probes = [_probe(tmp_path / f"{tb}.json", 8, {"Case": [1, 2]}, CHECKPOINT) for tb in ("xa", "xb")]
     other = {**CHECKPOINT, "commit": "f" * 40}
     probes.append(_probe(tmp_path / "xc.json", 8, {"Case": [1, 3]}, other))
-    compute_overlap(probes, out, k=2, random_draws=5)
-    assert read_json(sidecar)["checkpoints"] == [CHECKPOINT, other]
+    out = tmp_path / "layer2.tsv"
+    with pytest.raises(ValueError, match="different checkpoints") as error:
+        compute_overlap(probes, out, k=2, random_draws=5)
+    # The message names each file with its commit.
+    message = str(error.value)
+    assert f"{probes[0]}: commit {'e' * 40}" in message and f"{probes[2]}: commit {'f' * 40}" in message
+    assert not out.exists() and not (tmp_path / "layer2.provenance.json").exists()
 
 
 def test_compute_overlap_writes_file(tmp_path):

@@ -172,6 +172,26 @@ def overlap_table(
     return frame[COLUMNS]
 
 
+def check_one_checkpoint(probe_paths: Sequence[str | os.PathLike]) -> list[dict]:
+    """The one checkpoint record behind the probe files; an error naming each file's commit if several.
+
+    One (model, step) has one set of weights: probes of two commits (a moving revision re-downloaded
+    between jobs) would compare neurons of different networks.
+    """
+    checkpoints = checkpoints_of(probe_paths)
+    if len(checkpoints) > 1:
+        named = [
+            f"{path}: commit {record.get('commit') or record.get('path') or record}"
+            for path in probe_paths
+            for record in [(read_json(path).get("provenance") or {}).get("checkpoint") or {}]
+        ]
+        raise ValueError(
+            f"the probe files come from {len(checkpoints)} different checkpoints; rerun the older ones:\n  "
+            + "\n  ".join(named)
+        )
+    return checkpoints
+
+
 def compute_overlap(
     probe_paths: Sequence[str | os.PathLike],
     output: str | os.PathLike,
@@ -181,15 +201,13 @@ def compute_overlap(
 ) -> pd.DataFrame:
     """Read one (model, step, layer)'s probe files and write its overlap TSV and provenance sidecar.
 
-    The sidecar (`sidecar_path(output)`) names the probe files and the checkpoint records their
-    provenance carries.
+    The sidecar (`sidecar_path(output)`) names the probe files and the checkpoint record their
+    provenance carries; probes of different checkpoints are an error.
     """
+    checkpoints = check_one_checkpoint(probe_paths)
     width, selections, languages = load_selections(probe_paths)
     frame = overlap_table(selections, width, k, languages, seed=seed, random_draws=random_draws)
     log.info("%d treebanks, width %d: %d overlap rows", len(selections), width, len(frame))
-    checkpoints = checkpoints_of(probe_paths)
-    if len(checkpoints) > 1:
-        log.warning("the probe files come from %d different checkpoints: %s", len(checkpoints), checkpoints)
     write_json(
         sidecar_path(output),
         provenance(
