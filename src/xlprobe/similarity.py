@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +24,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from xlprobe.inputs import similarity_files
 from xlprobe.io import read_tsv, write_json, write_tsv
 from xlprobe.provenance import provenance, sidecar_path
 
@@ -178,11 +178,6 @@ def parallel_similarity(
 
 
 # ----------------------------------------------------------------------------- the stage
-def demo_parallel_files(demo_dir: str | os.PathLike, languages: Sequence[str]) -> dict[str, str]:
-    """The demo generator's aligned files, one per language."""
-    return {lang: str(Path(demo_dir, "parallel", f"{lang}.txt")) for lang in languages}
-
-
 def run_similarity(
     model: dict[str, Any],
     step: int | str,
@@ -204,7 +199,7 @@ def run_similarity(
     if not pairs:
         raise ValueError("similarity.pairs: no language pairs configured")
     hub = settings.get("hub")
-    files = settings.get("files") or ({} if hub else demo_parallel_files(demo_dir, sorted({x for p in pairs for x in p})))
+    files = similarity_files(settings, demo_dir)  # the DAG declares the same files (rules/common.smk)
     net, tokenizer, checkpoint = load_checkpoint(model, step, demo_dir=demo_dir, cache_dir=cache_dir,
                                                  device=settings.get("device", "auto"),
                                                  dtype=settings.get("dtype", "auto"))

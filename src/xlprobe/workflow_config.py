@@ -11,6 +11,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from xlprobe.inputs import task_treebanks
+
 
 class ConfigError(ValueError):
     pass
@@ -73,10 +75,14 @@ def check_config(config: dict[str, Any], workdir: str | Path = ".", schema_path:
 
     for section, spec in (config.get("transfer", {}).get("tasks") or {}).items():
         key = f"transfer.tasks.{section}"
-        if spec.get("format") == "conllu":
-            for tb in [spec["source"], *spec.get("targets", [])]:
-                if tb not in treebanks:
-                    errors.append(f"{key}: treebank '{tb}' is not in treebanks ({', '.join(treebanks)})")
+        try:
+            needed = task_treebanks(spec, section)
+        except ValueError as error:
+            errors.append(str(error))
+            continue
+        for tb in needed:
+            if tb not in treebanks:
+                errors.append(f"{key}: treebank '{tb}' is not in treebanks ({', '.join(treebanks)})")
 
     if demo is not None:
         from xlprobe.synthetic import demo_treebank_folder

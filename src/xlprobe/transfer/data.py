@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xlprobe.inputs import task_format
 from xlprobe.io import read_tsv
 
 log = logging.getLogger(__name__)
@@ -163,16 +164,9 @@ def load_task(
     evaluated whole unless `max_eval_examples` caps them (a seeded sample).
     """
     name = task.get("name", task["type"])
-    kind, fmt, source = task["type"], task.get("format"), task["source"]
+    kind, fmt, source = task["type"], task_format(task, name), task["source"]
     targets = list(task.get("targets", []))
     key = f"transfer.tasks.{name}"
-    if kind not in LABELS:
-        raise ValueError(f"{key}.type: unknown task type '{kind}' (one of {sorted(LABELS)})")
-    if fmt is None:
-        fmt = "conllu" if kind == "udpos" else "tsv"
-    allowed = {"udpos": ("conllu", "xtreme", "hub"), "xnli": ("tsv", "hub")}[kind]
-    if fmt not in allowed:
-        raise ValueError(f"{key}.format: '{fmt}' does not apply to {kind} (one of {allowed})")
 
     dev = None
     if fmt == "conllu":
