@@ -33,3 +33,36 @@ def test_checkpoints_of_keeps_distinct_records_in_order(tmp_path):
     # Key order does not make a record distinct; a file without a record adds none.
     assert checkpoints_of(paths) == [HUB, local]
     assert checkpoints_of(paths[:1]) == [HUB]
+
+
+def _git(*args: str) -> str:
+    import subprocess
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout
+
+
+def test_the_code_version_is_the_checkouts_commit_and_whether_it_had_changes():
+    import shutil
+
+    import pytest
+
+    if shutil.which("git") is None or not _git("rev-parse", "--is-inside-work-tree").strip() == "true":
+        pytest.skip("not a git checkout")
+    code = provenance()["code"]
+    assert code["commit"] == _git("rev-parse", "HEAD").strip()
+    assert code["dirty"] == bool(_git("status", "--porcelain").strip())
+
+
+def test_outside_a_checkout_the_code_is_the_package_version(tmp_path, monkeypatch):
+    import importlib.metadata
+
+    from xlprobe import provenance as module
+
+    monkeypatch.setattr(module, "SOURCE_DIR", tmp_path)  # as if installed from a wheel
+    module.code_version.cache_clear()
+    try:
+        assert module.provenance()["code"] == {"version": importlib.metadata.version("xlprobe")}
+    finally:
+        module.code_version.cache_clear()
