@@ -124,9 +124,13 @@ def test_alignment_aggregates_by_hand(results):
     assert row["transfer_pos_source"] == pytest.approx(0.9)
     assert row["transfer_pos_metric"] == "f1"
     assert row["transfer_xnli"] == pytest.approx(0.6)  # all targets when none configured
-    assert row["similarity"] == pytest.approx(0.7) and row["similarity_layers"] == "4"
+    assert row["similarity"] == pytest.approx(0.7)
     final = alignment.set_index("step").loc["final"]
-    assert final["similarity"] == pytest.approx((0.2 + 0.5) / 2) and final["similarity_layers"] == "all"
+    # One definition per column: layer 4 was not measured at this point, so no value at the probed
+    # layer; the mean over every measured layer is a column of its own.
+    assert np.isnan(final["similarity"]), "the all-layer mean entered the probed layer's column"
+    assert final["similarity_all_layers"] == pytest.approx((0.2 + 0.5) / 2)
+    assert row["similarity_all_layers"] == pytest.approx((0.7 + 0.0) / 2)
     assert np.isnan(final["transfer_pos"])  # no transfer file for this point
     empty = alignment.set_index("step").loc[20]
     assert empty["n_pairs"] == 0 and np.isnan(empty["overlap"])
@@ -178,11 +182,12 @@ def test_sort_points_orders_models_then_steps():
 
 
 def test_similarity_uses_the_papers_last_token_pooling_only():
-    from xlprobe.alignment import similarity_score
+    from xlprobe.alignment import similarity_scores
 
     frame = pd.DataFrame({
         "source": ["en"] * 4, "target": ["fr"] * 4, "layer": [4, 4, 5, 5],
         "pooling": ["mean", "last", "mean", "last"], "cosine": [0.1, 0.9, 0.2, 0.7], "pairs": [10] * 4,
     })
-    assert similarity_score(frame, 4) == (0.9, "4")
-    assert similarity_score(frame, 17) == (pytest.approx(0.8), "all")
+    assert similarity_scores(frame, 4) == {"similarity": 0.9, "similarity_all_layers": pytest.approx(0.8)}
+    at_17 = similarity_scores(frame, 17)
+    assert np.isnan(at_17["similarity"]) and at_17["similarity_all_layers"] == pytest.approx(0.8)

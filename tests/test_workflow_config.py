@@ -119,3 +119,10 @@ def test_the_dag_and_the_library_read_a_task_from_the_same_files(tmp_path):
     assert task_data_files(xnli, str) == ["t.tsv", "f.tsv"]  # tsv, the xnli default
     with pytest.raises(ValueError, match=r"transfer.tasks.pos.format: 'tsv' does not apply to udpos"):
         task_data_files({**task, "format": "tsv"}, str)
+
+
+def test_similarity_must_measure_the_probed_layers():
+    config = load("config/demo.yaml")
+    config["similarity"]["layers"] = [1, 2]
+    with pytest.raises(ConfigError, match=r"similarity.layers: \[1, 2\] lack the probed layer\(s\) \[4\]"):
+        check_config(config, schema_path=SCHEMA)

@@ -12,8 +12,9 @@ Choices, stated once:
 - Transfer: a task's main metric is the first of MAIN_METRICS present in its file (POS: `f1`,
   else `accuracy`; XNLI: `accuracy`); `transfer_<task>` is its mean over the configured target
   languages (all target rows where none are configured), `transfer_<task>_source` the source score.
-- Similarity: the mean cosine over language pairs at the probed layer; where that layer was not
-  measured, the mean over every measured layer (`similarity_layers` says which).
+- Similarity, one definition per column: `similarity` is the mean cosine over language pairs at the
+  probed layer (NaN where that layer was not measured; the config check stops such a config), and
+  `similarity_all_layers` the mean over every measured layer. Correlations name the column they use.
 """
 
 from __future__ import annotations
@@ -211,13 +212,15 @@ def one_pooling(frame: pd.DataFrame, pooling: str = SIMILARITY_POOLING) -> pd.Da
     return frame[frame["pooling"] == chosen]
 
 
-def similarity_score(frame: pd.DataFrame, layer: int) -> tuple[float, str]:
-    """Mean cosine over language pairs at `layer`, else over every measured layer; and which."""
+def similarity_scores(frame: pd.DataFrame, layer: int) -> dict[str, float]:
+    """Mean cosine over language pairs at `layer` (`similarity`, NaN where not measured) and over
+    every measured layer (`similarity_all_layers`), of the paper's pooling."""
     frame = one_pooling(frame)
-    at_layer = frame[frame["layer"] == layer]
-    if len(at_layer):
-        return float(at_layer["cosine"].mean()), str(layer)
-    return float(frame.groupby("layer")["cosine"].mean().mean()) if len(frame) else np.nan, "all"
+    at_layer = frame.loc[frame["layer"] == layer, "cosine"]
+    return {
+        "similarity": float(at_layer.mean()) if len(at_layer) else np.nan,
+        "similarity_all_layers": float(frame.groupby("layer")["cosine"].mean().mean()) if len(frame) else np.nan,
+    }
 
 
 # ----------------------------------------------------------------------------- the table
@@ -274,14 +277,18 @@ def build_alignment(
         point = point_of(path, "similarity")
         similarity_frames[(point["model"], point["step"])] = _read_checked(path, SIMILARITY_COLUMNS)
     if similarity_frames:
-        scores = [
-            similarity_score(similarity_frames[(m, s)], layer)
-            if (m, s) in similarity_frames
-            else (np.nan, "")
-            for m, s, layer in zip(alignment["model"], alignment["step"], alignment["layer"])
-        ]
-        alignment["similarity"] = [value for value, _ in scores]
-        alignment["similarity_layers"] = [which for _, which in scores]
+        missing = {"similarity": np.nan, "similarity_all_layers": np.nan}
+        scores = pd.DataFrame(
+            [
+                similarity_scores(similarity_frames[(m, s)], layer) if (m, s) in similarity_frames else missing
+                for m, s, layer in zip(alignment["model"], alignment["step"], alignment["layer"])
+            ],
+            index=alignment.index,
+        )
+        unmeasured = alignment.loc[scores["similarity"].isna() & scores["similarity_all_layers"].notna()]
+        for m, s, layer in unmeasured[["model", "step", "layer"]].itertuples(index=False):
+            log.warning("similarity of %s step %s: layer %d not measured; `similarity` left empty", m, s, layer)
+        alignment = pd.concat([alignment, scores], axis=1)
 
     alignment.insert(2, "final", alignment["step"].map(lambda s: str(s) == FINAL))
     order = list(dict.fromkeys(models))

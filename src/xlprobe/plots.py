@@ -303,7 +303,9 @@ def plot_overlap_vs_transfer(
 
 def _target_label(alignment: pd.DataFrame, target: str) -> str:
     if target == "similarity":
-        return "parallel-sentence cosine"
+        return "parallel-sentence cosine at the probed layer"
+    if target == "similarity_all_layers":
+        return "parallel-sentence cosine, mean over layers"
     metrics = [m for m in alignment.get(f"{target}_metric", pd.Series(dtype=str)) if m]
     metric = METRIC_LABELS.get(metrics[0], metrics[0]) if metrics else "score"
     return f"{target.removeprefix('transfer_')}: {metric}, mean over targets"
@@ -485,8 +487,7 @@ def plot_similarity_vs_step(
         axes[0].plot(
             rows["step"].map(position), rows["similarity"], marker="o", color=colours[model], label=model
         )
-    which = next((w for w in alignment.get("similarity_layers", []) if isinstance(w, str) and w), str(layer))
-    axes[0].set_title(f"at layer {layer}" if which == str(layer) else "mean over layers")
+    axes[0].set_title(f"at layer {layer}")
     axes[0].set_ylabel("mean cosine (translation pairs)")
     axes[0].legend(fontsize="small")
     for ax, model in zip(axes[1:], models):

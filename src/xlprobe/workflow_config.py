@@ -106,6 +106,15 @@ def check_config(config: dict[str, Any], workdir: str | Path = ".", schema_path:
                         f"'{config['ud_root']}' (available: {', '.join(available) or 'none'})"
                     )
 
+    measured = (config.get("similarity") or {}).get("layers")
+    if config.get("similarity") and measured:
+        probed = [layer for layer in config["activations"]["layers"] if layer not in measured]
+        if probed:
+            errors.append(
+                f"similarity.layers: {sorted(measured)} lack the probed layer(s) {probed} "
+                "(activations.layers): the alignment's similarity is read at the probed layer"
+            )
+
     if config.get("similarity") and demo is not None:
         for pair in config["similarity"].get("pairs", []):
             for lang in pair:
