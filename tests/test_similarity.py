@@ -122,3 +122,21 @@ def test_stage_writes_demo_style_files(tiny, tmp_path):
     with pytest.raises(ValueError, match=r"similarity\.layers: \[9\]"):
         run_similarity({"name": "tiny", "source": "demo", "steps": [7]}, 7, {**settings, "layers": [9]}, out,
                        demo_dir=demo)
+
+
+def test_vectors_come_from_the_base_model_and_the_blocks_they_need(tiny, n_layer, demo_data):
+    # The LM head (vocabulary x D; 250k x 1024 for BLOOM) never runs, nor blocks past the highest layer.
+    model, tokenizer, _ = tiny
+    sentences = demo_data.parallel[demo_data.languages[0]].read_text(encoding="utf-8").splitlines()[:5]
+    ran = []
+    hooks = [model.lm_head.register_forward_hook(lambda *_: ran.append("lm_head"))]
+    hooks += [block.register_forward_hook(lambda *_, i=i: ran.append(i)) for i, block in enumerate(model.transformer.h)]
+    try:
+        vectors = sentence_vectors(model, tokenizer, sentences, [2], batch_size=8)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert "lm_head" not in ran and set(ran) == {0, 1}, ran
+    # The same numbers as the whole model's hidden states.
+    full = sentence_vectors(model, tokenizer, sentences, [2, n_layer + 1], batch_size=8)
+    np.testing.assert_allclose(vectors["last"][0], full["last"][0], rtol=1e-5, atol=1e-6)
