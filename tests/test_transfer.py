@@ -11,7 +11,14 @@ import pytest
 import torch
 
 from xlprobe.transfer import run_transfer
-from xlprobe.transfer.data import NLI_LABELS, UPOS, load_task, read_word_table, read_xnli_tsv, read_xtreme_pos
+from xlprobe.transfer.data import (
+    NLI_LABELS,
+    UPOS,
+    load_task,
+    read_tagged_sentences,
+    read_xnli_tsv,
+    read_xtreme_pos,
+)
 from xlprobe.transfer.methods import load_classifier
 from xlprobe.transfer.metrics import seqeval_chunks, seqeval_f1, tag_accuracy
 from xlprobe.transfer.train import IGNORE, encode
@@ -70,10 +77,10 @@ def test_word_table_groups_sentences_in_word_order(tmp_path):
         "form": ["b1", "a2", "a1", "b2"], "lemma": ["x"] * 4, "upos": ["NOUN", "VERB", "DET", ""],
         "split": ["train"] * 4,
     }).to_csv(table, sep="\t", index=False)
-    assert read_word_table(table) == [(["b1", "b2"], ["NOUN", None]), (["a1", "a2"], ["DET", "VERB"])]
+    assert read_tagged_sentences(table) == [(["b1", "b2"], ["NOUN", None]), (["a1", "a2"], ["DET", "VERB"])]
     pd.DataFrame({"sentence_id": ["s"], "form": ["x"]}).to_csv(table, sep="\t", index=False)
     with pytest.raises(ValueError, match=r"xa\.tsv.*word_id"):
-        read_word_table(table)
+        read_tagged_sentences(table)
 
 
 def test_source_dev_is_a_disjoint_seeded_tenth(tmp_path):
@@ -219,7 +226,7 @@ def test_workflow_stage_on_demo_layout_with_word_tables(tiny_model, demo_data, t
 
 
 def test_word_table_reader_orders_words_numerically_and_skips_multiword_tags(tmp_path):
-    from xlprobe.transfer.data import read_word_table as read_tagged
+    from xlprobe.transfer.data import read_tagged_sentences as read_tagged
 
     rows = ["sentence_id\tword_id\tform\tlemma\tupos\ttags\tsplit"]
     forms = [f"w{i}" for i in range(1, 12)]

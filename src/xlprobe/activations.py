@@ -31,8 +31,9 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from xlprobe.io import atomic_path, read_tsv, write_json
+from xlprobe.io import atomic_path, write_json
 from xlprobe.provenance import provenance
+from xlprobe.wordtable import read_word_table, sentence_rows
 
 log = logging.getLogger(__name__)
 
@@ -65,19 +66,8 @@ def sentences_from_table(words: pd.DataFrame, source: str = "word table") -> lis
     if empty.any():
         row = int(np.flatnonzero(empty.to_numpy())[0])
         raise ValueError(f"{source}: empty form in data row {row + 1} (sentence {words['sentence_id'].iloc[row]})")
-    # word_id may be "3-4" for a multiword token: order by its first number.
-    order_key = pd.to_numeric(words["word_id"].astype(str).str.extract(r"^(\d+)", expand=False))
-    if order_key.isna().any():
-        row = int(np.flatnonzero(order_key.isna().to_numpy())[0])
-        raise ValueError(f"{source}: word_id '{words['word_id'].iloc[row]}' in data row {row + 1} is not a number")
-    codes, ids = pd.factorize(words["sentence_id"], sort=False)  # first-appearance order
-    order = np.lexsort((order_key.to_numpy(), codes))  # stable: ties keep table order
-    bounds = np.flatnonzero(np.diff(codes[order])) + 1
     forms = words["form"].astype(str).to_numpy()
-    sentences = [
-        Sentence(ids[codes[rows[0]]], forms[rows].tolist(), rows) for rows in np.split(order, bounds)
-    ]
-    return sentences
+    return [Sentence(sid, forms[rows].tolist(), rows) for sid, rows in sentence_rows(words, source)]
 
 
 # ----------------------------------------------------------------------------- tokenization
@@ -339,7 +329,7 @@ def dump_activations(
     device = select_device(activations.get("device", "auto"))
     net, tokenizer, checkpoint = load_base_model(model, model["step"], demo_dir=demo_dir, cache_dir=cache_dir,
                                                  device=device, dtype=activations.get("dtype", "auto"))
-    words = read_tsv(words_path, dtype={"form": str})
+    words = read_word_table(words_path)
     meta = dump_word_activations(
         net, tokenizer, words, {int(k): v for k, v in layer_paths.items()},
         pooling=activations.get("pooling", "paper"),

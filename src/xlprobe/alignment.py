@@ -212,14 +212,18 @@ def one_pooling(frame: pd.DataFrame, pooling: str = SIMILARITY_POOLING) -> pd.Da
     return frame[frame["pooling"] == chosen]
 
 
+def similarity_by_layer(frame: pd.DataFrame) -> pd.Series:
+    """Mean cosine over language pairs per measured layer, of the paper's pooling."""
+    return one_pooling(frame).groupby("layer")["cosine"].mean()
+
+
 def similarity_scores(frame: pd.DataFrame, layer: int) -> dict[str, float]:
     """Mean cosine over language pairs at `layer` (`similarity`, NaN where not measured) and over
     every measured layer (`similarity_all_layers`), of the paper's pooling."""
-    frame = one_pooling(frame)
-    at_layer = frame.loc[frame["layer"] == layer, "cosine"]
+    curve = similarity_by_layer(frame)
     return {
-        "similarity": float(at_layer.mean()) if len(at_layer) else np.nan,
-        "similarity_all_layers": float(frame.groupby("layer")["cosine"].mean().mean()) if len(frame) else np.nan,
+        "similarity": float(curve[layer]) if layer in curve.index else np.nan,
+        "similarity_all_layers": float(curve.mean()) if len(curve) else np.nan,
     }
 
 

@@ -26,7 +26,15 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-from xlprobe.alignment import FINAL, one_pooling, overlap_by_k, point_of, read_table, step_key, step_value
+from xlprobe.alignment import (
+    FINAL,
+    overlap_by_k,
+    point_of,
+    read_table,
+    similarity_by_layer,
+    step_key,
+    step_value,
+)
 from xlprobe.correlation import MEASURES, correlation_targets
 from xlprobe.io import atomic_path, read_tsv
 from xlprobe.overlap import same_language
@@ -493,7 +501,7 @@ def plot_similarity_vs_step(
     for ax, model in zip(axes[1:], models):
         keys = sorted([key for key in similarity if key[0] == model], key=lambda k: step_key(k[1]))
         for colour, key in zip(sns.color_palette("viridis", n_colors=len(keys)), keys):
-            curve = one_pooling(similarity[key]).groupby("layer")["cosine"].mean()
+            curve = similarity_by_layer(similarity[key])
             ax.plot(curve.index, curve.values, marker=".", color=colour, label=step_label(key[1]))
         ax.axvline(layer, color="grey", linestyle="--", linewidth=1)
         ax.set_title(f"{model} (dashed: probed layer)")
