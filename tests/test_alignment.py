@@ -1,13 +1,16 @@
+
 import numpy as np
 import pandas as pd
 import pytest
+from results_layout import record_point
 
 from xlprobe.alignment import build_alignment, point_of, read_table, sort_points, write_alignment_table
-from xlprobe.io import read_json, write_tsv
+from xlprobe.io import read_json, write_json, write_tsv
 from xlprobe.overlap import COLUMNS
+from xlprobe.provenance import sidecar_path
 
 
-def overlap_file(path, width, rows):
+def overlap_file(path, width, rows, point=None):
     """rows: (attribute, a, b, k, shared, p_holm), each treebank a language of its own; the rest derived."""
     frame = pd.DataFrame(rows, columns=["attribute", "treebank_a", "treebank_b", "k", "shared", "p_holm"])
     frame["language_a"], frame["language_b"] = frame["treebank_a"], frame["treebank_b"]
@@ -16,16 +19,19 @@ def overlap_file(path, width, rows):
     frame["p_value"] = frame["p_holm"]
     frame["random_overlap"] = frame["chance"]
     write_tsv(path, frame.reindex(columns=COLUMNS))
+    record_point(path, "overlap", point)
     return path
 
 
-def transfer_file(path, rows):
+def transfer_file(path, rows, point=None):
     write_tsv(path, pd.DataFrame(rows, columns=["language", "role", "metric", "value"]))
+    record_point(path, "transfer", point)
     return path
 
 
-def similarity_file(path, rows):
+def similarity_file(path, rows, point=None):
     write_tsv(path, pd.DataFrame(rows, columns=["source", "target", "layer", "pooling", "cosine", "pairs"]))
+    record_point(path, "similarity", point)
     return path
 
 
@@ -55,6 +61,7 @@ def results(tmp_path):
     )
     o20 = R / "overlap/m/20/layer4.tsv"
     write_tsv(o20, pd.DataFrame(columns=COLUMNS))  # no attribute kept in two treebanks
+    record_point(o20, "overlap")
     transfer = [
         transfer_file(
             R / "transfer/m/100/pos.tsv",
@@ -93,16 +100,21 @@ def results(tmp_path):
     return [ofinal, o100, o20], transfer, similarity
 
 
-def test_point_of_reads_the_layout():
-    assert point_of("R/overlap/demo-64/final/layer17.tsv", "overlap") == {
-        "model": "demo-64",
-        "step": "final",
-        "layer": 17,
-    }
-    assert point_of("R/transfer/m/1000/pos.tsv", "transfer") == {"model": "m", "step": 1000, "task": "pos"}
-    assert point_of("R/similarity/m/0.tsv", "similarity") == {"model": "m", "step": 0}
-    with pytest.raises(ValueError, match="layer<L>.tsv"):
-        point_of("R/overlap/m/0/l4.tsv", "overlap")
+def test_point_of_reads_the_results_own_record_not_its_path(tmp_path):
+    # Files named for another point: what counts is what their provenance says.
+    overlap = overlap_file(tmp_path / "overlap/x/1/layer9.tsv", 10, [], point={"model": "demo-64", "step": "final", "layer": 17})
+    assert point_of(overlap, "overlap") == {"model": "demo-64", "step": "final", "layer": 17}
+    transfer = transfer_file(tmp_path / "transfer/x/1/y.tsv", [], point={"model": "m", "step": "1000", "task": "pos"})
+    assert point_of(transfer, "transfer") == {"model": "m", "step": 1000, "task": "pos"}
+    similarity = similarity_file(tmp_path / "similarity/x/1.tsv", [], point={"model": "m", "step": "0"})
+    assert point_of(similarity, "similarity") == {"model": "m", "step": 0}
+    bare = tmp_path / "overlap/m/0/layer4.tsv"
+    write_tsv(bare, pd.DataFrame(columns=COLUMNS))
+    with pytest.raises(ValueError, match=r"layer4\.tsv: no provenance record .*layer4\.provenance\.json"):
+        point_of(bare, "overlap")
+    write_json(sidecar_path(bare), {"inputs": []})
+    with pytest.raises(ValueError, match=r"layer4\.provenance\.json names no point"):
+        point_of(bare, "overlap")
 
 
 def test_alignment_aggregates_by_hand(results):

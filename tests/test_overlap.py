@@ -224,7 +224,7 @@ def test_same_language_pairs_are_reported_apart(tmp_path):
         _labelled(tmp_path / "en.json", "en", "en", {"Number": [0, 5]}),
     ]
     out = tmp_path / "overlap" / "m" / "7" / "layer2.tsv"
-    compute_overlap(probes, out, k=2, random_draws=5)
+    compute_overlap(probes, out, k=2, random_draws=5, point={"model": "m", "step": "7", "layer": 2})
     alignment, _ = build_alignment([out])
     row = alignment.iloc[0]
     # Cross-lingual: zh-en and zh_cfl-en share 1 of 2 each; the zh-zh_cfl pair (2 of 2) is apart.
@@ -232,3 +232,16 @@ def test_same_language_pairs_are_reported_apart(tmp_path):
     assert row["n_pairs"] == 2
     assert row["within_language_overlap"] == pytest.approx(1.0)
     assert row["n_within_pairs"] == 1
+
+
+def test_the_overlap_names_its_point_and_refuses_probes_of_another(tmp_path):
+    probes = []
+    for tb in ("xa", "xb"):
+        _probe(tmp_path / f"{tb}.json", 8, {"N": [1]})
+        write_json(tmp_path / f"{tb}.json", {**read_json(tmp_path / f"{tb}.json"), "model": "m", "step": "7", "layer": 2})
+        probes.append(tmp_path / f"{tb}.json")
+    out = tmp_path / "layer2.tsv"
+    compute_overlap(probes, out, k=1, random_draws=5)  # the probes' own point
+    assert read_json(tmp_path / "layer2.provenance.json")["point"] == {"model": "m", "step": "7", "layer": 2}
+    with pytest.raises(ValueError, match=r"xa\.json: a probe of .*'layer': '2'.*not of .*'layer': 3"):
+        compute_overlap(probes, out, k=1, point={"model": "m", "step": "7", "layer": 3})

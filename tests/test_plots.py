@@ -2,6 +2,7 @@ import matplotlib.image
 import numpy as np
 import pandas as pd
 import pytest
+from results_layout import record_point
 
 from xlprobe.alignment import write_alignment_table
 from xlprobe.correlation import write_correlations
@@ -37,6 +38,7 @@ def synthetic_results(root, with_transfer=True):
             path = root / f"overlap/{model}/{step}/layer2.tsv"
             own_language = {tb: tb for tb in selections}
             write_tsv(path, overlap_table(selections, width, k=6, languages=own_language, seed=0, random_draws=20))
+            record_point(path, "overlap")
             overlap.append(path)
             if with_transfer:
                 path = root / f"transfer/{model}/{step}/pos.tsv"
@@ -51,6 +53,7 @@ def synthetic_results(root, with_transfer=True):
                         columns=["language", "role", "metric", "value"],
                     ),
                 )
+                record_point(path, "transfer")
                 transfer.append(path)
                 path = root / f"similarity/{model}/{step}.tsv"
                 write_tsv(
@@ -64,6 +67,7 @@ def synthetic_results(root, with_transfer=True):
                         columns=["source", "target", "layer", "pooling", "cosine", "pairs"],
                     ),
                 )
+                record_point(path, "similarity")
                 similarity.append(path)
     write_alignment_table(
         overlap, transfer, similarity, root / "alignment.tsv", root / "alignment_attributes.tsv"

@@ -221,6 +221,7 @@ def test_workflow_stage_on_demo_layout_with_word_tables(tiny_model, demo_data, t
     held_out = round(0.1 * n_source)
     assert details["examples"] == {"train": n_source - held_out, "source_dev": held_out, target: n_target}
     assert details["provenance"]["config"]["transfer"]["method"] == "frozen"
+    assert details["provenance"]["point"] == {"model": "tiny", "step": "50", "task": "pos"}
     assert details["provenance"]["checkpoint"] == {"model": "tiny", "step": "50", "source": "demo",
                                                    "path": str(demo / "models" / "tiny" / "50")}
 

@@ -22,12 +22,11 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from xlprobe.io import read_tsv, write_json, write_tsv
+from xlprobe.io import read_json, read_tsv, write_json, write_tsv
 from xlprobe.overlap import COLUMNS as OVERLAP_FILE_COLUMNS
 from xlprobe.overlap import same_language
 from xlprobe.provenance import provenance, sidecar_path
@@ -88,17 +87,24 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
 
 
 def point_of(path: str | os.PathLike, kind: str) -> dict[str, object]:
-    """(model, step[, layer | task]) of a result file, from the layout in docs/files.md."""
-    p = Path(path)
-    if kind == "overlap":  # overlap/<model>/<step>/layer<L>.tsv
-        if not p.stem.startswith("layer") or not p.stem[5:].isdigit():
-            raise ValueError(f"{path}: overlap file name must be layer<L>.tsv")
-        return {"model": p.parent.parent.name, "step": step_value(p.parent.name), "layer": int(p.stem[5:])}
-    if kind == "transfer":  # transfer/<model>/<step>/<task>.tsv
-        return {"model": p.parent.parent.name, "step": step_value(p.parent.name), "task": p.stem}
-    if kind == "similarity":  # similarity/<model>/<step>.tsv
-        return {"model": p.parent.name, "step": step_value(p.stem)}
-    raise ValueError(f"unknown result kind '{kind}'")
+    """(model, step[, layer | task]) of a result file, as its stage recorded it (`provenance.point`,
+    from the rule's wildcards): in the sidecar of an overlap or similarity TSV, in the JSON beside a
+    transfer TSV. Never parsed from the file's path."""
+    if kind not in ("overlap", "transfer", "similarity"):
+        raise ValueError(f"unknown result kind '{kind}'")
+    record_path = str(path).removesuffix(".tsv") + ".json" if kind == "transfer" else sidecar_path(path)
+    if not os.path.exists(record_path):
+        raise ValueError(f"{path}: no provenance record {record_path} beside it")
+    record = read_json(record_path)
+    point = (record.get("provenance", record) or {}).get("point")
+    keys = {"overlap": ("model", "step", "layer"), "transfer": ("model", "step", "task"), "similarity": ("model", "step")}
+    if not isinstance(point, dict) or any(key not in point for key in keys[kind]):
+        raise ValueError(f"{record_path} names no point {keys[kind]} (made by an older xlprobe: rerun it)")
+    point = {key: point[key] for key in keys[kind]}
+    point["step"] = step_value(point["step"])
+    if kind == "overlap":
+        point["layer"] = int(point["layer"])
+    return point
 
 
 def _read_checked(path: str | os.PathLike, columns: set[str]) -> pd.DataFrame:

@@ -23,6 +23,7 @@ import itertools
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -192,18 +193,38 @@ def check_one_checkpoint(probe_paths: Sequence[str | os.PathLike]) -> list[dict]
     return checkpoints
 
 
+def point_of_probes(probe_paths: Sequence[str | os.PathLike], point: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The (model, step, layer) of an overlap: `point` (the rule's wildcards) where given, else the
+    probes' own; a probe that names another point is an error."""
+    keys = ("model", "step", "layer")
+    found = dict(point) if point else None
+    for path in probe_paths:
+        probe = read_json(path)
+        own = {key: str(probe[key]) for key in keys if key in probe}
+        if found is None and len(own) == len(keys):
+            found = dict(own)
+        elif found is not None and any(own[key] != str(found[key]) for key in own):
+            raise ValueError(f"{path}: a probe of {own}, not of {found}")
+    if not found:
+        return {}
+    return {"model": str(found["model"]), "step": str(found["step"]), "layer": int(found["layer"])}
+
+
 def compute_overlap(
     probe_paths: Sequence[str | os.PathLike],
     output: str | os.PathLike,
     k: int,
     seed: int = 0,
     random_draws: int = RANDOM_DRAWS,
+    point: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Read one (model, step, layer)'s probe files and write its overlap TSV and provenance sidecar.
 
-    The sidecar (`sidecar_path(output)`) names the probe files and the checkpoint record their
-    provenance carries; probes of different checkpoints are an error.
+    The sidecar (`sidecar_path(output)`) names the point (`point`: the rule's wildcards, else the
+    probes'), the probe files and the checkpoint record their provenance carries; probes of different
+    checkpoints, or of another point, are an error.
     """
+    point = point_of_probes(probe_paths, point)
     checkpoints = check_one_checkpoint(probe_paths)
     width, selections, languages = load_selections(probe_paths)
     frame = overlap_table(selections, width, k, languages, seed=seed, random_draws=random_draws)
@@ -212,6 +233,7 @@ def compute_overlap(
         sidecar_path(output),
         provenance(
             {"k": k, "seed": seed, "random_draws": random_draws},
+            point=point,
             inputs=[str(path) for path in probe_paths],
             checkpoints=checkpoints,
         ),

@@ -207,7 +207,10 @@ def run_similarity(
     )
     write_json(
         sidecar_path(output),
-        provenance({"model": model, "similarity": settings}, checkpoint=checkpoint, inputs=files),
+        provenance(
+            {"model": model, "similarity": settings},
+            point={"model": model["name"], "step": str(step)}, checkpoint=checkpoint, inputs=files,
+        ),
     )
     write_tsv(output, table)
     return table
