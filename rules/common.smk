@@ -10,7 +10,6 @@ from snakemake.logging import logger
 
 from xlprobe.inputs import similarity_data_files, task_data_files
 from xlprobe.provenance import sidecar_path
-from xlprobe.synthetic import demo_treebank_file
 from xlprobe.ud_release import UD_2_1_URL as UD_RELEASE_URL
 from xlprobe.workflow_config import check_config
 
@@ -89,6 +88,8 @@ if config.get("similarity"):
 
 def demo_treebank_files(language=None):
     """The CoNLL-U files the demo generator writes: every demo language's, or one language's."""
+    from xlprobe.demo.synthetic import demo_treebank_file  # demo configs only
+
     languages = [language] if language else config["demo"]["languages"]
     return [
         str(demo_treebank_file(config["ud_root"], code, split))

@@ -30,7 +30,7 @@ def shared_data() -> Path:
 def demo_data(tmp_path_factory) -> SimpleNamespace:
     """The synthetic generator's data for two demo languages, small (a second): `ud_root` with their
     treebanks, `text` (language -> pre-training text file), `parallel` (language -> aligned text file)."""
-    from xlprobe.synthetic import LANGUAGES, generate_demo_data
+    from xlprobe.demo.synthetic import LANGUAGES, generate_demo_data
 
     root = tmp_path_factory.mktemp("demo-data")
     languages = list(LANGUAGES)[:2]
@@ -58,7 +58,7 @@ def tiny_bloom(demo_data, tmp_path_factory) -> SimpleNamespace:
     `path`: model and tokenizer files (a loadable checkpoint directory); `tokenizer_path`: the
     tokenizer alone; `model` (eval mode) and `tokenizer` in memory: tests that change them restore them.
     """
-    from xlprobe.pretrain import init_model, train_tokenizer
+    from xlprobe.demo.pretrain import init_model, train_tokenizer
 
     root = tmp_path_factory.mktemp("tiny-bloom")
     tokenizer = train_tokenizer(list(demo_data.text.values()), root / "tokenizer", vocab_size=400)

@@ -193,7 +193,7 @@ def test_udpos_end_to_end(tiny_model, shared_data, tmp_path):
 
 def test_workflow_stage_on_demo_layout_with_word_tables(tiny_model, demo_data, tmp_path):
     """transfer_checkpoint: a demo checkpoint found through xlprobe.checkpoints, conllu word tables."""
-    from xlprobe.synthetic import demo_treebank_folder
+    from xlprobe.demo.synthetic import demo_treebank_folder
     from xlprobe.transfer import transfer_checkpoint
     from xlprobe.wordtable import build_word_table, read_word_table
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from workflow_runs import planned_jobs, planned_wildcards, snakemake
 
-from xlprobe.pretrain import init_model, train_tokenizer
+from xlprobe.demo.pretrain import init_model, train_tokenizer
 from xlprobe.wordtable import conllu_files
 
 REPO = Path(__file__).resolve().parents[1]

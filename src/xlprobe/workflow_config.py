@@ -85,7 +85,7 @@ def check_config(config: dict[str, Any], workdir: str | Path = ".", schema_path:
                 errors.append(f"{key}: treebank '{tb}' is not in treebanks ({', '.join(treebanks)})")
 
     if demo is not None:
-        from xlprobe.synthetic import demo_treebank_folder
+        from xlprobe.demo.synthetic import demo_treebank_folder
 
         for tb, spec in treebanks.items():
             if spec["language"] not in demo["languages"]:
