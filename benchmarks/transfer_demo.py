@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from transformers import BloomConfig, BloomForCausalLM
 
-from xlprobe.pretrain import train_tokenizer
+from xlprobe.demo.pretrain import train_tokenizer
 from xlprobe.transfer import run_transfer
 from xlprobe.transfer.data import read_xtreme_pos
 

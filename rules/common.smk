@@ -8,8 +8,8 @@ from pathlib import Path
 from snakemake.exceptions import IncompleteCheckpointException
 from snakemake.logging import logger
 
+from xlprobe.inputs import similarity_data_files, task_data_files
 from xlprobe.provenance import sidecar_path
-from xlprobe.synthetic import demo_treebank_file
 from xlprobe.ud_release import UD_2_1_URL as UD_RELEASE_URL
 from xlprobe.workflow_config import check_config
 
@@ -88,6 +88,8 @@ if config.get("similarity"):
 
 def demo_treebank_files(language=None):
     """The CoNLL-U files the demo generator writes: every demo language's, or one language's."""
+    from xlprobe.demo.synthetic import demo_treebank_file  # demo configs only
+
     languages = [language] if language else config["demo"]["languages"]
     return [
         str(demo_treebank_file(config["ud_root"], code, split))
@@ -208,18 +210,8 @@ def treebank_input(treebank):
 
 def transfer_data_input(task):
     """Local data files of a transfer task (none for tasks read from the hub)."""
-    spec = config["transfer"]["tasks"][task]
-    if spec.get("format") == "conllu":
-        return [words_path(spec["source"])] + [words_path(t) for t in spec.get("targets", [])]
-    return [path for path in spec.get("files", {}).values()]
+    return task_data_files(config["transfer"]["tasks"][task], words_path, name=task)
 
 
 def similarity_data_input(wildcards):
-    files = config["similarity"].get("files")
-    if not files and config["similarity"].get("hub"):
-        return []  # fetched by the datasets library
-    if not files:  # the demo's aligned files, one per language
-        languages = sorted({lang for pair in config["similarity"]["pairs"] for lang in pair})
-        return [f"{DEMO_DIR}/parallel/{lang}.txt" for lang in languages]
-    # A value is one file or a [source, target] pair of files.
-    return sorted({path for value in files.values() for path in ([value] if isinstance(value, str) else value)})
+    return similarity_data_files(config["similarity"], DEMO_DIR)

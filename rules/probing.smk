@@ -17,6 +17,8 @@ rule probe:
         seed=config["seed"],
         model=model_slice,
         dump=dump_settings(),
+        # Written into the result, so that the overlap knows which pairs share a language.
+        language=lambda wc: config["treebanks"][wc.treebank]["language"],
     log:
         f"{LOGS}/probe/{{model}}/{{step}}/layer{{layer}}/{{treebank}}.log",
     benchmark:

@@ -1,6 +1,7 @@
 import os
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -12,10 +13,61 @@ SHARED_DATA = Path(os.environ.get("XLPROBE_SHARED_DATA", REPO.parent / "shared" 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The real public data beside the project (../shared/data); tests using it skip where it is absent."""
+    """The real public data beside the project (../shared/data), for tests of real file formats and
+    treebanks only (anything the synthetic generator can make comes from `demo_data`).
+
+    Tests using it skip where it is absent, except in CI (CI=true), where they fail: CI must run them.
+    """
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared data not found at {SHARED_DATA} (set XLPROBE_SHARED_DATA)")
+        message = f"shared data not found at {SHARED_DATA} (set XLPROBE_SHARED_DATA)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{message}; CI=true: a test that needs it fails instead of skipping")
+        pytest.skip(message)
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory) -> SimpleNamespace:
+    """The synthetic generator's data for two demo languages, small (a second): `ud_root` with their
+    treebanks, `text` (language -> pre-training text file), `parallel` (language -> aligned text file)."""
+    from xlprobe.demo.synthetic import LANGUAGES, generate_demo_data
+
+    root = tmp_path_factory.mktemp("demo-data")
+    languages = list(LANGUAGES)[:2]
+    generate_demo_data(
+        ud_root=root / "ud", demo_dir=root, languages=languages, treebank_sentences=100,
+        pretrain_sentences=300, parallel_sentences=40, seed=0,
+    )
+    return SimpleNamespace(
+        root=root,
+        ud_root=root / "ud",
+        languages=languages,
+        text={lang: root / "text" / f"{lang}.txt" for lang in languages},
+        parallel={lang: root / "parallel" / f"{lang}.txt" for lang in languages},
+    )
+
+
+# The one tiny model every test shares (as transformers' BloomModelTester): hidden 32, 3 blocks, 4 heads.
+TINY = {"hidden_size": 32, "n_layer": 3, "n_head": 4, "seed": 0}
+
+
+@pytest.fixture(scope="session")
+def tiny_bloom(demo_data, tmp_path_factory) -> SimpleNamespace:
+    """A random BLOOM-architecture model (TINY) and a byte-level BPE tokenizer trained on the demo text.
+
+    `path`: model and tokenizer files (a loadable checkpoint directory); `tokenizer_path`: the
+    tokenizer alone; `model` (eval mode) and `tokenizer` in memory: tests that change them restore them.
+    """
+    from xlprobe.demo.pretrain import init_model, train_tokenizer
+
+    root = tmp_path_factory.mktemp("tiny-bloom")
+    tokenizer = train_tokenizer(list(demo_data.text.values()), root / "tokenizer", vocab_size=400)
+    model = init_model(tokenizer, **TINY).eval()
+    model.save_pretrained(root / "model")
+    tokenizer.save_pretrained(root / "model")
+    return SimpleNamespace(
+        root=root, path=root / "model", tokenizer_path=root / "tokenizer", model=model, tokenizer=tokenizer
+    )
 
 
 @pytest.fixture(scope="session")

@@ -1,3 +1,4 @@
+import copy
 import json
 import random
 
@@ -13,28 +14,21 @@ from xlprobe.activations import (
     sentences_from_table,
     word_vectors,
 )
-from xlprobe.pretrain import init_model, train_tokenizer
 
 STEMS = ["kat", "doramil", "sup", "renutavi", "lor", "bikofen", "gur", "holjap", "x", "zyqwv"]
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """A tiny random BLOOM, its tokenizer, and a shuffled word table of sentences of many lengths."""
-    root = tmp_path_factory.mktemp("activations")
+def tiny(tiny_bloom):
+    """The shared tiny BLOOM and its tokenizer, and a shuffled word table of sentences of many lengths."""
     rng = random.Random(0)
-    text = root / "text.txt"
-    text.write_text("\n".join(" ".join(rng.choice(STEMS) + rng.choice(["a", "es", "un"]) for _ in range(6))
-                              for _ in range(300)))
-    tokenizer = train_tokenizer([text], root / "tokenizer", vocab_size=300)
-    model = init_model(tokenizer, hidden_size=32, n_layer=3, n_head=4, seed=0).eval()
     rows = []
     for s in range(23):
         for w in range(rng.randint(1, 14)):
             rows.append({"sentence_id": f"s{s}", "word_id": w + 1, "form": rng.choice(STEMS) + rng.choice(["a", "es", ""])})
     # Rows out of order: the dump must follow the table's row order, not the sentence order.
     words = pd.DataFrame(rows).sample(frac=1.0, random_state=1).reset_index(drop=True)
-    return root, tokenizer, model, words
+    return tiny_bloom.root, tiny_bloom.tokenizer, tiny_bloom.model, words
 
 
 def one_at_a_time(model, tokenizer, words, layers, pooling):
@@ -162,8 +156,8 @@ def test_dump_files_row_aligned_float16_and_skips_long_sentences(tiny, tmp_path)
 
 
 def test_non_finite_activations_fail_and_leave_no_file(tiny, tmp_path):
-    _, tokenizer, _model, words = tiny
-    broken = init_model(tokenizer, hidden_size=32, n_layer=3, n_head=4, seed=0).eval()
+    _, tokenizer, model, words = tiny
+    broken = copy.deepcopy(model)
     with torch.no_grad():
         broken.transformer.h[1].input_layernorm.weight[0] = float("nan")
     with pytest.raises(FloatingPointError, match="layer 3: NaN or inf"):

@@ -1,30 +1,37 @@
+
 import numpy as np
 import pandas as pd
 import pytest
+from results_layout import record_point
 
 from xlprobe.alignment import build_alignment, point_of, read_table, sort_points, write_alignment_table
-from xlprobe.io import read_json, write_tsv
+from xlprobe.io import read_json, write_json, write_tsv
 from xlprobe.overlap import COLUMNS
+from xlprobe.provenance import sidecar_path
 
 
-def overlap_file(path, width, rows):
-    """rows: (attribute, a, b, k, shared, p_holm); the rest derived."""
-    frame = pd.DataFrame(rows, columns=["attribute", "language_a", "language_b", "k", "shared", "p_holm"])
+def overlap_file(path, width, rows, point=None):
+    """rows: (attribute, a, b, k, shared, p_holm), each treebank a language of its own; the rest derived."""
+    frame = pd.DataFrame(rows, columns=["attribute", "treebank_a", "treebank_b", "k", "shared", "p_holm"])
+    frame["language_a"], frame["language_b"] = frame["treebank_a"], frame["treebank_b"]
     frame["overlap"] = frame["shared"] / frame["k"]
     frame["chance"] = frame["k"] / width
     frame["p_value"] = frame["p_holm"]
     frame["random_overlap"] = frame["chance"]
     write_tsv(path, frame.reindex(columns=COLUMNS))
+    record_point(path, "overlap", point)
     return path
 
 
-def transfer_file(path, rows):
+def transfer_file(path, rows, point=None):
     write_tsv(path, pd.DataFrame(rows, columns=["language", "role", "metric", "value"]))
+    record_point(path, "transfer", point)
     return path
 
 
-def similarity_file(path, rows):
+def similarity_file(path, rows, point=None):
     write_tsv(path, pd.DataFrame(rows, columns=["source", "target", "layer", "pooling", "cosine", "pairs"]))
+    record_point(path, "similarity", point)
     return path
 
 
@@ -54,6 +61,7 @@ def results(tmp_path):
     )
     o20 = R / "overlap/m/20/layer4.tsv"
     write_tsv(o20, pd.DataFrame(columns=COLUMNS))  # no attribute kept in two treebanks
+    record_point(o20, "overlap")
     transfer = [
         transfer_file(
             R / "transfer/m/100/pos.tsv",
@@ -92,16 +100,21 @@ def results(tmp_path):
     return [ofinal, o100, o20], transfer, similarity
 
 
-def test_point_of_reads_the_layout():
-    assert point_of("R/overlap/demo-64/final/layer17.tsv", "overlap") == {
-        "model": "demo-64",
-        "step": "final",
-        "layer": 17,
-    }
-    assert point_of("R/transfer/m/1000/pos.tsv", "transfer") == {"model": "m", "step": 1000, "task": "pos"}
-    assert point_of("R/similarity/m/0.tsv", "similarity") == {"model": "m", "step": 0}
-    with pytest.raises(ValueError, match="layer<L>.tsv"):
-        point_of("R/overlap/m/0/l4.tsv", "overlap")
+def test_point_of_reads_the_results_own_record_not_its_path(tmp_path):
+    # Files named for another point: what counts is what their provenance says.
+    overlap = overlap_file(tmp_path / "overlap/x/1/layer9.tsv", 10, [], point={"model": "demo-64", "step": "final", "layer": 17})
+    assert point_of(overlap, "overlap") == {"model": "demo-64", "step": "final", "layer": 17}
+    transfer = transfer_file(tmp_path / "transfer/x/1/y.tsv", [], point={"model": "m", "step": "1000", "task": "pos"})
+    assert point_of(transfer, "transfer") == {"model": "m", "step": 1000, "task": "pos"}
+    similarity = similarity_file(tmp_path / "similarity/x/1.tsv", [], point={"model": "m", "step": "0"})
+    assert point_of(similarity, "similarity") == {"model": "m", "step": 0}
+    bare = tmp_path / "overlap/m/0/layer4.tsv"
+    write_tsv(bare, pd.DataFrame(columns=COLUMNS))
+    with pytest.raises(ValueError, match=r"layer4\.tsv: no provenance record .*layer4\.provenance\.json"):
+        point_of(bare, "overlap")
+    write_json(sidecar_path(bare), {"inputs": []})
+    with pytest.raises(ValueError, match=r"layer4\.provenance\.json names no point"):
+        point_of(bare, "overlap")
 
 
 def test_alignment_aggregates_by_hand(results):
@@ -123,9 +136,13 @@ def test_alignment_aggregates_by_hand(results):
     assert row["transfer_pos_source"] == pytest.approx(0.9)
     assert row["transfer_pos_metric"] == "f1"
     assert row["transfer_xnli"] == pytest.approx(0.6)  # all targets when none configured
-    assert row["similarity"] == pytest.approx(0.7) and row["similarity_layers"] == "4"
+    assert row["similarity"] == pytest.approx(0.7)
     final = alignment.set_index("step").loc["final"]
-    assert final["similarity"] == pytest.approx((0.2 + 0.5) / 2) and final["similarity_layers"] == "all"
+    # One definition per column: layer 4 was not measured at this point, so no value at the probed
+    # layer; the mean over every measured layer is a column of its own.
+    assert np.isnan(final["similarity"]), "the all-layer mean entered the probed layer's column"
+    assert final["similarity_all_layers"] == pytest.approx((0.2 + 0.5) / 2)
+    assert row["similarity_all_layers"] == pytest.approx((0.7 + 0.0) / 2)
     assert np.isnan(final["transfer_pos"])  # no transfer file for this point
     empty = alignment.set_index("step").loc[20]
     assert empty["n_pairs"] == 0 and np.isnan(empty["overlap"])
@@ -177,11 +194,12 @@ def test_sort_points_orders_models_then_steps():
 
 
 def test_similarity_uses_the_papers_last_token_pooling_only():
-    from xlprobe.alignment import similarity_score
+    from xlprobe.alignment import similarity_scores
 
     frame = pd.DataFrame({
         "source": ["en"] * 4, "target": ["fr"] * 4, "layer": [4, 4, 5, 5],
         "pooling": ["mean", "last", "mean", "last"], "cosine": [0.1, 0.9, 0.2, 0.7], "pairs": [10] * 4,
     })
-    assert similarity_score(frame, 4) == (0.9, "4")
-    assert similarity_score(frame, 17) == (pytest.approx(0.8), "all")
+    assert similarity_scores(frame, 4) == {"similarity": 0.9, "similarity_all_layers": pytest.approx(0.8)}
+    at_17 = similarity_scores(frame, 17)
+    assert np.isnan(at_17["similarity"]) and at_17["similarity_all_layers"] == pytest.approx(0.8)

@@ -17,7 +17,6 @@ from xlprobe.checkpoints import (
     select_device,
     select_dtype,
 )
-from xlprobe.pretrain import init_model, train_tokenizer
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 TOKENIZER_COMMIT = "fedcba9876543210fedcba9876543210fedcba98"
@@ -82,16 +81,9 @@ def test_device_and_dtype_selection():
 
 # ----------------------------------------------------------------------------- a fake hub cache
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """A tiny model and its tokenizer saved as Hugging Face files."""
-    root = tmp_path_factory.mktemp("tiny")
-    text = root / "text.txt"
-    text.write_text("kata dora milo supa renu\ntavi lora biko kata\n" * 20)
-    tokenizer = train_tokenizer([text], root / "tokenizer", vocab_size=300)
-    model = init_model(tokenizer, hidden_size=16, n_layer=1, n_head=2, seed=1)
-    model.save_pretrained(root / "model")
-    tokenizer.save_pretrained(root / "model")
-    return root, model
+def tiny(tiny_bloom):
+    """The shared tiny model: its directory (`model/` with the tokenizer, `tokenizer/` alone) and weights."""
+    return tiny_bloom.root, tiny_bloom.model
 
 
 def put_in_cache(cache, repo_id, revision, commit, source_dir):
@@ -209,4 +201,4 @@ def test_local_and_demo_checkpoints_load(tiny, tmp_path):
     for file in (root / "model").iterdir():
         (put_dir / file.name).write_bytes(file.read_bytes())
     model, tokenizer, _ = load_checkpoint({"name": "tiny", "source": "demo", "steps": [0]}, 0, demo_dir=demo_dir)
-    assert model.config.hidden_size == 16 and len(tokenizer) == model.config.vocab_size
+    assert model.config.hidden_size == reference.config.hidden_size and len(tokenizer) == model.config.vocab_size

@@ -46,21 +46,35 @@ def test_overlap_table_on_hand_built_sets():
         "c": {"Number": [4, 0, 1, 2]},
         "d": {},  # a treebank without any kept attribute
     }
-    frame = overlap_table(selections, width=10, k=4, seed=0, random_draws=50)
+    languages = {"a": "la", "b": "lb", "c": "lc", "d": "ld"}
+    frame = overlap_table(selections, width=10, k=4, languages=languages, seed=0, random_draws=50)
     assert list(frame.columns) == COLUMNS
     assert set(frame["attribute"]) == {"Number"}  # Case is kept in one treebank only: no pair
-    ab = frame[(frame.language_a == "a") & (frame.language_b == "b")].set_index("k")
+    ab = frame[(frame.treebank_a == "a") & (frame.treebank_b == "b")].set_index("k")
+    assert set(ab["language_a"]) == {"la"} and set(ab["language_b"]) == {"lb"}
     assert ab["shared"].tolist() == [0, 2, 2, 2]
     assert ab["overlap"].tolist() == pytest.approx([0, 1, 2 / 3, 0.5])
     assert ab["chance"].tolist() == pytest.approx([0.1, 0.2, 0.3, 0.4])
-    ac = frame[(frame.language_a == "a") & (frame.language_b == "c")].set_index("k")
+    ac = frame[(frame.treebank_a == "a") & (frame.treebank_b == "c")].set_index("k")
     assert ac["shared"].tolist() == [0, 0, 1, 3]
     for kk, group in frame.groupby("k"):
         assert group["p_value"].tolist() == pytest.approx(
             [tail_by_counting(s, 10, kk) for s in group["shared"]]
         )
         assert group["p_holm"].tolist() == pytest.approx(holm(group["p_value"].to_numpy()).tolist())
-    assert set(zip(frame.language_a, frame.language_b)) == {("a", "b"), ("a", "c"), ("b", "c")}
+    assert set(zip(frame.treebank_a, frame.treebank_b)) == {("a", "b"), ("a", "c"), ("b", "c")}
+
+
+def test_holm_families_keep_within_language_pairs_apart():
+    # b2 is a second treebank of b's language: its pairs with a are cross-lingual, its pair with b is
+    # not, and adding it changes no cross-lingual corrected p-value other than by the pairs it adds.
+    selections = {"a": {"N": [0, 1]}, "b": {"N": [0, 2]}, "b2": {"N": [0, 1]}}
+    languages = {"a": "la", "b": "lb", "b2": "lb"}
+    frame = overlap_table(selections, width=10, k=2, languages=languages, random_draws=5)
+    at_2 = frame[frame["k"] == 2].set_index(["treebank_a", "treebank_b"])
+    cross = at_2.loc[[("a", "b"), ("a", "b2")]]
+    assert cross["p_holm"].tolist() == pytest.approx(holm(cross["p_value"].to_numpy()).tolist())
+    assert at_2.loc[("b", "b2"), "p_holm"] == pytest.approx(at_2.loc[("b", "b2"), "p_value"])
 
 
 def test_random_baseline_is_seeded_and_near_chance():
@@ -85,9 +99,12 @@ def test_random_baseline_counts_like_sets():
 
 
 def _probe(path, dimension, attributes, checkpoint=None):
+    """A probe result of treebank `path.stem`, each treebank a language of its own."""
     write_json(
         path,
         {
+            "treebank": path.stem,
+            "language": path.stem,
             "dimension": dimension,
             "attributes": {
                 name: {"classes": ["x", "y"], "selected": neurons} for name, neurons in attributes.items()
@@ -120,11 +137,19 @@ def test_compute_overlap_writes_provenance_sidecar_before_the_table(tmp_path, mo
     assert record["checkpoints"] == [CHECKPOINT]
     assert record["config"] == {"k": 2, "seed": 3, "random_draws": 5}
     assert record["libraries"]["scipy"]
-    # Probes from two different commits are both named.
+
+
+def test_probes_of_two_checkpoint_commits_are_an_error(tmp_path):
+    probes = [_probe(tmp_path / f"{tb}.json", 8, {"Case": [1, 2]}, CHECKPOINT) for tb in ("xa", "xb")]
     other = {**CHECKPOINT, "commit": "f" * 40}
     probes.append(_probe(tmp_path / "xc.json", 8, {"Case": [1, 3]}, other))
-    compute_overlap(probes, out, k=2, random_draws=5)
-    assert read_json(sidecar)["checkpoints"] == [CHECKPOINT, other]
+    out = tmp_path / "layer2.tsv"
+    with pytest.raises(ValueError, match="different checkpoints") as error:
+        compute_overlap(probes, out, k=2, random_draws=5)
+    # The message names each file with its commit.
+    message = str(error.value)
+    assert f"{probes[0]}: commit {'e' * 40}" in message and f"{probes[2]}: commit {'f' * 40}" in message
+    assert not out.exists() and not (tmp_path / "layer2.provenance.json").exists()
 
 
 def test_compute_overlap_writes_file(tmp_path):
@@ -136,7 +161,7 @@ def test_compute_overlap_writes_file(tmp_path):
     out = tmp_path / "overlap" / "layer4.tsv"
     compute_overlap(probes, out, k=3, seed=0, random_draws=20)
     frame = read_tsv(out)
-    assert frame[["language_a", "language_b"]].drop_duplicates().values.tolist() == [["xa", "xb"]]
+    assert frame[["treebank_a", "treebank_b"]].drop_duplicates().values.tolist() == [["xa", "xb"]]
     assert frame["shared"].tolist() == [0, 2, 2]
     assert frame["random_overlap"].notna().all()
 
@@ -156,13 +181,67 @@ def test_compute_overlap_rejects_bad_probes(tmp_path):
     outside = _probe(tmp_path / "xc.json", 8, {"Case": [9]})
     with pytest.raises(ValueError, match="xc.json: attribute 'Case'"):
         compute_overlap([good, outside], tmp_path / "o.tsv", k=1)
-    write_json(tmp_path / "xd.json", {"attributes": {}})
-    with pytest.raises(ValueError, match="xd.json: probe result lacks 'dimension'"):
+    write_json(tmp_path / "xd.json", {"attributes": {}, "treebank": "xd", "language": "xd"})
+    with pytest.raises(ValueError, match=r"xd.json: probe result lacks \['dimension'\]"):
         compute_overlap([good, tmp_path / "xd.json"], tmp_path / "o.tsv", k=1)
     assert not (tmp_path / "o.tsv").exists()
 
 
+def test_identity_comes_from_the_probe_file_not_its_name(tmp_path):
+    # A file named xa.json holding treebank xb's probe is read as xb's.
+    probes = [_labelled(tmp_path / "xa.json", "xb", "lb", {"N": [1]}), _probe(tmp_path / "xc.json", 8, {"N": [1]})]
+    frame = compute_overlap(probes, tmp_path / "layer1.tsv", k=1, random_draws=5)
+    assert frame[["treebank_a", "language_a", "treebank_b"]].values.tolist() == [["xb", "lb", "xc"]]
+    write_json(tmp_path / "xd.json", {"dimension": 8, "attributes": {}})
+    with pytest.raises(ValueError, match=r"xd.json: probe result lacks \['treebank', 'language'\]"):
+        compute_overlap([probes[0], tmp_path / "xd.json"], tmp_path / "o.tsv", k=1)
+    with pytest.raises(ValueError, match="treebank 'xb' already read"):
+        compute_overlap([probes[0], probes[0]], tmp_path / "o.tsv", k=1)
+
+
 def test_short_selection_uses_available_depth():
-    frame = overlap_table({"a": {"N": [0, 1, 2]}, "b": {"N": [0]}}, width=5, k=3, random_draws=5)
+    frame = overlap_table(
+        {"a": {"N": [0, 1, 2]}, "b": {"N": [0]}}, width=5, k=3, languages={"a": "a", "b": "b"}, random_draws=5
+    )
     assert frame["k"].tolist() == [1]
     assert isinstance(frame, pd.DataFrame)
+
+
+def _labelled(path, treebank, language, attributes, checkpoint=None, dimension=8):
+    """A probe result as the probe rule writes it: its treebank and language inside."""
+    _probe(path, dimension, attributes, checkpoint)
+    write_json(path, {**read_json(path), "treebank": treebank, "language": language})
+    return path
+
+
+def test_same_language_pairs_are_reported_apart(tmp_path):
+    from xlprobe.alignment import build_alignment
+
+    # zh and zh_cfl are two treebanks of one language: their pair is a within-language reference.
+    probes = [
+        _labelled(tmp_path / "zh.json", "zh", "zh", {"Number": [0, 1]}),
+        _labelled(tmp_path / "zh_cfl.json", "zh_cfl", "zh", {"Number": [0, 1]}),
+        _labelled(tmp_path / "en.json", "en", "en", {"Number": [0, 5]}),
+    ]
+    out = tmp_path / "overlap" / "m" / "7" / "layer2.tsv"
+    compute_overlap(probes, out, k=2, random_draws=5, point={"model": "m", "step": "7", "layer": 2})
+    alignment, _ = build_alignment([out])
+    row = alignment.iloc[0]
+    # Cross-lingual: zh-en and zh_cfl-en share 1 of 2 each; the zh-zh_cfl pair (2 of 2) is apart.
+    assert row["overlap"] == pytest.approx(0.5), "a same-language pair entered the cross-lingual mean"
+    assert row["n_pairs"] == 2
+    assert row["within_language_overlap"] == pytest.approx(1.0)
+    assert row["n_within_pairs"] == 1
+
+
+def test_the_overlap_names_its_point_and_refuses_probes_of_another(tmp_path):
+    probes = []
+    for tb in ("xa", "xb"):
+        _probe(tmp_path / f"{tb}.json", 8, {"N": [1]})
+        write_json(tmp_path / f"{tb}.json", {**read_json(tmp_path / f"{tb}.json"), "model": "m", "step": "7", "layer": 2})
+        probes.append(tmp_path / f"{tb}.json")
+    out = tmp_path / "layer2.tsv"
+    compute_overlap(probes, out, k=1, random_draws=5)  # the probes' own point
+    assert read_json(tmp_path / "layer2.provenance.json")["point"] == {"model": "m", "step": "7", "layer": 2}
+    with pytest.raises(ValueError, match=r"xa\.json: a probe of .*'layer': '2'.*not of .*'layer': 3"):
+        compute_overlap(probes, out, k=1, point={"model": "m", "step": "7", "layer": 3})

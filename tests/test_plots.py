@@ -2,12 +2,13 @@ import matplotlib.image
 import numpy as np
 import pandas as pd
 import pytest
+from results_layout import record_point
 
 from xlprobe.alignment import write_alignment_table
 from xlprobe.correlation import write_correlations
 from xlprobe.io import write_tsv
 from xlprobe.overlap import overlap_table
-from xlprobe.plots import FIGURE_NAMES, language_order, plot_figures, step_label
+from xlprobe.plots import FIGURE_NAMES, plot_figures, plot_overlap_heatmaps, step_label, treebank_order
 
 NAMES = [
     "overlap_vs_step",
@@ -35,7 +36,9 @@ def synthetic_results(root, with_transfer=True):
                     **({"Tense": own[6:12]} if language != "xc" else {}),
                 }
             path = root / f"overlap/{model}/{step}/layer2.tsv"
-            write_tsv(path, overlap_table(selections, width, k=6, seed=0, random_draws=20))
+            own_language = {tb: tb for tb in selections}
+            write_tsv(path, overlap_table(selections, width, k=6, languages=own_language, seed=0, random_draws=20))
+            record_point(path, "overlap")
             overlap.append(path)
             if with_transfer:
                 path = root / f"transfer/{model}/{step}/pos.tsv"
@@ -50,6 +53,7 @@ def synthetic_results(root, with_transfer=True):
                         columns=["language", "role", "metric", "value"],
                     ),
                 )
+                record_point(path, "transfer")
                 transfer.append(path)
                 path = root / f"similarity/{model}/{step}.tsv"
                 write_tsv(
@@ -63,6 +67,7 @@ def synthetic_results(root, with_transfer=True):
                         columns=["source", "target", "layer", "pooling", "cosine", "pairs"],
                     ),
                 )
+                record_point(path, "similarity")
                 similarity.append(path)
     write_alignment_table(
         overlap, transfer, similarity, root / "alignment.tsv", root / "alignment_attributes.tsv"
@@ -135,13 +140,24 @@ def test_step_labels():
     ]
 
 
-def test_language_order_recovers_config_order():
+def test_treebank_order_recovers_config_order():
     # xa lacks Case and xb lacks Number: no single attribute lists all languages in order.
     first = pd.DataFrame(
-        {"attribute": ["Case", "Number"], "language_a": ["xb", "xa"], "language_b": ["xc", "xc"]}
+        {"attribute": ["Case", "Number"], "treebank_a": ["xb", "xa"], "treebank_b": ["xc", "xc"]}
     )
-    second = pd.DataFrame({"attribute": ["Case"], "language_a": ["xa"], "language_b": ["xb"]})
-    assert language_order([first, second]) == ["xa", "xb", "xc"]
+    second = pd.DataFrame({"attribute": ["Case"], "treebank_a": ["xa"], "treebank_b": ["xb"]})
+    assert treebank_order([first, second]) == ["xa", "xb", "xc"]
+
+
+def test_heatmaps_frame_same_language_pairs_apart():
+    # zh and zh_cfl share a language: their cell (both halves) is framed as the reference, no other.
+    selections = {"zh": {"N": [0, 1]}, "zh_cfl": {"N": [0, 2]}, "en": {"N": [3, 1]}}
+    languages = {"zh": "zh", "zh_cfl": "zh", "en": "en"}
+    frame = overlap_table(selections, 16, k=2, languages=languages, random_draws=5)
+    fig = plot_overlap_heatmaps({("m", 1, 2): frame})
+    framed = [p for p in fig.axes[0].patches if p.get_hatch() == "//"]
+    assert sorted((int(p.get_x()), int(p.get_y())) for p in framed) == [(0, 1), (1, 0)]
+    assert "within-language reference" in fig._suptitle.get_text()
 
 
 def test_the_workflow_asks_for_every_figure_the_plotter_draws(repo):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from xlprobe.pretrain import init_model, pretrain, train_tokenizer
+from xlprobe.demo.pretrain import init_model, pretrain, train_tokenizer
 
 TINY = {"hidden_size": 32, "n_layer": 2, "n_head": 2, "batch_size": 8, "seq_len": 16, "lr": 1e-2, "seed": 3}
 

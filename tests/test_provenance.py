@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
 from xlprobe.io import write_json
 from xlprobe.provenance import checkpoints_of, provenance, sidecar_path
 
@@ -33,3 +39,29 @@ def test_checkpoints_of_keeps_distinct_records_in_order(tmp_path):
     # Key order does not make a record distinct; a file without a record adds none.
     assert checkpoints_of(paths) == [HUB, local]
     assert checkpoints_of(paths[:1]) == [HUB]
+
+
+def _git(*args: str) -> str:
+    repo = Path(__file__).resolve().parents[1]
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=False).stdout
+
+
+def test_the_code_version_is_the_checkouts_commit_and_whether_it_had_changes():
+    if shutil.which("git") is None or _git("rev-parse", "--is-inside-work-tree").strip() != "true":
+        pytest.skip("not a git checkout (a source archive): see the next test")
+    code = provenance()["code"]
+    assert code["commit"] == _git("rev-parse", "HEAD").strip()
+    assert code["dirty"] == bool(_git("status", "--porcelain").strip())
+
+
+def test_outside_a_checkout_the_code_is_the_package_version(tmp_path, monkeypatch):
+    import importlib.metadata
+
+    from xlprobe import provenance as module
+
+    monkeypatch.setattr(module, "SOURCE_DIR", tmp_path)  # as if installed from a wheel
+    module.code_version.cache_clear()
+    try:
+        assert module.provenance()["code"] == {"version": importlib.metadata.version("xlprobe")}
+    finally:
+        module.code_version.cache_clear()

@@ -9,32 +9,18 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from transformers import BloomConfig, BloomForCausalLM
 
-from xlprobe.pretrain import train_tokenizer
 from xlprobe.similarity import parallel_sentences, parallel_similarity, run_similarity, sentence_vectors
-
-N_LAYER = 3
-
 
 
 @pytest.fixture(scope="module")
-def tiny(shared_data, tmp_path_factory):
-    """A random tiny BLOOM and a BPE tokenizer trained on a few KB of Tatoeba (en, fr, es)."""
-    work = tmp_path_factory.mktemp("sim")
-    tatoeba = shared_data / "parallel" / "tatoeba"
-    text = work / "text.txt"
-    lines = []
-    for name in ("fra-eng.eng", "fra-eng.fra", "spa-eng.spa"):
-        lines += (tatoeba / f"tatoeba.{name}").read_text(encoding="utf-8").splitlines()[:60]
-    text.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    tokenizer = train_tokenizer([text], work / "model", vocab_size=400)
-    torch.manual_seed(0)
-    config = BloomConfig(vocab_size=len(tokenizer), hidden_size=32, n_layer=N_LAYER, n_head=2,
-                         pad_token_id=tokenizer.pad_token_id)
-    model = BloomForCausalLM(config).eval()
-    model.save_pretrained(work / "model")
-    return model, tokenizer, work / "model"
+def tiny(tiny_bloom):
+    return tiny_bloom.model, tiny_bloom.tokenizer, tiny_bloom.path
+
+
+@pytest.fixture(scope="module")
+def n_layer(tiny_bloom):
+    return tiny_bloom.model.config.n_layer
 
 
 def test_tatoeba_and_pud_pairs_are_aligned(shared_data):
@@ -64,27 +50,33 @@ def test_bad_parallel_files_fail_clearly(tmp_path):
         parallel_sentences({"en-de": str(table)}, "en", "de")
 
 
-def test_batched_vectors_equal_unbatched(tiny, shared_data):
+def test_batched_vectors_equal_unbatched(tiny, n_layer, demo_data):
     model, tokenizer, _ = tiny
-    sentences = (shared_data / "parallel" / "tatoeba" / "tatoeba.spa-eng.spa").read_text(encoding="utf-8").splitlines()[:9]
-    layers = [1, 2, N_LAYER + 1]
+    language = demo_data.languages[1]
+    sentences = demo_data.parallel[language].read_text(encoding="utf-8").splitlines()[:9]
+    layers = [1, 2, n_layer + 1]
     one = sentence_vectors(model, tokenizer, sentences, layers, batch_size=1)
-    for side in ("left", "right"):
-        tokenizer.padding_side = side
-        many = sentence_vectors(model, tokenizer, sentences, layers, batch_size=4)
-        for pooling in ("last", "mean"):
-            np.testing.assert_allclose(many[pooling], one[pooling], rtol=1e-4, atol=1e-5)
+    side = tokenizer.padding_side
+    try:
+        for padding in ("left", "right"):
+            tokenizer.padding_side = padding
+            many = sentence_vectors(model, tokenizer, sentences, layers, batch_size=4)
+            for pooling in ("last", "mean"):
+                np.testing.assert_allclose(many[pooling], one[pooling], rtol=1e-4, atol=1e-5)
+    finally:
+        tokenizer.padding_side = side  # the model is shared by every test
     assert not np.allclose(one["last"], one["mean"])
 
 
-def test_cosines_match_numpy(tiny, shared_data):
+def test_cosines_match_numpy(tiny, n_layer, demo_data):
     model, tokenizer, _ = tiny
-    tatoeba = shared_data / "parallel" / "tatoeba"
-    files = {"en-fr": [str(tatoeba / "tatoeba.fra-eng.eng"), str(tatoeba / "tatoeba.fra-eng.fra")],
-             "en-es": [str(tatoeba / "tatoeba.spa-eng.eng"), str(tatoeba / "tatoeba.spa-eng.spa")]}
+    # Two pairs from the demo's aligned files: one per language file, and one [source, target] pair.
+    xa, xb = demo_data.languages
+    files = {"en": str(demo_data.parallel[xa]), "fr": str(demo_data.parallel[xb]),
+             "en-es": [str(demo_data.parallel[xb]), str(demo_data.parallel[xa])]}
     table = parallel_similarity(model, tokenizer, files, [["en", "fr"], ["en", "es"]], max_pairs=6, batch_size=4)
     assert list(table.columns) == ["source", "target", "layer", "pooling", "cosine", "pairs"]
-    assert len(table) == 2 * (N_LAYER + 1) * 2 and (table["pairs"] == 6).all()
+    assert len(table) == 2 * (n_layer + 1) * 2 and (table["pairs"] == 6).all()
 
     def states(sentence: str) -> list[np.ndarray]:
         ids = torch.tensor([tokenizer(sentence)["input_ids"]])
@@ -94,11 +86,11 @@ def test_cosines_match_numpy(tiny, shared_data):
     def cos(u: np.ndarray, v: np.ndarray) -> float:
         return float(u @ v / np.linalg.norm(u) / np.linalg.norm(v))
 
-    for target, key in (("fr", "en-fr"), ("es", "en-es")):
-        en = (Path(files[key][0])).read_text(encoding="utf-8").splitlines()[:6]
-        xx = (Path(files[key][1])).read_text(encoding="utf-8").splitlines()[:6]
+    for target, (left, right) in (("fr", (files["en"], files["fr"])), ("es", files["en-es"])):
+        en = Path(left).read_text(encoding="utf-8").splitlines()[:6]
+        xx = Path(right).read_text(encoding="utf-8").splitlines()[:6]
         pairs = [(states(a), states(b)) for a, b in zip(en, xx)]
-        for layer in range(1, N_LAYER + 2):
+        for layer in range(1, n_layer + 2):
             last = np.mean([cos(a[layer - 1][-1], b[layer - 1][-1]) for a, b in pairs])
             mean = np.mean([cos(a[layer - 1].mean(0), b[layer - 1].mean(0)) for a, b in pairs])
             got = table.set_index(["target", "layer", "pooling"])["cosine"]
@@ -127,6 +119,25 @@ def test_stage_writes_demo_style_files(tiny, tmp_path):
                                     "path": str(demo / "models" / "tiny" / "7")}
     assert record["inputs"] == {lang: str(demo / "parallel" / f"{lang}.txt") for lang in ("xa", "xb")}
     assert record["config"]["similarity"] == settings
+    assert record["point"] == {"model": "tiny", "step": "7"}  # what the alignment files it under
     with pytest.raises(ValueError, match=r"similarity\.layers: \[9\]"):
         run_similarity({"name": "tiny", "source": "demo", "steps": [7]}, 7, {**settings, "layers": [9]}, out,
                        demo_dir=demo)
+
+
+def test_vectors_come_from_the_base_model_and_the_blocks_they_need(tiny, n_layer, demo_data):
+    # The LM head (vocabulary x D; 250k x 1024 for BLOOM) never runs, nor blocks past the highest layer.
+    model, tokenizer, _ = tiny
+    sentences = demo_data.parallel[demo_data.languages[0]].read_text(encoding="utf-8").splitlines()[:5]
+    ran = []
+    hooks = [model.lm_head.register_forward_hook(lambda *_: ran.append("lm_head"))]
+    hooks += [block.register_forward_hook(lambda *_, i=i: ran.append(i)) for i, block in enumerate(model.transformer.h)]
+    try:
+        vectors = sentence_vectors(model, tokenizer, sentences, [2], batch_size=8)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert "lm_head" not in ran and set(ran) == {0, 1}, ran
+    # The same numbers as the whole model's hidden states.
+    full = sentence_vectors(model, tokenizer, sentences, [2, n_layer + 1], batch_size=8)
+    np.testing.assert_allclose(vectors["last"][0], full["last"][0], rtol=1e-5, atol=1e-6)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xlprobe.synthetic import (
+from xlprobe.demo.synthetic import (
     LANGUAGES,
     N_NAMES,
     N_NUMERALS,
@@ -302,7 +302,7 @@ def test_bad_settings_name_the_config_key(tmp_path, change, message):
 
 
 def test_generate_from_config_reads_the_demo_section(tmp_path):
-    from xlprobe.synthetic import generate_from_config
+    from xlprobe.demo.synthetic import generate_from_config
 
     demo = {"dir": str(tmp_path / "b" / "demo"), "languages": CODES, "treebank_sentences": 40,
             "pretrain_sentences": 30, "parallel_sentences": 20, "shared_vocabulary": 0.5,

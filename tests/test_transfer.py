@@ -9,11 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from transformers import BloomConfig, BloomForCausalLM
 
-from xlprobe.pretrain import train_tokenizer
 from xlprobe.transfer import run_transfer
-from xlprobe.transfer.data import NLI_LABELS, UPOS, load_task, read_word_table, read_xnli_tsv, read_xtreme_pos
+from xlprobe.transfer.data import (
+    NLI_LABELS,
+    UPOS,
+    load_task,
+    read_tagged_sentences,
+    read_xnli_tsv,
+    read_xtreme_pos,
+)
 from xlprobe.transfer.methods import load_classifier
 from xlprobe.transfer.metrics import seqeval_chunks, seqeval_f1, tag_accuracy
 from xlprobe.transfer.train import IGNORE, encode
@@ -22,29 +27,9 @@ FAST = {"method": "lora", "epochs": 1, "batch_size": 16, "lr": 1e-3, "max_length
 
 
 
-def build_tiny_bloom(text_files: list[Path], out_dir: Path) -> Path:
-    """A BLOOM-architecture model small enough to fine-tune in seconds, with its own BPE tokenizer."""
-    tokenizer = train_tokenizer(text_files, out_dir, vocab_size=400)
-    torch.manual_seed(0)
-    config = BloomConfig(
-        vocab_size=len(tokenizer), hidden_size=32, n_layer=2, n_head=2,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    BloomForCausalLM(config).save_pretrained(out_dir)
-    return out_dir
-
-
 @pytest.fixture(scope="module")
-def tiny_model(shared_data, tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("tiny")
-    text = work / "text.txt"
-    lines = []
-    for lang in ("en", "fr", "es"):
-        with open(shared_data / "xnli-dev" / f"dev-{lang}.tsv", encoding="utf-8") as handle:
-            lines += [next(handle).split("\t")[0] for _ in range(40)]
-    text.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return build_tiny_bloom([text], work / "model")
+def tiny_model(tiny_bloom) -> Path:
+    return tiny_bloom.path
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -92,10 +77,10 @@ def test_word_table_groups_sentences_in_word_order(tmp_path):
         "form": ["b1", "a2", "a1", "b2"], "lemma": ["x"] * 4, "upos": ["NOUN", "VERB", "DET", ""],
         "split": ["train"] * 4,
     }).to_csv(table, sep="\t", index=False)
-    assert read_word_table(table) == [(["b1", "b2"], ["NOUN", None]), (["a1", "a2"], ["DET", "VERB"])]
+    assert read_tagged_sentences(table) == [(["b1", "b2"], ["NOUN", None]), (["a1", "a2"], ["DET", "VERB"])]
     pd.DataFrame({"sentence_id": ["s"], "form": ["x"]}).to_csv(table, sep="\t", index=False)
     with pytest.raises(ValueError, match=r"xa\.tsv.*word_id"):
-        read_word_table(table)
+        read_tagged_sentences(table)
 
 
 def test_source_dev_is_a_disjoint_seeded_tenth(tmp_path):
@@ -206,37 +191,43 @@ def test_udpos_end_to_end(tiny_model, shared_data, tmp_path):
     assert np.isfinite(table["value"]).all()
 
 
-def test_workflow_stage_on_demo_layout_with_word_tables(tiny_model, shared_data, tmp_path):
+def test_workflow_stage_on_demo_layout_with_word_tables(tiny_model, demo_data, tmp_path):
     """transfer_checkpoint: a demo checkpoint found through xlprobe.checkpoints, conllu word tables."""
+    from xlprobe.demo.synthetic import demo_treebank_folder
     from xlprobe.transfer import transfer_checkpoint
+    from xlprobe.wordtable import build_word_table, read_word_table
 
     demo = tmp_path / "demo"
     (demo / "models" / "tiny").mkdir(parents=True)
     (demo / "models" / "tiny" / "50").symlink_to(tiny_model)
-    sentences = read_xtreme_pos(shared_data / "udpos" / "dev-fr.tsv")[:120]
     tables = []
-    for i, tb in enumerate(["xa", "xb"]):
-        rows = [{"sentence_id": f"{tb}{s}", "word_id": w + 1, "form": form, "lemma": form, "upos": tag, "split": "dev"}
-                for s, (words, tags) in enumerate(sentences[i * 60 : (i + 1) * 60])
-                for w, (form, tag) in enumerate(zip(words, tags))]
-        tables.append(tmp_path / "words" / f"{tb}.tsv")
-        tables[-1].parent.mkdir(exist_ok=True)
-        pd.DataFrame(rows).to_csv(tables[-1], sep="\t", index=False)
-    task = {"name": "pos", "type": "udpos", "format": "conllu", "source": "xa", "targets": ["xb"]}
+    for language in demo_data.languages:  # the generator's treebanks, as the workflow builds them
+        tables.append(tmp_path / "words" / f"{language}.tsv")
+        build_word_table(
+            [demo_data.ud_root / demo_treebank_folder(language)], tables[-1],
+            tmp_path / "words" / f"{language}.attributes.tsv", treebank={"id": language, "language": language},
+            words={"split": {"train": 0.8, "dev": 0.1, "test": 0.1}, "min_count": 1}, seed=0,
+        )
+    source, target = demo_data.languages
+    task = {"name": "pos", "type": "udpos", "format": "conllu", "source": source, "targets": [target]}
     out = tmp_path / "transfer" / "tiny" / "50" / "pos.tsv"
     model = {"name": "tiny", "source": "demo", "steps": [50]}
     settings = {**FAST, "method": "frozen", "lr": 1e-2}
     transfer_checkpoint(model, 50, task, settings, out, data_files=tables, seed=0, demo_dir=demo)
-    _check_metrics(pd.read_csv(out, sep="\t"), "xa", ["xb"], {"f1", "accuracy"})
+    _check_metrics(pd.read_csv(out, sep="\t"), source, [target], {"f1", "accuracy"})
     details = json.loads(out.with_suffix(".json").read_text())
-    assert details["examples"] == {"train": 54, "source_dev": 6, "xb": 60}
+    # Every sentence of the source table but a held-out 10% trains; the target is scored whole.
+    n_source, n_target = (read_word_table(t)["sentence_id"].nunique() for t in tables)
+    held_out = round(0.1 * n_source)
+    assert details["examples"] == {"train": n_source - held_out, "source_dev": held_out, target: n_target}
     assert details["provenance"]["config"]["transfer"]["method"] == "frozen"
+    assert details["provenance"]["point"] == {"model": "tiny", "step": "50", "task": "pos"}
     assert details["provenance"]["checkpoint"] == {"model": "tiny", "step": "50", "source": "demo",
                                                    "path": str(demo / "models" / "tiny" / "50")}
 
 
 def test_word_table_reader_orders_words_numerically_and_skips_multiword_tags(tmp_path):
-    from xlprobe.transfer.data import read_word_table as read_tagged
+    from xlprobe.transfer.data import read_tagged_sentences as read_tagged
 
     rows = ["sentence_id\tword_id\tform\tlemma\tupos\ttags\tsplit"]
     forms = [f"w{i}" for i in range(1, 12)]

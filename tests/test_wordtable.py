@@ -110,7 +110,8 @@ def test_real_treebank_files_agree(shared_data, tmp_path):
             surface += 1
         surface -= covered
     assert len(table) == surface
-    assert table["sentence_id"].is_monotonic_increasing and table["sentence_id"].iloc[-1] == 465
+    sentence_ids = table["sentence_id"].astype(int)  # read as text, like every column
+    assert sentence_ids.is_monotonic_increasing and sentence_ids.iloc[-1] == 465
     assert set(table["Person"].dropna()) == {"1", "2", "3"}
     assert (table.groupby("lemma")["split"].nunique() == 1).all()
 
@@ -143,6 +144,12 @@ def test_probed_attributes_reads_the_kept_rows_and_names_a_wrong_file(tmp_path):
     assert probed_attributes(table) == ["Number", "Tense"]
     table.write_text("attribute\tvalue\tkept\nCase\tNOM\tFalse\n")
     assert probed_attributes(table) == []
+    # One parser of `kept` for the DAG and the probes: any case, never a silent false.
+    table.write_text("attribute\tvalue\tkept\nCase\tNOM\ttrue\nCase\tACC\tTRUE\n")
+    assert probed_attributes(table) == ["Case"]
+    table.write_text("attribute\tvalue\tkept\nCase\tNOM\tTrue\nCase\tACC\tyes\n")
+    with pytest.raises(ValueError, match=r"xx\.attributes\.tsv, line 3: 'kept' must be true or false"):
+        probed_attributes(table)
     wrong = tmp_path / "xx.tsv"
     wrong.write_text("form\tlemma\nhouse\thouse\n")
     with pytest.raises(ValueError, match=r"xx\.tsv: not an attribute table"):

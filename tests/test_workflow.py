@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from workflow_runs import planned_jobs, planned_wildcards, result_files, same_result, snakemake
+from workflow_runs import planned_field, planned_jobs, planned_wildcards, result_files, same_result, snakemake
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -34,6 +34,22 @@ def test_demo_writes_every_aggregate(demo_run):
     for png in (results / "figures").glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(list((results / "figures").glob("*.png"))) >= 5
+
+
+def test_a_udpos_task_without_format_reads_the_word_tables(tmp_path):
+    # config/test.yaml is the .test config of this branch: its POS task names no format (conllu by
+    # default); config/demo.yaml names it. The DAG must give the job the word tables it will read.
+    config = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+    task = config["transfer"]["tasks"]["pos"]
+    assert task["type"] == "udpos" and "format" not in task
+    model, step = next(iter(config["models"].items()))
+    target = f"{config['results']}/transfer/{model}/{step['steps'][-1]}/pos.tsv"
+    done = snakemake(tmp_path, "-n", target, configfile=REPO / "config" / "test.yaml")
+    assert done.returncode == 0, done.stderr[-3000:]
+    tables = [f"{config['results']}/words/{tb}.tsv" for tb in [task["source"], *task["targets"]]]
+    inputs = planned_field(done, "transfer", "input")
+    assert len(inputs) == 1 and set(tables) <= set(inputs[0].split(", ")), inputs
+    assert planned_jobs(done)["build_word_table"] == len(tables)
 
 
 def test_report_renders(demo_run):

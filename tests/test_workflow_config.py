@@ -85,3 +85,44 @@ def test_missing_treebank_names_what_is_available(tmp_path):
     assert "treebanks.fr.folder: no UD_French/*.conllu" in message
     assert "available: UD_English, UD_French-GSD" in message
     assert "treebanks.en" not in message
+
+
+@pytest.mark.parametrize("fmt", [None, "conllu"])
+def test_a_udpos_task_names_treebanks_of_the_config_with_or_without_format(fmt):
+    # conllu is the default format of a udpos task: the check applies without `format` too.
+    config = load("config/demo.yaml")
+    task = config["transfer"]["tasks"]["pos"]
+    task.pop("format")
+    if fmt:
+        task["format"] = fmt
+    task["targets"] = ["xb", "xq"]
+    with pytest.raises(ConfigError, match=r"transfer\.tasks\.pos: treebank 'xq' is not in treebanks"):
+        check_config(config, schema_path=SCHEMA)
+
+
+def test_the_dag_and_the_library_read_a_task_from_the_same_files(tmp_path):
+    from xlprobe.inputs import task_data_files
+    from xlprobe.transfer.data import load_task
+
+    tables = {}
+    for tb, upos in (("xa", "NOUN"), ("xb", "VERB")):
+        tables[tb] = tmp_path / f"{tb}.tsv"
+        rows = [f"{s}\t1\tw{s}\t{upos}" for s in range(20)]
+        tables[tb].write_text("sentence_id\tword_id\tform\tupos\n" + "\n".join(rows) + "\n")
+    task = {"name": "pos", "type": "udpos", "source": "xa", "targets": ["xb"]}  # no format
+    files = task_data_files(task, lambda tb: str(tables[tb]))
+    assert files == [str(tables["xa"]), str(tables["xb"])]
+    data = load_task(task, files)
+    assert {tag for _, tags in data.targets["xb"] for tag in tags} == {"VERB"}
+    assert task_data_files({**task, "format": "hub"}, str) == []
+    xnli = {"type": "xnli", "source": "en", "targets": ["fr"], "files": {"train": "t.tsv", "fr": "f.tsv"}}
+    assert task_data_files(xnli, str) == ["t.tsv", "f.tsv"]  # tsv, the xnli default
+    with pytest.raises(ValueError, match=r"transfer.tasks.pos.format: 'tsv' does not apply to udpos"):
+        task_data_files({**task, "format": "tsv"}, str)
+
+
+def test_similarity_must_measure_the_probed_layers():
+    config = load("config/demo.yaml")
+    config["similarity"]["layers"] = [1, 2]
+    with pytest.raises(ConfigError, match=r"similarity.layers: \[1, 2\] lack the probed layer\(s\) \[4\]"):
+        check_config(config, schema_path=SCHEMA)

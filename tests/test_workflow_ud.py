@@ -11,7 +11,7 @@ import pytest
 import yaml
 from workflow_runs import planned_jobs, planned_wildcards, snakemake
 
-from xlprobe.pretrain import init_model, train_tokenizer
+from xlprobe.demo.pretrain import init_model, train_tokenizer
 from xlprobe.wordtable import conllu_files
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,7 +89,7 @@ def test_workflow_runs_on_real_treebanks(shared_data, tmp_path):
         assert "Part of Speech" in probe["attributes"], tb
         assert len(probe["attributes"]["Part of Speech"]["selected"]) == config["probe"]["k"]
     overlap = pd.read_csv(results / "overlap/tiny/1/layer2.tsv", sep="\t")
-    assert {"mr", "ta", "vi"} >= set(overlap["language_a"]) | set(overlap["language_b"])
+    assert {"mr", "ta", "vi"} >= set(overlap["treebank_a"]) | set(overlap["treebank_b"])
     transfer = pd.read_csv(results / "transfer/tiny/1/pos.tsv", sep="\t")
     assert set(transfer.loc[transfer["role"] == "target", "language"]) == {"mr", "vi"}
     assert transfer["value"].between(0, 1).all()
@@ -99,6 +99,6 @@ def test_workflow_runs_on_real_treebanks(shared_data, tmp_path):
     few = pd.read_csv(results / "words/vi_few.attributes.tsv", sep="\t")
     assert len(few) > 0 and not few["kept"].any()
     assert not list(results.glob("activations/*/*/vi_few")) and not list(results.glob("probes/**/vi_few.json"))
-    assert "vi_few" not in set(overlap["language_a"]) | set(overlap["language_b"])
+    assert "vi_few" not in set(overlap["treebank_a"]) | set(overlap["treebank_b"])
     again = snakemake(workdir, "-n", configfile=configfile)
     assert again.returncode == 0 and planned_jobs(again) == {}, again.stdout[-3000:]

@@ -85,14 +85,18 @@ def result_files(results: Path, model: str | None = None) -> list[Path]:
     return files
 
 
-def planned_wildcards(result: subprocess.CompletedProcess, rule: str) -> list[dict[str, str]]:
-    """The wildcards of every job of `rule` that a dry run lists."""
-    jobs, current = [], None
+def planned_field(result: subprocess.CompletedProcess, rule: str, field: str) -> list[str]:
+    """The text of one field (`wildcards`, `input`, ...) of every job of `rule` that a dry run lists."""
+    values, current = [], None
     for line in result.stdout.splitlines():
         stripped = line.strip()
         if stripped.startswith(("rule ", "localrule ")) and stripped.endswith(":"):
             current = stripped.split()[1].rstrip(":")
-        elif current == rule and stripped.startswith("wildcards:"):
-            pairs = stripped[len("wildcards:"):].split(",")
-            jobs.append(dict(pair.strip().split("=", 1) for pair in pairs))
-    return jobs
+        elif current == rule and stripped.startswith(f"{field}:"):
+            values.append(stripped[len(field) + 1:].strip())
+    return values
+
+
+def planned_wildcards(result: subprocess.CompletedProcess, rule: str) -> list[dict[str, str]]:
+    """The wildcards of every job of `rule` that a dry run lists."""
+    return [dict(pair.strip().split("=", 1) for pair in text.split(",")) for text in planned_field(result, rule, "wildcards")]

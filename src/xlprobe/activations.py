@@ -31,8 +31,9 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from xlprobe.io import atomic_path, read_tsv, write_json
+from xlprobe.io import atomic_path, write_json
 from xlprobe.provenance import provenance
+from xlprobe.wordtable import read_word_table, sentence_rows
 
 log = logging.getLogger(__name__)
 
@@ -65,19 +66,8 @@ def sentences_from_table(words: pd.DataFrame, source: str = "word table") -> lis
     if empty.any():
         row = int(np.flatnonzero(empty.to_numpy())[0])
         raise ValueError(f"{source}: empty form in data row {row + 1} (sentence {words['sentence_id'].iloc[row]})")
-    # word_id may be "3-4" for a multiword token: order by its first number.
-    order_key = pd.to_numeric(words["word_id"].astype(str).str.extract(r"^(\d+)", expand=False))
-    if order_key.isna().any():
-        row = int(np.flatnonzero(order_key.isna().to_numpy())[0])
-        raise ValueError(f"{source}: word_id '{words['word_id'].iloc[row]}' in data row {row + 1} is not a number")
-    codes, ids = pd.factorize(words["sentence_id"], sort=False)  # first-appearance order
-    order = np.lexsort((order_key.to_numpy(), codes))  # stable: ties keep table order
-    bounds = np.flatnonzero(np.diff(codes[order])) + 1
     forms = words["form"].astype(str).to_numpy()
-    sentences = [
-        Sentence(ids[codes[rows[0]]], forms[rows].tolist(), rows) for rows in np.split(order, bounds)
-    ]
-    return sentences
+    return [Sentence(sid, forms[rows].tolist(), rows) for sid, rows in sentence_rows(words, source)]
 
 
 # ----------------------------------------------------------------------------- tokenization
@@ -134,12 +124,12 @@ def encode(tokenizer, sentences: Sequence[Sentence], pooling: str) -> list[Encod
 
 
 # ----------------------------------------------------------------------------- forward passes
-def check_layers(model, layers: Sequence[int]) -> list[int]:
-    """Layers as ints, each within 1..n_layers+1 (the number of hidden states)."""
+def check_layers(model, layers: Sequence[int], key: str = "activations.layers") -> list[int]:
+    """Layers as ints, each within 1..n_layers+1 (the number of hidden states); `key` names the setting."""
     n_states = model.config.num_hidden_layers + 1
     bad = [layer for layer in layers if not 1 <= int(layer) <= n_states]
     if bad:
-        raise ValueError(f"activations.layers: {bad} out of range; this model has layers 1..{n_states} "
+        raise ValueError(f"{key}: {bad} out of range; this model has layers 1..{n_states} "
                          f"(layer L = hidden_states[L-1], layer 1 = embedding output)")
     return [int(layer) for layer in layers]
 
@@ -173,6 +163,25 @@ def stopping_after(body, highest_layer: int) -> Iterator[None]:
         setattr(body, name, blocks)
 
 
+def hidden_states(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, layers: Sequence[int]):
+    """The hidden states up to the highest of `layers` (layer L = hidden_states[L-1]), from the base
+    model only: the LM head's logits (batch x length x vocabulary) are never needed, nor later blocks."""
+    body = model.base_model
+    with stopping_after(body, max(layers)):
+        return body(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True,
+                    use_cache=False).hidden_states
+
+
+def load_base_model(model: Mapping[str, Any], step: int | str, **kwargs: Any):
+    """(base model, tokenizer, checkpoint record) of a config model at a step, as the dumps and the
+    similarity stage load it: without the LM head, whose weights nothing here uses."""
+    from transformers import AutoModel
+
+    from xlprobe.checkpoints import load_checkpoint
+
+    return load_checkpoint(dict(model), step, auto_class=AutoModel, **kwargs)
+
+
 @torch.inference_mode()
 def word_vectors(
     model,
@@ -189,8 +198,6 @@ def word_vectors(
     """
     layers = check_layers(model, layers)
     device = next(model.parameters()).device
-    # The base model: the LM head's logits (batch x length x vocabulary) are never needed.
-    body = model.base_model
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i].ids))
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     bar = tqdm(total=sum(len(encoded[i].word) for i in order), desc="subword pairs", unit="pair",
@@ -210,16 +217,14 @@ def word_vectors(
         tokens = torch.from_numpy(np.concatenate(flat_tokens)).to(device)
         words = torch.from_numpy(np.concatenate(flat_words)).to(device)
         counts = torch.bincount(words, minlength=n_words).clamp(min=1).unsqueeze(1).float()
-        with stopping_after(body, max(layers)):
-            out = body(input_ids=ids.to(device), attention_mask=mask.to(device), output_hidden_states=True,
-                       use_cache=False)
+        states = hidden_states(model, ids.to(device), mask.to(device), layers)
         pooled = {}
         for layer in layers:
-            hidden = out.hidden_states[layer - 1].reshape(len(batch) * width, -1)
+            hidden = states[layer - 1].reshape(len(batch) * width, -1)
             sums = torch.zeros((n_words, hidden.shape[1]), dtype=torch.float32, device=device)
             sums.index_add_(0, words, hidden.index_select(0, tokens).float())
             pooled[layer] = (sums / counts).cpu().numpy()
-        del out
+        del states
         bar.update(len(tokens))
         yield batch, pooled
     bar.close()
@@ -319,12 +324,12 @@ def dump_activations(
     demo_dir: str | os.PathLike = "resources/demo",
 ) -> dict[str, Any]:
     """The rule dump_activations: load the (model, step) checkpoint, dump every layer, write meta.json."""
-    from xlprobe.checkpoints import load_checkpoint, select_device
+    from xlprobe.checkpoints import select_device
 
     device = select_device(activations.get("device", "auto"))
-    net, tokenizer, checkpoint = load_checkpoint(dict(model), model["step"], demo_dir=demo_dir, cache_dir=cache_dir,
+    net, tokenizer, checkpoint = load_base_model(model, model["step"], demo_dir=demo_dir, cache_dir=cache_dir,
                                                  device=device, dtype=activations.get("dtype", "auto"))
-    words = read_tsv(words_path, dtype={"form": str})
+    words = read_word_table(words_path)
     meta = dump_word_activations(
         net, tokenizer, words, {int(k): v for k, v in layer_paths.items()},
         pooling=activations.get("pooling", "paper"),

@@ -2,16 +2,19 @@
 
 Choices, stated once:
 - Overlap is read at the largest k of each overlap file (the probe's k). Per attribute it is the mean
-  over the treebank pairs that both kept the attribute; the table's `overlap` is the macro mean over
-  attributes (every attribute weighs the same, however many pairs it has). Chance is k/D, so
+  over the cross-lingual treebank pairs (two languages) that both kept the attribute; the table's
+  `overlap` is the macro mean over attributes (every attribute weighs the same, however many pairs
+  it has). Pairs of two treebanks of one language are a within-language reference, reported apart
+  (`within_language_overlap`, `n_within_pairs`), never in `overlap`. Chance is k/D, so
   `overlap_minus_chance` and `overlap_over_chance` are the macro mean minus, and divided by, chance.
 - `share_significant` is the share of pairs whose Holm-corrected p-value is below `alpha`
   (macro mean over attributes in alignment.tsv).
 - Transfer: a task's main metric is the first of MAIN_METRICS present in its file (POS: `f1`,
   else `accuracy`; XNLI: `accuracy`); `transfer_<task>` is its mean over the configured target
   languages (all target rows where none are configured), `transfer_<task>_source` the source score.
-- Similarity: the mean cosine over language pairs at the probed layer; where that layer was not
-  measured, the mean over every measured layer (`similarity_layers` says which).
+- Similarity, one definition per column: `similarity` is the mean cosine over language pairs at the
+  probed layer (NaN where that layer was not measured; the config check stops such a config), and
+  `similarity_all_layers` the mean over every measured layer. Correlations name the column they use.
 """
 
 from __future__ import annotations
@@ -19,13 +22,13 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from xlprobe.io import read_tsv, write_json, write_tsv
+from xlprobe.io import read_json, read_tsv, write_json, write_tsv
 from xlprobe.overlap import COLUMNS as OVERLAP_FILE_COLUMNS
+from xlprobe.overlap import same_language
 from xlprobe.provenance import provenance, sidecar_path
 
 log = logging.getLogger(__name__)
@@ -84,17 +87,24 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
 
 
 def point_of(path: str | os.PathLike, kind: str) -> dict[str, object]:
-    """(model, step[, layer | task]) of a result file, from the layout in docs/files.md."""
-    p = Path(path)
-    if kind == "overlap":  # overlap/<model>/<step>/layer<L>.tsv
-        if not p.stem.startswith("layer") or not p.stem[5:].isdigit():
-            raise ValueError(f"{path}: overlap file name must be layer<L>.tsv")
-        return {"model": p.parent.parent.name, "step": step_value(p.parent.name), "layer": int(p.stem[5:])}
-    if kind == "transfer":  # transfer/<model>/<step>/<task>.tsv
-        return {"model": p.parent.parent.name, "step": step_value(p.parent.name), "task": p.stem}
-    if kind == "similarity":  # similarity/<model>/<step>.tsv
-        return {"model": p.parent.name, "step": step_value(p.stem)}
-    raise ValueError(f"unknown result kind '{kind}'")
+    """(model, step[, layer | task]) of a result file, as its stage recorded it (`provenance.point`,
+    from the rule's wildcards): in the sidecar of an overlap or similarity TSV, in the JSON beside a
+    transfer TSV. Never parsed from the file's path."""
+    if kind not in ("overlap", "transfer", "similarity"):
+        raise ValueError(f"unknown result kind '{kind}'")
+    record_path = str(path).removesuffix(".tsv") + ".json" if kind == "transfer" else sidecar_path(path)
+    if not os.path.exists(record_path):
+        raise ValueError(f"{path}: no provenance record {record_path} beside it")
+    record = read_json(record_path)
+    point = (record.get("provenance", record) or {}).get("point")
+    keys = {"overlap": ("model", "step", "layer"), "transfer": ("model", "step", "task"), "similarity": ("model", "step")}
+    if not isinstance(point, dict) or any(key not in point for key in keys[kind]):
+        raise ValueError(f"{record_path} names no point {keys[kind]} (made by an older xlprobe: rerun it)")
+    point = {key: point[key] for key in keys[kind]}
+    point["step"] = step_value(point["step"])
+    if kind == "overlap":
+        point["layer"] = int(point["layer"])
+    return point
 
 
 def _read_checked(path: str | os.PathLike, columns: set[str]) -> pd.DataFrame:
@@ -106,46 +116,68 @@ def _read_checked(path: str | os.PathLike, columns: set[str]) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------- overlap
+SUMMARY_COLUMNS = [
+    "attribute",
+    "k",
+    "width",
+    "n_pairs",
+    "overlap",
+    "chance",
+    "overlap_minus_chance",
+    "overlap_over_chance",
+    "random_overlap",
+    "share_significant",
+    "n_within_pairs",
+    "within_language_overlap",
+]
+
+
 def summarize_overlap(frame: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
-    """Per attribute at the largest k: mean overlap over pairs, chance, pairs, share significant."""
-    columns = [
-        "attribute",
-        "k",
-        "width",
-        "n_pairs",
-        "overlap",
-        "chance",
-        "overlap_minus_chance",
-        "overlap_over_chance",
-        "random_overlap",
-        "share_significant",
-    ]
+    """Per attribute at the largest k: mean overlap over cross-lingual pairs, chance, pairs, share
+    significant; and apart, the mean over pairs of two treebanks of one language (NaN where none)."""
     if frame.empty:
-        return pd.DataFrame(columns=columns)
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
     k = int(frame["k"].max())
     at_k = frame[frame["k"] == k].copy()
-    dropped = frame[["attribute", "language_a", "language_b"]].drop_duplicates().shape[0] - len(at_k)
+    dropped = frame[["attribute", "treebank_a", "treebank_b"]].drop_duplicates().shape[0] - len(at_k)
     if dropped:
         log.warning("%d pairs have no row at k=%d (fewer neurons selected) and are left out", dropped, k)
     at_k["significant"] = at_k["p_holm"] < alpha
     if "random_overlap" not in at_k:
         at_k["random_overlap"] = np.nan
+    within = same_language(at_k)
+    attributes = pd.Index(sorted(at_k["attribute"].unique()), name="attribute")
     summary = (
-        at_k.groupby("attribute", sort=True)
+        at_k[~within]
+        .groupby("attribute", sort=True)
         .agg(
             n_pairs=("overlap", "size"),
             overlap=("overlap", "mean"),
-            chance=("chance", "first"),
             random_overlap=("random_overlap", "mean"),
             share_significant=("significant", "mean"),
         )
-        .reset_index()
+        .reindex(attributes)
     )
+    reference = at_k[within].groupby("attribute")["overlap"].agg(["size", "mean"]).reindex(attributes)
+    summary["n_pairs"] = summary["n_pairs"].fillna(0).astype(int)
+    summary["n_within_pairs"] = reference["size"].fillna(0).astype(int)
+    summary["within_language_overlap"] = reference["mean"]
+    summary = summary.reset_index()
     summary["k"] = k
+    summary["chance"] = at_k["chance"].iloc[0]
     summary["width"] = round(k / summary["chance"].iloc[0])
     summary["overlap_minus_chance"] = summary["overlap"] - summary["chance"]
     summary["overlap_over_chance"] = summary["overlap"] / summary["chance"]
-    return summary[columns]
+    return summary[SUMMARY_COLUMNS]
+
+
+def overlap_by_k(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per k' <= k (index): `overlap` as summarize_overlap takes it (cross-lingual pairs, mean per
+    attribute, macro mean over attributes), `chance` and `random_overlap`."""
+    cross = frame[~same_language(frame)]
+    curve = cross.groupby(["k", "attribute"])["overlap"].mean().groupby("k").mean()
+    columns = [c for c in ("chance", "random_overlap") if c in frame]
+    return frame.groupby("k")[columns].first().assign(overlap=curve)
 
 
 # ----------------------------------------------------------------------------- transfer, similarity
@@ -186,13 +218,19 @@ def one_pooling(frame: pd.DataFrame, pooling: str = SIMILARITY_POOLING) -> pd.Da
     return frame[frame["pooling"] == chosen]
 
 
-def similarity_score(frame: pd.DataFrame, layer: int) -> tuple[float, str]:
-    """Mean cosine over language pairs at `layer`, else over every measured layer; and which."""
-    frame = one_pooling(frame)
-    at_layer = frame[frame["layer"] == layer]
-    if len(at_layer):
-        return float(at_layer["cosine"].mean()), str(layer)
-    return float(frame.groupby("layer")["cosine"].mean().mean()) if len(frame) else np.nan, "all"
+def similarity_by_layer(frame: pd.DataFrame) -> pd.Series:
+    """Mean cosine over language pairs per measured layer, of the paper's pooling."""
+    return one_pooling(frame).groupby("layer")["cosine"].mean()
+
+
+def similarity_scores(frame: pd.DataFrame, layer: int) -> dict[str, float]:
+    """Mean cosine over language pairs at `layer` (`similarity`, NaN where not measured) and over
+    every measured layer (`similarity_all_layers`), of the paper's pooling."""
+    curve = similarity_by_layer(frame)
+    return {
+        "similarity": float(curve[layer]) if layer in curve.index else np.nan,
+        "similarity_all_layers": float(curve.mean()) if len(curve) else np.nan,
+    }
 
 
 # ----------------------------------------------------------------------------- the table
@@ -211,7 +249,8 @@ def build_alignment(
         models.append(point["model"])
         summary = summarize_overlap(_read_checked(path, OVERLAP_COLUMNS), alpha)
         attribute_rows.append(summary.assign(**point))
-        macro = summary[
+        cross = summary[summary["n_pairs"] > 0]
+        macro = cross[
             ["overlap", "overlap_minus_chance", "overlap_over_chance", "random_overlap", "share_significant"]
         ].mean()
         point_rows.append(
@@ -220,9 +259,12 @@ def build_alignment(
                 "k": summary["k"].iloc[0] if len(summary) else np.nan,
                 "width": summary["width"].iloc[0] if len(summary) else np.nan,
                 "chance": summary["chance"].iloc[0] if len(summary) else np.nan,
-                "n_attributes": len(summary),
+                "n_attributes": len(cross),
                 "n_pairs": int(summary["n_pairs"].sum()),
                 **macro.to_dict(),
+                # The within-language reference, macro mean over the attributes that have such pairs.
+                "n_within_pairs": int(summary["n_within_pairs"].sum()),
+                "within_language_overlap": summary["within_language_overlap"].mean(),
             }
         )
     if not point_rows:
@@ -245,14 +287,18 @@ def build_alignment(
         point = point_of(path, "similarity")
         similarity_frames[(point["model"], point["step"])] = _read_checked(path, SIMILARITY_COLUMNS)
     if similarity_frames:
-        scores = [
-            similarity_score(similarity_frames[(m, s)], layer)
-            if (m, s) in similarity_frames
-            else (np.nan, "")
-            for m, s, layer in zip(alignment["model"], alignment["step"], alignment["layer"])
-        ]
-        alignment["similarity"] = [value for value, _ in scores]
-        alignment["similarity_layers"] = [which for _, which in scores]
+        missing = {"similarity": np.nan, "similarity_all_layers": np.nan}
+        scores = pd.DataFrame(
+            [
+                similarity_scores(similarity_frames[(m, s)], layer) if (m, s) in similarity_frames else missing
+                for m, s, layer in zip(alignment["model"], alignment["step"], alignment["layer"])
+            ],
+            index=alignment.index,
+        )
+        unmeasured = alignment.loc[scores["similarity"].isna() & scores["similarity_all_layers"].notna()]
+        for m, s, layer in unmeasured[["model", "step", "layer"]].itertuples(index=False):
+            log.warning("similarity of %s step %s: layer %d not measured; `similarity` left empty", m, s, layer)
+        alignment = pd.concat([alignment, scores], axis=1)
 
     alignment.insert(2, "final", alignment["step"].map(lambda s: str(s) == FINAL))
     order = list(dict.fromkeys(models))

@@ -79,7 +79,7 @@ def _generate_demo_data(parser: argparse.ArgumentParser):
 
         import yaml
 
-        from xlprobe.synthetic import generate_from_config
+        from xlprobe.demo.synthetic import generate_from_config
 
         config = yaml.safe_load(Path(args.config).read_text())
         generate_from_config(config["demo"], ud_root=config["ud_root"], seed=config["seed"])

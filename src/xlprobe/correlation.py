@@ -25,6 +25,7 @@ from xlprobe.provenance import provenance, sidecar_path
 log = logging.getLogger(__name__)
 
 MEASURES = ("overlap", "overlap_minus_chance", "overlap_over_chance")
+SIMILARITY_TARGETS = ("similarity", "similarity_all_layers")
 POOLED = "pooled"
 MIN_POINTS = 3
 COLUMNS = [
@@ -120,9 +121,10 @@ def correlate(x: Sequence[float], y: Sequence[float], resamples: int = 1000, see
 
 
 def correlation_targets(alignment: pd.DataFrame) -> list[str]:
-    """Columns correlated with overlap: each task's mean target score, then similarity."""
+    """Columns correlated with overlap: each task's mean target score, then similarity at the probed
+    layer and over all layers (each its own column, so the `target` of a correlation says which)."""
     tasks = [c for c in alignment if c.startswith("transfer_") and not c.endswith(("_source", "_metric"))]
-    return tasks + (["similarity"] if "similarity" in alignment else [])
+    return tasks + [c for c in SIMILARITY_TARGETS if c in alignment]
 
 
 def correlation_table(

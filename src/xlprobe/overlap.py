@@ -4,7 +4,13 @@ For one attribute and two treebanks A and B, each with an ordered list of select
 overlap at k' is |A[:k'] ∩ B[:k']| / k'. Two random k'-subsets of D neurons share k'^2/D neurons on
 average, so chance overlap is k'/D. Under that null the shared count is hypergeometric
 (population D, k' "marked" neurons, k' draws), which gives an exact one-sided p-value; Holm's
-step-down correction runs over the pairs of one attribute at each k'.
+step-down correction runs over the pairs of one attribute at each k' (cross-lingual and
+within-language pairs are separate families).
+
+Each pair names its two treebanks and their languages. A pair of two treebanks of one language (zh
+and zh_cfl) is no cross-lingual pair: it is a within-language reference, a ceiling that the
+cross-lingual overlap can be read against. Holm's families keep the two kinds apart, so adding a
+reference treebank changes no cross-lingual p-value.
 
 The random-neuron baseline is the column `random_overlap`: the mean overlap at k' of `random_draws`
 seeded pairs of random ordered neuron lists (a Monte-Carlo check of the analytic chance level). It
@@ -17,7 +23,7 @@ import itertools
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,6 +36,8 @@ log = logging.getLogger(__name__)
 
 COLUMNS = [
     "attribute",
+    "treebank_a",
+    "treebank_b",
     "language_a",
     "language_b",
     "k",
@@ -78,20 +86,36 @@ def random_overlap_curve(width: int, k: int, draws: int = RANDOM_DRAWS, seed: in
     return counts.mean(axis=0) / np.arange(1, k + 1)
 
 
-def load_selections(probe_paths: Sequence[str | os.PathLike]) -> tuple[int, dict[str, dict[str, list[int]]]]:
-    """Read probe JSONs: the common width D and, per treebank (file stem), attribute -> selected neurons."""
+def same_language(frame: pd.DataFrame) -> pd.Series:
+    """Which overlap rows pair two treebanks of one language (the within-language reference)."""
+    return frame["language_a"] == frame["language_b"]
+
+
+def load_selections(
+    probe_paths: Sequence[str | os.PathLike],
+) -> tuple[int, dict[str, dict[str, list[int]]], dict[str, str]]:
+    """Read probe JSONs: the common width D, per treebank attribute -> selected neurons, and per
+    treebank its language.
+
+    The treebank and its language come from the probe file (the probe rule writes both), never from
+    the file's name.
+    """
     width = None
     selections: dict[str, dict[str, list[int]]] = {}
+    languages: dict[str, str] = {}
     for path in probe_paths:
         probe = read_json(path)
-        if "dimension" not in probe or "attributes" not in probe:
-            raise ValueError(f"{path}: probe result lacks 'dimension' or 'attributes'")
+        missing = [key for key in ("dimension", "attributes", "treebank", "language") if key not in probe]
+        if missing:
+            raise ValueError(f"{path}: probe result lacks {missing} (a probe of an older xlprobe: rerun it)")
         dimension = int(probe["dimension"])
         if width is None:
             width = dimension
         elif dimension != width:
             raise ValueError(f"{path}: dimension {dimension} differs from {width} of {probe_paths[0]}")
-        treebank = Path(path).stem
+        treebank = str(probe["treebank"])
+        if treebank in selections:
+            raise ValueError(f"{path}: treebank '{treebank}' already read from another probe file")
         chosen = {}
         for attribute, result in probe["attributes"].items():
             neurons = [int(n) for n in result.get("selected", [])]
@@ -102,20 +126,28 @@ def load_selections(probe_paths: Sequence[str | os.PathLike]) -> tuple[int, dict
             if neurons:
                 chosen[attribute] = neurons
         selections[treebank] = chosen
+        languages[treebank] = str(probe["language"])
     if width is None:
         raise ValueError("no probe files given")
-    return width, selections
+    return width, selections, languages
 
 
 def overlap_table(
     selections: Mapping[str, Mapping[str, Sequence[int]]],
     width: int,
     k: int,
+    languages: Mapping[str, str],
     seed: int = 0,
     random_draws: int = RANDOM_DRAWS,
 ) -> pd.DataFrame:
-    """Overlap rows for every attribute, treebank pair (in input order) and k' <= k (see COLUMNS)."""
+    """Overlap rows for every attribute, treebank pair (in input order) and k' <= k (see COLUMNS).
+
+    `languages` maps each treebank to its language.
+    """
     treebanks = list(selections)
+    unknown = [tb for tb in treebanks if tb not in languages]
+    if unknown:
+        raise ValueError(f"no language given for treebanks {unknown}")
     attributes = sorted({a for chosen in selections.values() for a in chosen})
     baseline = random_overlap_curve(width, k, random_draws, seed)
     rows = []
@@ -128,16 +160,54 @@ def overlap_table(
                 log.warning("%s: %s/%s selected only %d of k=%d neurons", attribute, a, b, depth, k)
             for kk in range(1, depth + 1):
                 shared = len(set(sa[:kk]) & set(sb[:kk]))
-                rows.append((attribute, a, b, kk, shared))
-    frame = pd.DataFrame(rows, columns=["attribute", "language_a", "language_b", "k", "shared"])
+                rows.append((attribute, a, b, languages[a], languages[b], kk, shared))
+    frame = pd.DataFrame(rows, columns=COLUMNS[: COLUMNS.index("shared") + 1])
     if frame.empty:  # no attribute kept in two treebanks: a valid, header-only table
         return pd.DataFrame(columns=COLUMNS)
     frame["overlap"] = frame["shared"] / frame["k"]
     frame["chance"] = frame["k"] / width
     frame["p_value"] = hypergeom_pvalue(frame["shared"].to_numpy(), width, frame["k"].to_numpy())
-    frame["p_holm"] = frame.groupby(["attribute", "k"])["p_value"].transform(holm)
+    family = [frame["attribute"], frame["k"], same_language(frame)]
+    frame["p_holm"] = frame.groupby(family)["p_value"].transform(holm)
     frame["random_overlap"] = baseline[frame["k"].to_numpy() - 1]
     return frame[COLUMNS]
+
+
+def check_one_checkpoint(probe_paths: Sequence[str | os.PathLike]) -> list[dict]:
+    """The one checkpoint record behind the probe files; an error naming each file's commit if several.
+
+    One (model, step) has one set of weights: probes of two commits (a moving revision re-downloaded
+    between jobs) would compare neurons of different networks.
+    """
+    checkpoints = checkpoints_of(probe_paths)
+    if len(checkpoints) > 1:
+        named = [
+            f"{path}: commit {record.get('commit') or record.get('path') or record}"
+            for path in probe_paths
+            for record in [(read_json(path).get("provenance") or {}).get("checkpoint") or {}]
+        ]
+        raise ValueError(
+            f"the probe files come from {len(checkpoints)} different checkpoints; rerun the older ones:\n  "
+            + "\n  ".join(named)
+        )
+    return checkpoints
+
+
+def point_of_probes(probe_paths: Sequence[str | os.PathLike], point: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The (model, step, layer) of an overlap: `point` (the rule's wildcards) where given, else the
+    probes' own; a probe that names another point is an error."""
+    keys = ("model", "step", "layer")
+    found = dict(point) if point else None
+    for path in probe_paths:
+        probe = read_json(path)
+        own = {key: str(probe[key]) for key in keys if key in probe}
+        if found is None and len(own) == len(keys):
+            found = dict(own)
+        elif found is not None and any(own[key] != str(found[key]) for key in own):
+            raise ValueError(f"{path}: a probe of {own}, not of {found}")
+    if not found:
+        return {}
+    return {"model": str(found["model"]), "step": str(found["step"]), "layer": int(found["layer"])}
 
 
 def compute_overlap(
@@ -146,22 +216,24 @@ def compute_overlap(
     k: int,
     seed: int = 0,
     random_draws: int = RANDOM_DRAWS,
+    point: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Read one (model, step, layer)'s probe files and write its overlap TSV and provenance sidecar.
 
-    The sidecar (`sidecar_path(output)`) names the probe files and the checkpoint records their
-    provenance carries.
+    The sidecar (`sidecar_path(output)`) names the point (`point`: the rule's wildcards, else the
+    probes'), the probe files and the checkpoint record their provenance carries; probes of different
+    checkpoints, or of another point, are an error.
     """
-    width, selections = load_selections(probe_paths)
-    frame = overlap_table(selections, width, k, seed=seed, random_draws=random_draws)
+    point = point_of_probes(probe_paths, point)
+    checkpoints = check_one_checkpoint(probe_paths)
+    width, selections, languages = load_selections(probe_paths)
+    frame = overlap_table(selections, width, k, languages, seed=seed, random_draws=random_draws)
     log.info("%d treebanks, width %d: %d overlap rows", len(selections), width, len(frame))
-    checkpoints = checkpoints_of(probe_paths)
-    if len(checkpoints) > 1:
-        log.warning("the probe files come from %d different checkpoints: %s", len(checkpoints), checkpoints)
     write_json(
         sidecar_path(output),
         provenance(
             {"k": k, "seed": seed, "random_draws": random_draws},
+            point=point,
             inputs=[str(path) for path in probe_paths],
             checkpoints=checkpoints,
         ),

@@ -23,11 +23,21 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-from xlprobe.alignment import FINAL, one_pooling, point_of, read_table, step_key, step_value
+from xlprobe.alignment import (
+    FINAL,
+    overlap_by_k,
+    point_of,
+    read_table,
+    similarity_by_layer,
+    step_key,
+    step_value,
+)
 from xlprobe.correlation import MEASURES, correlation_targets
 from xlprobe.io import atomic_path, read_tsv
+from xlprobe.overlap import same_language
 
 log = logging.getLogger(__name__)
 
@@ -131,11 +141,11 @@ def similarity_frames(paths: Iterable[str | os.PathLike]) -> dict[tuple, pd.Data
     return frames
 
 
-def language_order(frames: Iterable[pd.DataFrame]) -> list[str]:
-    """Languages of overlap files in config order: language_a precedes language_b in every pair."""
+def treebank_order(frames: Iterable[pd.DataFrame]) -> list[str]:
+    """Treebanks of overlap files in config order: treebank_a precedes treebank_b in every pair."""
     order = graphlib.TopologicalSorter()
     for frame in frames:
-        for a, b in frame[["language_a", "language_b"]].drop_duplicates().itertuples(index=False):
+        for a, b in frame[["treebank_a", "treebank_b"]].drop_duplicates().itertuples(index=False):
             order.add(b, a)
     return list(order.static_order())
 
@@ -301,7 +311,9 @@ def plot_overlap_vs_transfer(
 
 def _target_label(alignment: pd.DataFrame, target: str) -> str:
     if target == "similarity":
-        return "parallel-sentence cosine"
+        return "parallel-sentence cosine at the probed layer"
+    if target == "similarity_all_layers":
+        return "parallel-sentence cosine, mean over layers"
     metrics = [m for m in alignment.get(f"{target}_metric", pd.Series(dtype=str)) if m]
     metric = METRIC_LABELS.get(metrics[0], metrics[0]) if metrics else "score"
     return f"{target.removeprefix('transfer_')}: {metric}, mean over targets"
@@ -346,8 +358,9 @@ def plot_overlap_heatmaps(
         squeeze=False,
         layout="constrained",
     )
-    # The same languages, in config order, in every panel, so that a missing attribute shows as a gap.
-    languages = language_order(frames[key] for key in last.values())
+    # The same treebanks, in config order, in every panel, so that a missing attribute shows as a gap.
+    languages = treebank_order(frames[key] for key in last.values())
+    any_within = False
     for j, model in enumerate(models):
         key = last[model]
         frame = frames[key]
@@ -361,11 +374,12 @@ def plot_overlap_heatmaps(
             index = {name: n for n, name in enumerate(languages)}
             matrix = np.full((len(languages), len(languages)), np.nan)
             significant = np.zeros(matrix.shape, dtype=bool)
-            for a, b, value, p in zip(
-                rows["language_a"], rows["language_b"], rows["overlap"], rows["p_holm"]
+            within = np.zeros(matrix.shape, dtype=bool)
+            for a, b, value, p, same in zip(
+                rows["treebank_a"], rows["treebank_b"], rows["overlap"], rows["p_holm"], same_language(rows)
             ):
                 for x, y in ((index[a], index[b]), (index[b], index[a])):
-                    matrix[x, y], significant[x, y] = value, p < alpha
+                    matrix[x, y], significant[x, y], within[x, y] = value, p < alpha, same
             # One mesh and one text per labelled cell: seaborn's heatmap adds a text to every cell,
             # which takes minutes to lay out for 14 languages x 20 attributes x 3 models.
             image = ax.pcolormesh(
@@ -376,6 +390,10 @@ def plot_overlap_heatmaps(
                 edgecolors="white",
                 linewidth=0.8,
             )
+            # Two treebanks of one language: a within-language reference, framed apart.
+            for x, y in zip(*np.nonzero(within)):
+                ax.add_patch(Rectangle((y, x), 1, 1, fill=False, edgecolor="red", linewidth=1.6, hatch="//"))
+            any_within = any_within or bool(within.any())
             ax.set_aspect("equal")
             ax.invert_yaxis()
             with_values = len(languages) <= 6
@@ -405,7 +423,8 @@ def plot_overlap_heatmaps(
     bar.update_ticks()
     fig.suptitle(
         f"Pairwise overlap at k, last checkpoint of each model (layer {layer}); "
-        f"* = Holm-corrected p < {alpha:g};\ngrey = no pair (diagonal, or a language without the attribute)",
+        f"* = Holm-corrected p < {alpha:g};\ngrey = no pair (diagonal, or a treebank without the attribute)"
+        + ("; red hatched = two treebanks of one language (within-language reference)" if any_within else ""),
         fontsize="medium",
     )
     return fig
@@ -423,16 +442,14 @@ def plot_overlap_vs_k(frames: Mapping[tuple, pd.DataFrame], layer: int | None = 
             [key for key in frames if key[0] == model and key[2] == layer], key=lambda k: step_key(k[1])
         )
         colours = sns.color_palette("viridis", n_colors=len(keys))
-        curve = None
+        chance_frame = None
         for colour, key in zip(colours, keys):
             frame = frames[key]
             if frame.empty:
                 continue
-            # Macro mean: pairs within an attribute first, then attributes.
-            curve = frame.groupby(["k", "attribute"])["overlap"].mean().groupby("k").mean()
-            ax.plot(curve.index, curve.values, color=colour, label=step_label(key[1]))
-            chance_frame = frame.groupby("k")[["chance", "random_overlap"]].first()
-        if curve is not None:
+            chance_frame = overlap_by_k(frame)
+            ax.plot(chance_frame.index, chance_frame["overlap"], color=colour, label=step_label(key[1]))
+        if chance_frame is not None:
             ax.plot(
                 chance_frame.index, chance_frame["chance"], color="black", linestyle="--", label="chance k/D"
             )
@@ -456,7 +473,7 @@ def plot_overlap_vs_k(frames: Mapping[tuple, pd.DataFrame], layer: int | None = 
         )
     axes[0].set_ylabel("mean overlap")
     axes[0].set_ylim(bottom=0)
-    fig.suptitle(f"Overlap as a function of k (layer {layer}; mean over attributes and language pairs)")
+    fig.suptitle(f"Overlap as a function of k (layer {layer}; mean over attributes and cross-lingual pairs)")
     fig.tight_layout()
     return fig
 
@@ -478,14 +495,13 @@ def plot_similarity_vs_step(
         axes[0].plot(
             rows["step"].map(position), rows["similarity"], marker="o", color=colours[model], label=model
         )
-    which = next((w for w in alignment.get("similarity_layers", []) if isinstance(w, str) and w), str(layer))
-    axes[0].set_title(f"at layer {layer}" if which == str(layer) else "mean over layers")
+    axes[0].set_title(f"at layer {layer}")
     axes[0].set_ylabel("mean cosine (translation pairs)")
     axes[0].legend(fontsize="small")
     for ax, model in zip(axes[1:], models):
         keys = sorted([key for key in similarity if key[0] == model], key=lambda k: step_key(k[1]))
         for colour, key in zip(sns.color_palette("viridis", n_colors=len(keys)), keys):
-            curve = one_pooling(similarity[key]).groupby("layer")["cosine"].mean()
+            curve = similarity_by_layer(similarity[key])
             ax.plot(curve.index, curve.values, marker=".", color=colour, label=step_label(key[1]))
         ax.axvline(layer, color="grey", linestyle="--", linewidth=1)
         ax.set_title(f"{model} (dashed: probed layer)")

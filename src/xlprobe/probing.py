@@ -21,9 +21,10 @@ import pandas as pd
 import torch
 
 from xlprobe.greedy import greedy_select
-from xlprobe.io import read_json, read_tsv, write_json
+from xlprobe.io import read_json, write_json
 from xlprobe.probe import LatentSubsetProbe
 from xlprobe.provenance import provenance
+from xlprobe.wordtable import read_attribute_table, read_word_table
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +128,8 @@ def probe_treebank(
     `labels` (model, step, layer, treebank, ...) are copied into the result as they are.
     """
     torch.set_num_threads(threads)
-    words = read_tsv(words_path, dtype=str)
-    attributes = read_tsv(attributes_path, dtype={"attribute": str, "value": str})
+    words = read_word_table(words_path)
+    attributes = read_attribute_table(attributes_path)
     activations = np.load(activations_path, mmap_mode="r")
     meta = read_json(meta_path)
     _check_inputs(words, attributes, activations, words_path, attributes_path, activations_path)
@@ -198,21 +199,12 @@ def probe_treebank(
 
 def _kept_values(attributes: pd.DataFrame, path) -> dict[str, list[str]]:
     """Attribute -> its kept values, in the table's order; attributes with < 2 kept values dropped."""
-    kept = attributes["kept"].map(_as_bool)
-    if kept.isna().any():
-        line = int(np.flatnonzero(kept.isna().to_numpy())[0]) + 2  # header is line 1
-        raise ValueError(f"{path}, line {line}: 'kept' must be true or false")
-    table = attributes[kept.astype(bool)]
+    table = attributes[attributes["kept"]]
     values = {a: group["value"].tolist() for a, group in table.groupby("attribute", sort=False)}
     for attribute in [a for a, v in values.items() if len(v) < 2]:
         log.warning("%s: attribute %r has fewer than 2 kept values; not probed", path, attribute)
         del values[attribute]
     return values
-
-
-def _as_bool(value) -> bool | None:
-    text = str(value).strip().lower()
-    return {"true": True, "1": True, "false": False, "0": False}.get(text)
 
 
 def _check_inputs(words, attributes, activations, words_path, attributes_path, activations_path) -> None:

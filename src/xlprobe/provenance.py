@@ -8,12 +8,15 @@ for transfer the `<task>.json` that also holds the training history.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import importlib.metadata
 import json
 import os
 import platform
 import socket
+import subprocess
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from xlprobe.io import read_json
@@ -31,8 +34,43 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+# Where this package's code is; in a git checkout (an editable install), its commit names the code.
+SOURCE_DIR = Path(__file__).resolve().parent
+
+
+def _git(*args: str) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(SOURCE_DIR), *args], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+@functools.cache
+def code_version() -> dict[str, Any]:
+    """The code that makes a result: the checkout's `commit` and whether its tree had uncommitted
+    changes (`dirty`), where the package runs from a git checkout; else the package `version`.
+
+    `xlprobe 0.1.0` alone cannot tell a result made before a library fix from one made after it.
+    """
+    # The package's own files must be tracked: a copy installed into a venv inside a checkout is not
+    # the checkout's code.
+    if _git("ls-files", "--error-unmatch", str(SOURCE_DIR / "provenance.py")) is not None:
+        commit = _git("rev-parse", "HEAD")
+        status = _git("status", "--porcelain")
+        if commit and status is not None:
+            return {"commit": commit, "dirty": bool(status)}
+    try:
+        return {"version": importlib.metadata.version("xlprobe")}
+    except importlib.metadata.PackageNotFoundError:
+        return {"version": None}
+
+
 def provenance(config_slice: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
-    """A JSON-able record: the given fields, the config slice used, library versions, host and time.
+    """A JSON-able record: the given fields, the config slice used, the code's version (`code`),
+    library versions, host and time.
 
     On a SLURM cluster it also names the job (`slurm_job_id`), whose log and accounting then explain
     the file.
@@ -40,6 +78,7 @@ def provenance(config_slice: dict[str, Any] | None = None, **fields: Any) -> dic
     record: dict[str, Any] = dict(fields)
     if config_slice is not None:
         record["config"] = config_slice
+    record["code"] = code_version()
     record["libraries"] = library_versions()
     record["python"] = platform.python_version()
     record["host"] = socket.gethostname()

@@ -1,6 +1,7 @@
 """Cosine similarity of parallel sentences at every layer (the paper's supporting analysis).
 
-For each configured language pair, each sentence and its translation go through the model; per layer
+For each configured language pair, each sentence and its translation go through the base model (no
+LM head; loaded and run by the dumps' code, `activations.load_base_model` and `hidden_states`); per layer
 (L = hidden_states[L-1], layer 1 the embedding output) we average over pairs the cosine of the
 last-token vectors (the paper's) and of the mean-pooled vectors.
 
@@ -17,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,8 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from xlprobe.activations import check_layers, hidden_states, load_base_model
+from xlprobe.inputs import similarity_files
 from xlprobe.io import read_tsv, write_json, write_tsv
 from xlprobe.provenance import provenance, sidecar_path
 
@@ -115,6 +117,7 @@ def sentence_vectors(
     Sentences are batched by length with padding; the last token is the last one the attention mask
     keeps, so left and right padding give the same vectors.
     """
+    layers = check_layers(model, layers, "similarity.layers")
     model.eval()
     device = next(model.parameters()).device
     if tokenizer.pad_token_id is None:
@@ -127,8 +130,8 @@ def sentence_vectors(
             [sentences[i] for i in chosen], padding=True, truncation=True, max_length=max_length,
             return_tensors="pt",
         ).to(device)
-        hidden = model(**batch, output_hidden_states=True).hidden_states
         mask = batch["attention_mask"]
+        hidden = hidden_states(model, batch["input_ids"], mask, layers)
         width = mask.shape[1]
         last = width - 1 - mask.flip(1).float().argmax(1)  # position of the last kept token
         rows = torch.arange(len(chosen), device=device)
@@ -153,10 +156,7 @@ def parallel_similarity(
 ) -> pd.DataFrame:
     """Per language pair, layer and pooling: the mean cosine over up to `max_pairs` parallel sentences."""
     n_states = model.config.num_hidden_layers + 1
-    layers = list(layers) if layers else list(range(1, n_states + 1))
-    bad = [layer for layer in layers if not 1 <= layer <= n_states]
-    if bad:
-        raise ValueError(f"similarity.layers: {bad} outside 1..{n_states} (the model has {n_states} hidden states)")
+    layers = check_layers(model, layers or range(1, n_states + 1), "similarity.layers")
     rows = []
     for source, target in tqdm(pairs, desc="language pairs"):
         left, right = parallel_sentences(files, source, target, max_pairs, hub, cache_dir)
@@ -178,11 +178,6 @@ def parallel_similarity(
 
 
 # ----------------------------------------------------------------------------- the stage
-def demo_parallel_files(demo_dir: str | os.PathLike, languages: Sequence[str]) -> dict[str, str]:
-    """The demo generator's aligned files, one per language."""
-    return {lang: str(Path(demo_dir, "parallel", f"{lang}.txt")) for lang in languages}
-
-
 def run_similarity(
     model: dict[str, Any],
     step: int | str,
@@ -198,14 +193,12 @@ def run_similarity(
     Provenance, with the checkpoint record, goes to the sidecar `sidecar_path(output)`; the TSV
     keeps the contract's columns.
     """
-    from xlprobe.checkpoints import load_checkpoint
-
     pairs = settings.get("pairs") or []
     if not pairs:
         raise ValueError("similarity.pairs: no language pairs configured")
     hub = settings.get("hub")
-    files = settings.get("files") or ({} if hub else demo_parallel_files(demo_dir, sorted({x for p in pairs for x in p})))
-    net, tokenizer, checkpoint = load_checkpoint(model, step, demo_dir=demo_dir, cache_dir=cache_dir,
+    files = similarity_files(settings, demo_dir)  # the DAG declares the same files (rules/common.smk)
+    net, tokenizer, checkpoint = load_base_model(model, step, demo_dir=demo_dir, cache_dir=cache_dir,
                                                  device=settings.get("device", "auto"),
                                                  dtype=settings.get("dtype", "auto"))
     table = parallel_similarity(
@@ -214,7 +207,10 @@ def run_similarity(
     )
     write_json(
         sidecar_path(output),
-        provenance({"model": model, "similarity": settings}, checkpoint=checkpoint, inputs=files),
+        provenance(
+            {"model": model, "similarity": settings},
+            point={"model": model["name"], "step": str(step)}, checkpoint=checkpoint, inputs=files,
+        ),
     )
     write_tsv(output, table)
     return table
@@ -222,14 +218,14 @@ def run_similarity(
 
 def similarity_cli(args) -> int:
     """`xlprobe similarity`: the stage on a model directory."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModel, AutoTokenizer
 
     files: dict[str, Any] = {}
     for item in args.file:
         key, _, value = item.partition("=")
         paths = value.split(",")
         files[key] = paths[0] if len(paths) == 1 else paths
-    model = AutoModelForCausalLM.from_pretrained(args.checkpoint)
+    model = AutoModel.from_pretrained(args.checkpoint)  # the base model: no LM head
     tokenizer = AutoTokenizer.from_pretrained(args.checkpoint)
     pairs = [pair.split("-", 1) for pair in args.pair]
     table = parallel_similarity(model, tokenizer, files, pairs, args.layers, args.max_pairs, args.batch_size)

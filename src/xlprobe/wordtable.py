@@ -9,7 +9,6 @@ words' tags, and the union of their attributes minus any attribute that two of i
 
 from __future__ import annotations
 
-import csv
 import functools
 import logging
 import os
@@ -17,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
@@ -97,17 +97,51 @@ def word_table(
 
 
 def read_word_table(path: str | os.PathLike) -> pd.DataFrame:
-    """A word table as written: every column text (Person `3` stays "3", not 3.0), sentence_id int."""
-    return read_tsv(path, dtype=str).astype({"sentence_id": int})
+    """A word table as written, every column text (Person `3` stays "3", not 3.0; ids as written).
+
+    The one reader of word tables: the dumps, the probes and the transfer stage all read through it.
+    """
+    return read_tsv(path, dtype=str)
+
+
+def sentence_rows(words: pd.DataFrame, source: str | os.PathLike = "word table") -> list[tuple[str, np.ndarray]]:
+    """(sentence id, its rows in word order) per sentence, sentences in first-appearance order.
+
+    Words are ordered by word_id, a multiword token (`3-4`) by its first number; ties keep table order.
+    """
+    missing = {"sentence_id", "word_id"} - set(words.columns)
+    if missing:
+        raise ValueError(f"{source}: missing column(s) {', '.join(sorted(missing))}")
+    order_key = pd.to_numeric(words["word_id"].astype(str).str.extract(r"^(\d+)", expand=False))
+    if order_key.isna().any():
+        row = int(np.flatnonzero(order_key.isna().to_numpy())[0])
+        raise ValueError(f"{source}: word_id '{words['word_id'].iloc[row]}' in data row {row + 1} is not a number")
+    codes, ids = pd.factorize(words["sentence_id"], sort=False)  # first-appearance order
+    order = np.lexsort((order_key.to_numpy(), codes))  # stable: ties keep table order
+    bounds = np.flatnonzero(np.diff(codes[order])) + 1
+    return [(ids[codes[rows[0]]], rows) for rows in np.split(order, bounds) if len(rows)]
+
+
+def read_attribute_table(path: str | os.PathLike) -> pd.DataFrame:
+    """An attribute table (`build_word_table`'s second file) with `kept` as booleans.
+
+    The one parser of `kept`: `True`/`False` as written (any case, or 1/0); anything else is an error
+    naming its line, never a silent false.
+    """
+    table = read_tsv(path, dtype={"attribute": str, "value": str, "kept": str})
+    if not {"attribute", "value", "kept"} <= set(table.columns):
+        raise ValueError(f"{path}: not an attribute table (needs columns attribute, value, kept)")
+    kept = table["kept"].str.strip().str.lower().map({"true": True, "1": True, "false": False, "0": False})
+    if kept.isna().any():
+        line = int(np.flatnonzero(kept.isna().to_numpy())[0]) + 2  # header is line 1
+        raise ValueError(f"{path}, line {line}: 'kept' must be true or false")
+    return table.assign(kept=kept.astype(bool))
 
 
 def probed_attributes(attributes_path: str | os.PathLike) -> list[str]:
-    """The attributes an attribute table (`build_word_table`'s second file) keeps for probing."""
-    with open(attributes_path, newline="") as handle:
-        rows = csv.DictReader(handle, delimiter="\t")
-        if rows.fieldnames is None or not {"attribute", "kept"} <= set(rows.fieldnames):
-            raise ValueError(f"{attributes_path}: not an attribute table (needs columns attribute, kept)")
-        return sorted({row["attribute"] for row in rows if row["kept"] == "True"})
+    """The attributes an attribute table keeps for probing."""
+    table = read_attribute_table(attributes_path)
+    return sorted(set(table.loc[table["kept"], "attribute"]))
 
 
 def build_word_table(

@@ -11,6 +11,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from xlprobe.inputs import task_treebanks
+
 
 class ConfigError(ValueError):
     pass
@@ -73,13 +75,17 @@ def check_config(config: dict[str, Any], workdir: str | Path = ".", schema_path:
 
     for section, spec in (config.get("transfer", {}).get("tasks") or {}).items():
         key = f"transfer.tasks.{section}"
-        if spec.get("format") == "conllu":
-            for tb in [spec["source"], *spec.get("targets", [])]:
-                if tb not in treebanks:
-                    errors.append(f"{key}: treebank '{tb}' is not in treebanks ({', '.join(treebanks)})")
+        try:
+            needed = task_treebanks(spec, section)
+        except ValueError as error:
+            errors.append(str(error))
+            continue
+        for tb in needed:
+            if tb not in treebanks:
+                errors.append(f"{key}: treebank '{tb}' is not in treebanks ({', '.join(treebanks)})")
 
     if demo is not None:
-        from xlprobe.synthetic import demo_treebank_folder
+        from xlprobe.demo.synthetic import demo_treebank_folder
 
         for tb, spec in treebanks.items():
             if spec["language"] not in demo["languages"]:
@@ -99,6 +105,15 @@ def check_config(config: dict[str, Any], workdir: str | Path = ".", schema_path:
                         f"treebanks.{tb}.folder: no {spec['folder']}/*.conllu under ud_root "
                         f"'{config['ud_root']}' (available: {', '.join(available) or 'none'})"
                     )
+
+    measured = (config.get("similarity") or {}).get("layers")
+    if config.get("similarity") and measured:
+        probed = [layer for layer in config["activations"]["layers"] if layer not in measured]
+        if probed:
+            errors.append(
+                f"similarity.layers: {sorted(measured)} lack the probed layer(s) {probed} "
+                "(activations.layers): the alignment's similarity is read at the probed layer"
+            )
 
     if config.get("similarity") and demo is not None:
         for pair in config["similarity"].get("pairs", []):

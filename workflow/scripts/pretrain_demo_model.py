@@ -2,8 +2,8 @@ from pathlib import Path
 
 import torch
 
+from xlprobe.demo.pretrain import pretrain
 from xlprobe.logs import log_to
-from xlprobe.pretrain import pretrain
 
 with log_to(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)

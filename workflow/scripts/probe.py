@@ -18,5 +18,6 @@ with log_to(snakemake.log[0]):
             "step": snakemake.wildcards.step,
             "layer": int(snakemake.wildcards.layer),
             "treebank": snakemake.wildcards.treebank,
+            "language": snakemake.params.language,
         },
     )

@@ -152,7 +152,12 @@ def run_transfer(
     # The sidecar first: a TSV that looks finished always has its provenance.
     write_json(details_output or Path(output).with_suffix(".json"), {
         **details,
-        "provenance": provenance({"task": task, "transfer": settings, "seed": seed}, checkpoint=checkpoint_record),
+        "provenance": provenance(
+            {"task": task, "transfer": settings, "seed": seed}, checkpoint=checkpoint_record,
+            # The (model, step, task) the alignment table files it under, where a config model was run.
+            **({"point": {"model": checkpoint_record["model"], "step": str(checkpoint_record["step"]),
+                          "task": task.get("name", task["type"])}} if "model" in checkpoint_record else {}),
+        ),
     })
     write_tsv(output, table)
     return table

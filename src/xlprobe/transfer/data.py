@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xlprobe.io import read_tsv
+from xlprobe.inputs import task_format
+from xlprobe.wordtable import read_word_table, sentence_rows
 
 log = logging.getLogger(__name__)
 
@@ -60,20 +61,19 @@ class TaskData:
 
 
 # ----------------------------------------------------------------------------- readers
-def read_word_table(path: str | os.PathLike) -> list[TaggedSentence]:
+def read_tagged_sentences(path: str | os.PathLike) -> list[TaggedSentence]:
     """Sentences of a word table (R/words/<treebank>.tsv), words in `word_id` order."""
-    table = read_tsv(path, dtype={"sentence_id": str, "form": str, "upos": str})
+    table = read_word_table(path)
     missing = {"sentence_id", "word_id", "form", "upos"} - set(table.columns)
     if missing:
         raise ValueError(f"{path}: word table lacks column(s) {', '.join(sorted(missing))}")
+    forms, upos = table["form"].fillna("").to_numpy(), table["upos"].to_numpy()
     sentences = []
-    for _, rows in table.groupby("sentence_id", sort=False):
-        # word_id is "7" or, for a multiword token, "7-8": order by the first word's number.
-        rows = rows.sort_values("word_id", key=lambda ids: ids.astype(str).str.split("-").str[0].astype(int))
+    for _, rows in sentence_rows(table, path):
         # An empty UPOS (a word the table could not tag) and a multiword token's joined tags
         # ("ADP+DET": one surface token, several syntactic words) stay in the input but are not scored.
-        tags = [tag if isinstance(tag, str) and tag and "+" not in tag else None for tag in rows["upos"]]
-        sentences.append((rows["form"].fillna("").tolist(), tags))
+        tags = [tag if isinstance(tag, str) and tag and "+" not in tag else None for tag in upos[rows]]
+        sentences.append((forms[rows].tolist(), tags))
     _check_tags(sentences, path)
     return sentences
 
@@ -163,16 +163,9 @@ def load_task(
     evaluated whole unless `max_eval_examples` caps them (a seeded sample).
     """
     name = task.get("name", task["type"])
-    kind, fmt, source = task["type"], task.get("format"), task["source"]
+    kind, fmt, source = task["type"], task_format(task, name), task["source"]
     targets = list(task.get("targets", []))
     key = f"transfer.tasks.{name}"
-    if kind not in LABELS:
-        raise ValueError(f"{key}.type: unknown task type '{kind}' (one of {sorted(LABELS)})")
-    if fmt is None:
-        fmt = "conllu" if kind == "udpos" else "tsv"
-    allowed = {"udpos": ("conllu", "xtreme", "hub"), "xnli": ("tsv", "hub")}[kind]
-    if fmt not in allowed:
-        raise ValueError(f"{key}.format: '{fmt}' does not apply to {kind} (one of {allowed})")
 
     dev = None
     if fmt == "conllu":
@@ -180,8 +173,8 @@ def load_task(
         absent = [tb for tb in [source, *targets] if tb not in tables]
         if absent:
             raise ValueError(f"{key}: no word table for {absent} among {sorted(map(str, data_files))}")
-        train = read_word_table(tables[source])
-        evaluation = {tb: read_word_table(tables[tb]) for tb in targets}
+        train = read_tagged_sentences(tables[source])
+        evaluation = {tb: read_tagged_sentences(tables[tb]) for tb in targets}
     elif fmt == "hub":
         split = task.get("eval_split", "test")
         train = _read_hub(kind, source, "train", cache_dir)
