@@ -107,6 +107,8 @@ def test_quick_benchmark_recovers_planted_sharing(tmp_path):
     assert null.overlap < half.overlap < full.overlap
     assert full.overlap > 5 * full.chance and full.significant >= 0.9
     assert summary["recall"].min() > 0.7  # the probes find most planted neurons
+    picks = pd.read_csv(tmp_path / "noise_picks.tsv", sep="\t")
+    assert list(picks["shared_share"]) == [0.0, 0.5, 1.0] and picks["mean_quantile"].between(0, 1).all()
     # The report in docs/ is rendered from those files.
     report = (docs / "validity.md").read_text()
     assert f"| 128 | 10 | 0.00 | {null.overlap:.3f} ({null.overlap_sd:.3f}) |" in report

@@ -6,7 +6,7 @@ It is written out here rather than with scipy.stats.bootstrap because with a han
 many resamples repeat one point (a constant sample, no correlation defined); those resamples are
 dropped and counted instead of turning the whole interval into NaN. Below MIN_INTERVAL_POINTS there
 is no interval: of 3 points, 18 of the 27 resamples hold 2 distinct points, whose correlation is ±1
-by construction, and the "95%" interval held a known correlation in 43-67% of synthetic series
+by construction, and the "95%" interval held a known correlation in 41-67% of synthetic series
 (benchmarks/validity.py; docs/validity.md has the coverage at more points).
 """
 

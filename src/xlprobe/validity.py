@@ -167,7 +167,9 @@ def run_setting(setting: Setting, seed: int, workdir: str | Path | None = None) 
 
     Adds to the overlap file's columns: `seed`, `width`, `shared_share`, `expected` (see
     `Setting.expected_overlap`) and `recall` (the share of the pair's planted neurons within their
-    top k').
+    top k'). `frame.attrs["noise_scale_quantiles"]`: for every top-k pick that is not one of its
+    language's planted neurons, the quantile of that neuron's noise scale among all D (0.5 on
+    average if such picks ignored the scale).
     """
     rng = np.random.default_rng([seed, setting.width, round(100 * setting.shared_share)])
     planted = plant(setting, rng)
@@ -196,6 +198,15 @@ def run_setting(setting: Setting, seed: int, workdir: str | Path | None = None) 
         _recall(selected, planted, row.attribute, (row.language_a, row.language_b), row.k)
         for row in frame.itertuples()
     ]
+    quantile = np.argsort(np.argsort(scales)) / (setting.width - 1)
+    noise_picks = [
+        n
+        for lang, chosen in selected.items()
+        for attribute, neurons in chosen.items()
+        for n in neurons
+        if n not in planted[attribute][lang]
+    ]
+    frame.attrs["noise_scale_quantiles"] = quantile[noise_picks]
     return frame
 
 
@@ -208,6 +219,17 @@ def _selected(path: Path) -> dict[str, list[int]]:
 def _recall(selected, planted, attribute, languages, k) -> float:
     found = [np.isin(planted[attribute][lang], selected[lang][attribute][:k]).mean() for lang in languages]
     return float(np.mean(found))
+
+
+def noise_pick_profile(quantiles: np.ndarray) -> dict[str, float]:
+    """How the non-planted picks spread over the neurons' scale: mean quantile, lowest and top decile shares."""
+    quantiles = np.asarray(quantiles)
+    return {
+        "noise_picks": len(quantiles),
+        "mean_quantile": float(quantiles.mean()),
+        "lowest_decile": float((quantiles < 0.1).mean()),
+        "top_decile": float((quantiles >= 0.9).mean()),
+    }
 
 
 def summarize(frame: pd.DataFrame, ks: Sequence[int] | None = None, alpha: float = 0.05) -> pd.DataFrame:
