@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xlprobe.overlap import overlap_table
+from xlprobe.io import write_json
+from xlprobe.overlap import compute_overlap
 from xlprobe.validity import ATTRIBUTES, LANGUAGES, Setting, correlation_coverage, plant
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "validity.py"
@@ -59,16 +60,17 @@ def test_expected_overlap_is_chance_at_rho_zero_and_the_shared_share_at_one():
     )
 
 
-def test_holm_keeps_the_familywise_error_of_random_selections():
+def test_holm_keeps_the_familywise_error_of_random_selections(tmp_path):
     """The overlap stage's statistics under their exact null (independent random top-k lists):
     a family of 6 language pairs rejects at most α = 0.05 of the time, per pair and family-wise."""
     rng = np.random.default_rng(2)
     width, k, families = 128, 10, 2000
-    selections = {
-        lang: {f"family{f}": rng.permutation(width)[:k].tolist() for f in range(families)}
-        for lang in LANGUAGES
-    }
-    table = overlap_table(selections, width, k, random_draws=1)
+    paths = []
+    for lang in LANGUAGES:
+        picks = {f"family{f}": {"selected": rng.permutation(width)[:k].tolist()} for f in range(families)}
+        paths.append(tmp_path / f"{lang}.json")
+        write_json(paths[-1], {"treebank": lang, "language": lang, "dimension": width, "attributes": picks})
+    table = compute_overlap(paths, tmp_path / "overlap.tsv", k=k, random_draws=1)
     at_k = table[table["k"] == k]
     significant = at_k["p_holm"] < 0.05
     familywise = significant.groupby(at_k["attribute"]).any().mean()

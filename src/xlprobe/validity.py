@@ -185,6 +185,7 @@ def run_setting(setting: Setting, seed: int, workdir: str | Path | None = None) 
                 out,
                 probe_config={**PROBE_CONFIG, "k": setting.k},
                 seed=seed,
+                labels={"treebank": language, "language": language},
                 progress=False,
             )
             probe_paths.append(out)
