@@ -30,7 +30,7 @@ def pos_mi(results: Path, attribute: str = "Part of Speech") -> pd.DataFrame:
         rows.append({
             "model": result["model"], "step": int(result["step"]), "layer": result["layer"],
             "treebank": result["treebank"], f"dev_mi@{len(scores['selected'])}": scores["dev_score"][-1],
-            "test_mi": scores["test_mi"][-1], "all_neurons_dev_mi": scores["all_neurons"]["dev_mi"],
+            "test_mi": scores["test_mi"][-1], "mask_family_dev_mi": scores["mask_family"]["dev_mi"],
         })
     return pd.DataFrame(rows).sort_values(["model", "treebank", "step"]).round(3)
 

@@ -52,6 +52,19 @@ def test_too_few_points_and_constant_input_give_nan_with_note():
     assert np.isnan(flat["pearson_r"]) and flat["note"] == "constant input"
 
 
+def test_three_points_give_r_but_no_bootstrap_interval():
+    """Of 3 points, 18 of 27 resamples hold 2 distinct points (r = ±1 by construction): the percentile
+    interval held a known r in 41-67% of series, not 95% (benchmarks/validity.py). From 4 points on
+    it is given."""
+    three = correlate(X[:3], Y[:3], resamples=500, seed=0)
+    assert three["pearson_r"] == pytest.approx(stats.pearsonr(X[:3], Y[:3]).statistic)
+    assert np.isnan(three["pearson_ci_low"]) and np.isnan(three["spearman_ci_high"])
+    assert three["bootstrap_valid"] == 0 and "no bootstrap interval below 4 points" in three["note"]
+    assert np.isnan(bootstrap_ci(X[:3], Y[:3], "pearson", 500, 0)[0])
+    four = correlate(X[:4], Y[:4], resamples=500, seed=0)
+    assert four["pearson_ci_low"] <= four["pearson_r"] <= four["pearson_ci_high"]
+
+
 def alignment_frame():
     rows = []
     for model, offset, steps in (

@@ -14,6 +14,7 @@ from xlprobe.probe import (
     LatentSubsetProbe,
     bernoulli_masks,
     class_entropy_bits,
+    mask_family_scores,
     scores_from_logits,
     subset_logits,
 )
@@ -55,6 +56,56 @@ def test_subset_logits_equal_zeroing_the_other_inputs():
     masked = X * np.isin(np.arange(6), [1, 4])
     np.testing.assert_allclose(subset_logits(weight, bias, X, [4, 1]), masked @ weight.T + bias)
     np.testing.assert_allclose(subset_logits(weight, bias, X, []), np.tile(bias, (5, 1)))
+
+
+def test_mask_family_scores_match_the_enumerated_expectation():
+    """Scores averaged over sampled masks converge to the exact sum over all 2^D masks of q(m) x score(m)."""
+    rng = np.random.default_rng(2)
+    weight, bias, X = rng.normal(size=(3, 3)), rng.normal(size=3), rng.normal(size=(40, 3))
+    y = rng.integers(0, 3, 40)
+    h = class_entropy_bits(y, 3)
+    mask_logits = np.array([0.4, -1.2, 2.0])
+    keep = 1 / (1 + np.exp(-mask_logits))
+    exact_ce = exact_accuracy = 0.0
+    for bits in itertools.product([0, 1], repeat=3):
+        q = np.prod(np.where(np.array(bits) == 1, keep, 1 - keep))
+        scores = scores_from_logits(subset_logits(weight, bias, X, np.flatnonzero(bits)), y, h)
+        exact_ce += q * scores["cross_entropy"]
+        exact_accuracy += q * scores["accuracy"]
+    estimate = mask_family_scores(weight, bias, mask_logits, X, y, h, masks=3000, seed=0)
+    assert estimate["cross_entropy"] == pytest.approx(exact_ce, abs=0.01)
+    assert estimate["mi"] == pytest.approx(1 - exact_ce / h, abs=0.01)
+    assert estimate["accuracy"] == pytest.approx(exact_accuracy, abs=0.01)
+    assert estimate == mask_family_scores(weight, bias, mask_logits, X, y, h, masks=3000, seed=0)
+
+
+def test_mask_family_scores_at_the_limits_are_all_or_no_neurons():
+    rng = np.random.default_rng(3)
+    weight, bias, X = rng.normal(size=(2, 5)), rng.normal(size=2), rng.normal(size=(30, 5))
+    y = rng.integers(0, 2, 30)
+    h = class_entropy_bits(y, 2)
+    every = mask_family_scores(weight, bias, np.full(5, 60.0), X, y, h, masks=4)
+    none = mask_family_scores(weight, bias, np.full(5, -60.0), X, y, h, masks=4)
+    assert every == pytest.approx(scores_from_logits(subset_logits(weight, bias, X), y, h))
+    assert none == pytest.approx(scores_from_logits(subset_logits(weight, bias, X, []), y, h))
+
+
+def test_all_neurons_put_a_subset_probe_outside_what_it_saw():
+    """Issue 12: a probe that keeps ~1 neuron in 10 scores a negative MI with all on, a positive one
+    under its own family. One informative neuron, 60 noise neurons with the weights a probe fitted on
+    sparse subsets gives them (sized for the few that are on at once)."""
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 2, 2000)
+    X = rng.normal(size=(2000, 61))
+    X[:, 0] += 2.0 * (2 * y - 1)
+    weight = np.zeros((2, 61))
+    weight[1, 0], weight[1, 1:] = 2.0, rng.normal(size=60)
+    mask_logits = np.full(61, np.log(0.1 / 0.9))
+    mask_logits[0] = 5.0
+    h = class_entropy_bits(y, 2)
+    everything = scores_from_logits(subset_logits(weight, np.zeros(2), X), y, h)
+    family = mask_family_scores(weight, np.zeros(2), mask_logits, X, y, h)
+    assert everything["mi"] < 0 < family["mi"]
 
 
 def test_bernoulli_masks_follow_their_probabilities():

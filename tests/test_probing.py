@@ -112,7 +112,10 @@ def test_runner_probes_every_kept_attribute(treebank, tmp_path):
         assert len(record["selected"]) == len(record["test_mi"]) == len(record["dev_score"]) == 4
         assert record["dev_score"] == record["dev_mi"]
         assert record["test_mi"][0] > 0.1  # few epochs: informative, far from converged
-        assert set(record["all_neurons"]) == {"dev_mi", "dev_accuracy", "test_mi", "test_accuracy"}
+        family = record["mask_family"]
+        assert set(family) == {"expected_neurons", "dev_mi", "dev_accuracy", "test_mi", "test_accuracy"}
+        assert 0 < family["expected_neurons"] < DIM and 0 < family["test_accuracy"] <= 1
+        assert family["test_mi"] < 1
         assert 1 <= record["best_epoch"] <= record["epochs"] <= PROBE["max_epochs"]
         assert record["seed"] == attribute_seed(0, attribute)
 
@@ -122,7 +125,7 @@ def test_runner_is_deterministic_and_seeded_per_attribute(treebank, tmp_path):
     first = run(paths, tmp_path / "a.json")["attributes"]
     second = run(paths, tmp_path / "b.json")["attributes"]
     for attribute in first:
-        for key in ("selected", "dev_score", "test_mi", "epochs", "all_neurons"):
+        for key in ("selected", "dev_score", "test_mi", "epochs", "mask_family"):
             assert first[attribute][key] == second[attribute][key]
     assert attribute_seed(0, "Number") != attribute_seed(0, "Part of Speech")
     assert attribute_seed(0, "Number") != attribute_seed(1, "Number")

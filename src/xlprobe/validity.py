@@ -1,0 +1,316 @@
+"""Controls with a known answer: is cross-lingual neuron sharing found where it was planted, and only there?
+
+Synthetic activations for several languages carry each attribute in a few planted neurons; a share ρ
+of them sits at the same neurons in every language, the rest at neurons drawn for each language on
+its own (two languages' own neurons coincide only by chance: the null the hypergeometric test
+assumes). The activations go through the workflow's own stages as files: `probe_treebank` (probe
+training and greedy selection), `compute_overlap` (overlap, hypergeometric p-values, Holm), and the
+correlation stage's `correlation_table` on synthetic checkpoint series with a known correlation.
+
+What is realistic here: class imbalance (a frequent class and rare ones), neurons of different
+scales that keep their scale in every language (as a model's dimensions do), a few outlier neurons of
+large scale shared by all languages (as BLOOM's), and planted neurons of unequal strength.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from xlprobe.correlation import correlation_table
+from xlprobe.io import write_json, write_npy, write_tsv
+from xlprobe.overlap import compute_overlap
+from xlprobe.probing import probe_treebank
+
+log = logging.getLogger(__name__)
+
+# Class shares of each attribute: one frequent class and rare ones, as in UD treebanks.
+ATTRIBUTES: dict[str, tuple[float, ...]] = {
+    "Part of Speech": (0.34, 0.24, 0.16, 0.11, 0.08, 0.07),
+    "Number": (0.78, 0.22),
+    "Case": (0.52, 0.24, 0.14, 0.10),
+}
+LANGUAGES = ("la", "lb", "lc", "ld")
+SPLIT_SHARES = {"train": 0.8, "dev": 0.1, "test": 0.1}
+# The probe as the demo config runs it, with fewer epochs (the planted signal is learnt within them).
+PROBE_CONFIG = {
+    "lr": 1.0e-2,
+    "batch_size": 256,
+    "max_epochs": 10,
+    "patience": 4,
+    "mc_samples": 5,
+    "entropy_scale": 1.0e-2,
+    "restore_best": True,
+    "criterion": "mi",
+    "greedy": "vectorized",
+    "device": "cpu",
+}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One synthetic experiment: width D, share ρ of planted neurons shared by all languages, probe k."""
+
+    width: int
+    shared_share: float
+    k: int
+    rows: int = 1500
+    planted: int = 8
+    languages: tuple[str, ...] = LANGUAGES
+    attributes: tuple[str, ...] = tuple(ATTRIBUTES)
+    outliers: int = 2
+    signal: float = 1.0
+
+    @property
+    def shared(self) -> int:
+        """Planted neurons per attribute shared by every language."""
+        return round(self.shared_share * self.planted)
+
+    def expected_overlap(self, k: int) -> float:
+        """Overlap at k if each probe ranks its planted neurons first: the shared ones, plus chance
+        coincidences of the other k - s picks among the D - s other neurons."""
+        s = min(self.shared, k)
+        return (s + (k - s) ** 2 / (self.width - s)) / k
+
+
+def plant(setting: Setting, rng: np.random.Generator) -> dict[str, dict[str, np.ndarray]]:
+    """Attribute -> language -> its planted neurons; the first `setting.shared` are the same everywhere.
+
+    Shared neurons of different attributes are distinct; a language's own neurons are drawn from the
+    neurons no attribute shares, distinct within the language, independently of other languages.
+    """
+    n_attr = len(setting.attributes)
+    if n_attr * setting.planted > setting.width:
+        raise ValueError(
+            f"{n_attr} attributes x {setting.planted} planted neurons exceed width {setting.width}"
+        )
+    shared_all = rng.choice(setting.width, n_attr * setting.shared, replace=False)
+    free = np.setdiff1d(np.arange(setting.width), shared_all)
+    own = setting.planted - setting.shared
+    planted: dict[str, dict[str, np.ndarray]] = {a: {} for a in setting.attributes}
+    for language in setting.languages:
+        drawn = rng.choice(free, n_attr * own, replace=False)
+        for i, attribute in enumerate(setting.attributes):
+            shared = shared_all[i * setting.shared : (i + 1) * setting.shared]
+            planted[attribute][language] = np.concatenate([shared, drawn[i * own : (i + 1) * own]])
+    return planted
+
+
+def synthetic_language(
+    setting: Setting,
+    planted: dict[str, np.ndarray],
+    scales: np.ndarray,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Activations [rows, D] and class labels per attribute for one language.
+
+    Every neuron is Gaussian noise of its own scale; a planted neuron of an attribute adds the mean of
+    the row's class (drawn per language, neuron and class, of unequal strength across neurons).
+    """
+    X = rng.normal(size=(setting.rows, setting.width)) * scales
+    labels = {}
+    for attribute in setting.attributes:
+        shares = np.asarray(ATTRIBUTES[attribute])
+        y = rng.choice(len(shares), setting.rows, p=shares / shares.sum())
+        neurons = planted[attribute]
+        strength = setting.signal * rng.uniform(0.5, 1.5, size=len(neurons)) * scales[neurons]
+        means = rng.normal(size=(len(shares), len(neurons))) * strength
+        X[:, neurons] += means[y]
+        labels[attribute] = y
+    return X.astype(np.float16), labels
+
+
+def neuron_scales(setting: Setting, rng: np.random.Generator) -> np.ndarray:
+    """Per-neuron noise scales, the same in every language: log-normal, plus a few large outliers."""
+    scales = rng.lognormal(0.0, 0.5, size=setting.width)
+    scales[rng.choice(setting.width, setting.outliers, replace=False)] *= 20.0
+    return scales
+
+
+def write_treebank(folder: Path, X: np.ndarray, labels: dict[str, np.ndarray], rng) -> dict[str, Path]:
+    """The probe stage's inputs for one language: word table, attribute counts, activations, meta."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = len(X)
+    split = rng.choice(list(SPLIT_SHARES), rows, p=list(SPLIT_SHARES.values()))
+    words = pd.DataFrame(
+        {"sentence_id": np.arange(rows) // 10, "word_id": np.arange(rows) % 10, "split": split}
+    )
+    counts = []
+    for attribute, y in labels.items():
+        words[attribute] = [f"v{c}" for c in y]
+        for value in range(len(ATTRIBUTES[attribute])):
+            n = {s: int(((y == value) & (split == s)).sum()) for s in SPLIT_SHARES}
+            counts.append({"attribute": attribute, "value": f"v{value}", **n, "kept": min(n.values()) > 0})
+    paths = {
+        "words": folder / "words.tsv",
+        "attributes": folder / "attributes.tsv",
+        "activations": folder / "layer1.npy",
+        "meta": folder / "meta.json",
+    }
+    write_tsv(paths["words"], words)
+    write_tsv(paths["attributes"], pd.DataFrame(counts))
+    write_npy(paths["activations"], X)
+    write_json(paths["meta"], {"rows": rows, "width": X.shape[1], "skipped_sentences": []})
+    return paths
+
+
+def run_setting(setting: Setting, seed: int, workdir: str | Path | None = None) -> pd.DataFrame:
+    """Probe every language, compute the overlap file, and return its rows with the planted truth.
+
+    Adds to the overlap file's columns: `seed`, `width`, `shared_share`, `expected` (see
+    `Setting.expected_overlap`) and `recall` (the share of the pair's planted neurons within their
+    top k'). `frame.attrs["noise_scale_quantiles"]`: for every top-k pick that is not one of its
+    language's planted neurons, the quantile of that neuron's noise scale among all D (0.5 on
+    average if such picks ignored the scale).
+    """
+    rng = np.random.default_rng([seed, setting.width, round(100 * setting.shared_share)])
+    planted = plant(setting, rng)
+    scales = neuron_scales(setting, rng)
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        probe_paths = []
+        for language in setting.languages:
+            X, labels = synthetic_language(setting, {a: planted[a][language] for a in planted}, scales, rng)
+            inputs = write_treebank(Path(tmp) / language, X, labels, rng)
+            out = Path(tmp) / "probes" / f"{language}.json"
+            probe_treebank(
+                *inputs.values(),
+                out,
+                probe_config={**PROBE_CONFIG, "k": setting.k},
+                seed=seed,
+                labels={"treebank": language, "language": language},
+                progress=False,
+            )
+            probe_paths.append(out)
+        frame = compute_overlap(probe_paths, Path(tmp) / "overlap.tsv", k=setting.k, seed=seed)
+        selected = {p.stem: _selected(p) for p in probe_paths}
+    frame.insert(0, "seed", seed)
+    frame.insert(1, "width", setting.width)
+    frame.insert(2, "shared_share", setting.shared_share)
+    frame["expected"] = [setting.expected_overlap(k) for k in frame["k"]]
+    frame["recall"] = [
+        _recall(selected, planted, row.attribute, (row.language_a, row.language_b), row.k)
+        for row in frame.itertuples()
+    ]
+    quantile = np.argsort(np.argsort(scales)) / (setting.width - 1)
+    noise_picks = [
+        n
+        for lang, chosen in selected.items()
+        for attribute, neurons in chosen.items()
+        for n in neurons
+        if n not in planted[attribute][lang]
+    ]
+    frame.attrs["noise_scale_quantiles"] = quantile[noise_picks]
+    return frame
+
+
+def _selected(path: Path) -> dict[str, list[int]]:
+    import json
+
+    return {a: r["selected"] for a, r in json.loads(path.read_text())["attributes"].items()}
+
+
+def _recall(selected, planted, attribute, languages, k) -> float:
+    found = [np.isin(planted[attribute][lang], selected[lang][attribute][:k]).mean() for lang in languages]
+    return float(np.mean(found))
+
+
+def noise_pick_profile(quantiles: np.ndarray) -> dict[str, float]:
+    """How the non-planted picks spread over the neurons' scale: mean quantile, lowest and top decile shares."""
+    quantiles = np.asarray(quantiles)
+    return {
+        "noise_picks": len(quantiles),
+        "mean_quantile": float(quantiles.mean()),
+        "lowest_decile": float((quantiles < 0.1).mean()),
+        "top_decile": float((quantiles >= 0.9).mean()),
+    }
+
+
+def summarize(frame: pd.DataFrame, ks: Sequence[int] | None = None, alpha: float = 0.05) -> pd.DataFrame:
+    """Per (width, k', ρ): mean overlap, chance, the expectation, recall, and the Holm rejection rates.
+
+    `significant` is the share of pairs with Holm-corrected p < alpha (at ρ = 0 every rejection is a
+    false positive: the per-pair false-positive rate); `familywise` the share of (seed, attribute)
+    families with at least one (what Holm bounds by alpha). `overlap_sd` is the spread over seeds of the
+    per-seed mean overlap.
+    """
+    rows = []
+    for (width, k), group in frame.groupby(["width", "k"]):
+        if ks is not None and k not in ks:
+            continue
+        for rho, at in group.groupby("shared_share"):
+            significant = at["p_holm"] < alpha
+            families = significant.groupby([at["seed"], at["attribute"]]).any()
+            per_seed = at.groupby("seed")["overlap"].mean()
+            rows.append(
+                {
+                    "width": width,
+                    "k": k,
+                    "shared_share": rho,
+                    "seeds": at["seed"].nunique(),
+                    "pairs": len(at),
+                    "overlap": at["overlap"].mean(),
+                    "overlap_sd": per_seed.std(ddof=1) if len(per_seed) > 1 else math.nan,
+                    "expected": at["expected"].mean(),
+                    "chance": at["chance"].mean(),
+                    "recall": at["recall"].mean(),
+                    "significant": significant.mean(),
+                    "familywise": families.mean(),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- correlation stage
+def correlation_coverage(
+    points: int, true_r: float, repeats: int, resamples: int = 1000, seed: int = 0
+) -> dict[str, float]:
+    """How often the correlation stage's 95% bootstrap interval holds a known Pearson correlation.
+
+    Each repeat draws `points` checkpoints of (overlap, transfer) from a bivariate normal with
+    correlation `true_r` and runs `correlation_table` on them as one model's alignment rows. Spearman
+    is scored against its population value for the bivariate normal, 6/π · asin(r/2).
+    """
+    rng = np.random.default_rng([seed, points, round(1000 * true_r)])
+    covariance = [[1.0, true_r], [true_r, 1.0]]
+    true_spearman = 6 / math.pi * math.asin(true_r / 2)
+    hits = {"pearson": 0, "spearman": 0}
+    widths = {"pearson": [], "spearman": []}
+    undefined = 0
+    for repeat in range(repeats):
+        xy = rng.multivariate_normal([0.0, 0.0], covariance, size=points)
+        alignment = pd.DataFrame(
+            {"model": "m", "step": np.arange(points), "layer": 1, "overlap": xy[:, 0], "transfer_t": xy[:, 1]}
+        )
+        table = correlation_table(alignment, resamples=resamples, seed=seed + repeat, measures=["overlap"])
+        row = table[(table["model"] == "m") & (table["finals"] == "included")].iloc[0]
+        if np.isnan(row["pearson_ci_low"]):
+            undefined += 1
+            continue
+        for name, truth in (("pearson", true_r), ("spearman", true_spearman)):
+            low, high = row[f"{name}_ci_low"], row[f"{name}_ci_high"]
+            hits[name] += bool(low <= truth <= high)
+            widths[name].append(high - low)
+    defined = repeats - undefined
+    return {
+        "points": points,
+        "true_r": true_r,
+        "repeats": repeats,
+        "undefined": undefined,
+        "pearson_coverage": hits["pearson"] / defined if defined else math.nan,
+        "pearson_width": float(np.mean(widths["pearson"])) if defined else math.nan,
+        "spearman_coverage": hits["spearman"] / defined if defined else math.nan,
+        "spearman_width": float(np.mean(widths["spearman"])) if defined else math.nan,
+    }
+
+
+def pairs_of(languages: Sequence[str]) -> int:
+    """Language pairs per attribute (the size of one Holm family)."""
+    return len(list(itertools.combinations(languages, 2)))
