@@ -21,10 +21,12 @@ rule probe:
         f"{LOGS}/probe/{{model}}/{{step}}/layer{{layer}}/{{treebank}}.log",
     benchmark:
         f"{BENCH}/probe/{{model}}/{{step}}/layer{{layer}}/{{treebank}}.tsv"
-    threads: 1
+    # A GPU only when probe.device names one (auto = CPU: never a GPU the job did not ask for).
+    threads: 1 if PROBE_DEVICE != "cpu" else sized(2, 1)
     resources:
-        mem_mb=sized(8000, 2000),
-        runtime=240,
+        gpu=int(PROBE_DEVICE != "cpu"),
+        mem_mb=sized(lambda wc, input: probe_request(wc, input)["mem_mb"], 2000),
+        runtime=sized(lambda wc, input: probe_request(wc, input)["runtime"], 30),
     conda:
         "../envs/gpu.yaml"
     script:

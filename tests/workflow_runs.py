@@ -87,12 +87,17 @@ def result_files(results: Path, model: str | None = None) -> list[Path]:
 
 def planned_wildcards(result: subprocess.CompletedProcess, rule: str) -> list[dict[str, str]]:
     """The wildcards of every job of `rule` that a dry run lists."""
+    return planned_field(result, rule, "wildcards")
+
+
+def planned_field(result: subprocess.CompletedProcess, rule: str, field: str) -> list[dict[str, str]]:
+    """A `field: key=value, ...` line (wildcards, resources) of every job of `rule` in a dry run."""
     jobs, current = [], None
     for line in result.stdout.splitlines():
         stripped = line.strip()
         if stripped.startswith(("rule ", "localrule ")) and stripped.endswith(":"):
             current = stripped.split()[1].rstrip(":")
-        elif current == rule and stripped.startswith("wildcards:"):
-            pairs = stripped[len("wildcards:"):].split(",")
+        elif current == rule and stripped.startswith(f"{field}:"):
+            pairs = stripped[len(field) + 1 :].split(",")
             jobs.append(dict(pair.strip().split("=", 1) for pair in pairs))
     return jobs
