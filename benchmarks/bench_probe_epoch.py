@@ -4,8 +4,9 @@
     python benchmarks/bench_probe_epoch.py --dims 1024 --rounds 1 --seeds 0
 
 The reference is src/xlprobe/probe.py as of commit REFERENCE, loaded with `git show`: the code that
-ran before, not a copy. Both are timed in the same process, alternating old/new `--rounds` times; the
-fastest epoch of each is compared (the machine is shared, and contention only ever adds time).
+ran before, not a copy. Both are timed in the same process (CPU time), alternating old/new `--rounds`
+times; each round's ratio compares two runs adjacent in time, and the median ratio is reported (the
+machine is shared: the load changes between rounds).
 
 Selections. The new probe draws its masks from another random stream (numpy's PCG64, a byte at a
 time, instead of torch's Mersenne Twister 16 bits at a time), so old and new cannot be compared draw
@@ -64,7 +65,9 @@ def timed_fit(cls, X, y, n_classes, epochs, seed):
     return (time.perf_counter() - wall) / epochs, (time.process_time() - cpu) / epochs
 
 
-def bench_speed(old_cls, dim, n_train, n_classes, epochs, rounds, seed) -> dict[str, float]:
+def bench_speed(old_cls, dim, n_train, n_classes, epochs, rounds, seed) -> float:
+    """Old and new alternate, `rounds` times: each round's ratio compares two runs adjacent in time,
+    so a change of load on the shared machine between rounds cancels out; the median ratio is reported."""
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n_train, dim)).astype(np.float32)
     y = rng.integers(0, n_classes, n_train)
@@ -73,15 +76,16 @@ def bench_speed(old_cls, dim, n_train, n_classes, epochs, rounds, seed) -> dict[
         times["old"].append(timed_fit(old_cls, X, y, n_classes, epochs, seed))
         times["new"].append(timed_fit(LatentSubsetProbe, X, y, n_classes, epochs, seed))
     old, new = (np.array(times[k]) for k in ("old", "new"))  # [rounds, (wall, cpu)] seconds per epoch
+    ratios = old[:, 1] / new[:, 1]
     print(
-        f"D={dim} N_train={n_train} C={n_classes}, {rounds} x {epochs} epochs each, per epoch: "
-        f"old {old[:, 0].min():.3f} s wall / {old[:, 1].min():.3f} s CPU, "
-        f"new {new[:, 0].min():.3f} s wall / {new[:, 1].min():.3f} s CPU (fastest round); speed-up "
-        f"{old[:, 1].min() / new[:, 1].min():.1f}x CPU fastest vs fastest, "
-        f"{old[:, 1].sum() / new[:, 1].sum():.1f}x CPU all rounds, {old[:, 0].sum() / new[:, 0].sum():.1f}x wall",
+        f"D={dim} N_train={n_train} C={n_classes}, {rounds} rounds x {epochs} epochs, CPU s per epoch: "
+        f"old median {np.median(old[:, 1]):.3f} (min {old[:, 1].min():.3f}), "
+        f"new median {np.median(new[:, 1]):.3f} (min {new[:, 1].min():.3f}); "
+        f"speed-up per round {' '.join(f'{r:.1f}' for r in ratios)} -> median {np.median(ratios):.1f}x CPU, "
+        f"{np.median(old[:, 0] / new[:, 0]):.1f}x wall",
         flush=True,
     )
-    return {"old": float(old[:, 1].min()), "new": float(new[:, 1].min())}
+    return float(np.median(ratios))
 
 
 def planted(seed, n, dim, n_classes, informative=20):
@@ -141,10 +145,10 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--dims", type=int, nargs="+", default=[1024, 2048])
-    parser.add_argument("--n-train", type=int, default=6000)
+    parser.add_argument("--n-train", type=int, default=5000)
     parser.add_argument("--classes", type=int, default=8)
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2, 3], help="none skips the check")
     parser.add_argument("--select-dim", type=int, default=256)
     parser.add_argument("--select-train", type=int, default=3000)
