@@ -79,28 +79,34 @@ def treebank_rows(treebank):
 
 
 def model_shape(model):
-    return costs.model_shape(model, config["models"][model])
+    """(hidden, blocks, parameters), or None for a model xlprobe.costs does not know (fixed requests)."""
+    return costs.model_shape(model, config["models"][model], strict=False)
 
 
 def probe_request(wildcards, input):
+    shape = model_shape(wildcards.model)
     return costs.probe_request(
         config["probe"],
         attributes_path=input.attributes,
         activations_path=input.activations,
         tokens=treebank_rows(wildcards.treebank),
-        dim=model_shape(wildcards.model)[0],
+        dim=shape[0] if shape else None,
     )
 
 
 def dump_request(wildcards, input):
-    hidden, _, parameters = model_shape(wildcards.model)
-    return costs.dump_request(treebank_rows(wildcards.treebank), hidden, parameters, LAYERS)
+    shape = model_shape(wildcards.model)
+    if not shape:
+        return costs.unsized("dump")
+    return costs.dump_request(treebank_rows(wildcards.treebank), shape[0], shape[2], LAYERS)
 
 
 def transfer_request(wildcards):
+    shape = model_shape(wildcards.model)
+    if not shape:
+        return costs.unsized("transfer")
     settings = {k: v for k, v in config["transfer"].items() if k != "tasks"}
-    task = config["transfer"]["tasks"][wildcards.task]
-    return costs.transfer_request(task, settings, model_shape(wildcards.model)[2])
+    return costs.transfer_request(config["transfer"]["tasks"][wildcards.task], settings, shape[2])
 
 
 # ----------------------------------------------------------------------------- paths

@@ -125,6 +125,10 @@ def test_unknown_treebank_and_model_are_named():
     assert costs.tokens_of("UD_Klingon", strict=False) == max(costs.treebank_tokens().values())
     with pytest.raises(ValueError, match="models.gpt: shape of 'org/gpt' unknown"):
         costs.model_shape("gpt", {"source": "hub", "repo": "org/gpt"})
+    # the rules go on with the fixed requests they made before they were sized
+    assert costs.model_shape("gpt", {"source": "hub", "repo": "org/gpt"}, strict=False) is None
+    assert costs.probe_request({"k": 50}, tokens=1000, dim=None) == {"runtime": 240, "mem_mb": 8000}
+    assert costs.model_shape("p", {"repo": "EleutherAI/pythia-1.4b"})[2] == 1_414_647_808
 
 
 def test_shipped_treebank_sizes_match_the_shared_stats(shared_data):
@@ -141,7 +145,7 @@ def test_shipped_treebank_sizes_match_the_shared_stats(shared_data):
     assert checked >= 10
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "config/demo.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "config/demo.yaml", "config/pythia.yaml"])
 def test_plan_counts_the_jobs_of_a_dry_run(name, tmp_path):
     configfile = REPO / name
     result = snakemake(tmp_path, "-n", "--quiet", "rules", configfile=configfile, timeout=300)

@@ -48,7 +48,14 @@ MODEL_SHAPES = {
     "bloom-560m": (1024, 24, 559_214_592),
     "bloom-1b1": (1536, 24, 1_065_314_304),
     "bloom-1b7": (2048, 24, 1_722_408_960),
+    "pythia-160m": (768, 12, 162_322_944),
+    "pythia-410m": (1024, 24, 405_334_016),
+    "pythia-1b": (2048, 16, 1_011_781_632),
+    "pythia-1.4b": (2048, 24, 1_414_647_808),
 }
+# What a job asks for when its model's shape is unknown (before its activations exist): the fixed
+# requests the rules made before they were sized.
+UNSIZED = {"probe": (240, 8000), "dump": (240, 16000), "transfer": (720, 16000)}
 # English EWT at the paper's settings: 5 kept attributes; part of speech covers 82% of the training
 # tokens (17 classes), the other four 14% each (about 3 classes). Used to size unbuilt treebanks.
 EWT_ATTRIBUTE_SHAPE = [(0.82, 17)] + [(0.14, 3)] * 4
@@ -153,16 +160,18 @@ def npy_shape(path: str | os.PathLike) -> tuple[int, ...]:
 
 
 # ----------------------------------------------------------------------------- models
-def model_shape(name: str, spec: Mapping[str, Any]) -> tuple[int, int, int]:
-    """(hidden size, blocks, parameters) of a config's model entry."""
+def model_shape(name: str, spec: Mapping[str, Any], strict: bool = True) -> tuple[int, int, int] | None:
+    """(hidden size, blocks, parameters) of a config's model entry; None if unknown and not `strict`."""
     if spec.get("source") == "demo":
         pretrain = spec.get("pretrain", {})
         hidden, blocks = int(pretrain["hidden_size"]), int(pretrain["n_layer"])
         return hidden, blocks, 12 * blocks * hidden**2 + 1000 * hidden
     repo = str(spec.get("repo", name))
-    for key, shape in MODEL_SHAPES.items():
+    for key, shape in sorted(MODEL_SHAPES.items(), key=lambda item: -len(item[0])):  # pythia-1.4b before -1b
         if key in repo or key in name:
             return shape
+    if not strict:
+        return None
     raise ValueError(f"models.{name}: shape of {repo!r} unknown; add it to xlprobe.costs.MODEL_SHAPES")
 
 
@@ -216,11 +225,18 @@ def probe_request(
     costs = costs or unit_costs()
     if activations_path and os.path.exists(activations_path):
         tokens, dim = npy_shape(activations_path)
+    if dim is None:
+        return unsized("probe")
     if attributes_path and os.path.exists(attributes_path):
         sizes = attribute_sizes(attributes_path)
     else:
         sizes = estimated_attribute_sizes(tokens)
     return request(probe_seconds(sizes, dim, probe_config, costs), probe_memory_mb(sizes, dim, tokens))
+
+
+def unsized(rule: str) -> dict[str, int]:
+    runtime, mem_mb = UNSIZED[rule]
+    return {"runtime": runtime, "mem_mb": mem_mb}
 
 
 def dump_seconds(
