@@ -233,7 +233,7 @@ class LatentSubsetProbe:
     @torch.no_grad()
     def _early_stopping_loss(self, data, target, rows, weight, bias, mask_logits, bits) -> float:
         """The released `loss_real`: mean CE over mc_samples masks per held-out row, minus scaled entropy."""
-        total = 0.0
+        total = torch.zeros((), device=data.device)  # summed on the device: no sync per mask
         sample = MaskSampler(torch.sigmoid(mask_logits), bits)
         for start in range(0, len(rows), self.batch_size):
             chunk = rows[start : start + self.batch_size]
@@ -241,8 +241,9 @@ class LatentSubsetProbe:
                 xb, yb = data[chunk[block]], target[chunk[block]]
                 for mask in sample((self.mc_samples, *xb.shape)):
                     logits, _, _ = self._masked_logits(xb, weight, bias, mask)
-                    total += F.cross_entropy(logits, yb, reduction="sum").item()
-        return total / self.mc_samples / len(rows) - self.entropy_scale * self._entropy(mask_logits).item()
+                    total += F.cross_entropy(logits, yb, reduction="sum")
+        mean_ce = total.item() / self.mc_samples / len(rows)
+        return mean_ce - self.entropy_scale * self._entropy(mask_logits).item()
 
     # -- scoring
     def logits(self, X: np.ndarray, neurons: Sequence[int] | None = None) -> np.ndarray:
