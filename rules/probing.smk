@@ -22,7 +22,9 @@ rule probe:
     benchmark:
         f"{BENCH}/probe/{{model}}/{{step}}/layer{{layer}}/{{treebank}}.tsv"
     # A GPU only when probe.device names one (auto = CPU: never a GPU the job did not ask for).
-    threads: 1 if PROBE_DEVICE != "cpu" else sized(2, 1)
+    # One thread: the probe works on cache-sized blocks that a second thread does not speed up, and
+    # on a busy node torch's threads wait on each other (English EWT: 266 s per epoch with 2).
+    threads: 1
     resources:
         gpu=int(PROBE_DEVICE != "cpu"),
         mem_mb=sized(lambda wc, input: probe_request(wc, input)["mem_mb"], 2000),
