@@ -176,3 +176,15 @@ def test_probe_jobs_ask_for_a_gpu_only_when_the_config_names_one(device, gpus, t
     english = [job for job, at in zip(jobs, where) if at == ("bloom-560m", "en")]
     assert english and all(int(j["runtime"]) == want["runtime"] for j in english)
     assert all(int(j["mem_mb"]) == want["mem_mb"] for j in english)
+
+
+def test_plan_command_prints_the_table_with_its_totals(capsys, tmp_path):
+    from xlprobe.cli import main
+
+    assert main(["plan", "--config", str(REPO / "config.yaml"), "--directory", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "estimates" in out.lower() and "unit_costs.tsv" in out
+    total = next(line for line in out.splitlines() if line.startswith("total")).split()
+    rows = plan(yaml.safe_load((REPO / "config.yaml").read_text()), workdir=tmp_path)
+    assert int(total[1]) == sum(r["jobs"] for r in rows) == 858
+    assert float(total[2]) == pytest.approx(sum(r["cpu_hours"] for r in rows), abs=0.05)
