@@ -21,8 +21,8 @@ rule dump_activations:
     threads: sized(2, 1)
     resources:
         gpu=1,
-        mem_mb=sized(16000, 2000),
-        runtime=240,
+        mem_mb=sized(lambda wc, input: dump_request(wc, input)["mem_mb"], 2000),
+        runtime=sized(lambda wc, input: dump_request(wc, input)["runtime"], 30),
     conda:
         "../envs/gpu.yaml"
     script:

@@ -8,6 +8,7 @@ from pathlib import Path
 from snakemake.exceptions import IncompleteCheckpointException
 from snakemake.logging import logger
 
+from xlprobe import costs
 from xlprobe.inputs import similarity_data_files, task_data_files
 from xlprobe.provenance import sidecar_path
 from xlprobe.ud_release import UD_2_1_URL as UD_RELEASE_URL
@@ -55,6 +56,57 @@ def steps_of(model):
 def model_points():
     """Every (model, step) pair of the grid."""
     return [(model, step) for model in MODELS for step in steps_of(model)]
+
+
+# ----------------------------------------------------------------------------- requests
+# Derived from each job's input size and the measured unit costs (xlprobe.costs; docs/cluster.md).
+PROBE_DEVICE = costs.probe_device(config["probe"])  # cpu unless the config names a GPU
+
+
+def table_rows(path):
+    """Rows of a word table (its lines minus the header), or None before it exists."""
+    if not os.path.exists(path):
+        return None
+    with open(path, "rb") as handle:
+        return sum(1 for _ in handle) - 1
+
+
+def treebank_rows(treebank):
+    """A treebank's word-table rows: counted once the table exists, else its documented size (the
+    largest documented one for a folder not in xlprobe/data/treebank_sizes.tsv)."""
+    rows = table_rows(words_path(treebank))
+    return rows if rows is not None else costs.tokens_of(config["treebanks"][treebank]["folder"], strict=False)
+
+
+def model_shape(model):
+    """(hidden, blocks, parameters), or None for a model xlprobe.costs does not know (fixed requests)."""
+    return costs.model_shape(model, config["models"][model], strict=False)
+
+
+def probe_request(wildcards, input):
+    shape = model_shape(wildcards.model)
+    return costs.probe_request(
+        config["probe"],
+        attributes_path=input.attributes,
+        activations_path=input.activations,
+        tokens=treebank_rows(wildcards.treebank),
+        dim=shape[0] if shape else None,
+    )
+
+
+def dump_request(wildcards, input):
+    shape = model_shape(wildcards.model)
+    if not shape:
+        return costs.unsized("dump")
+    return costs.dump_request(treebank_rows(wildcards.treebank), shape[0], shape[2], LAYERS)
+
+
+def transfer_request(wildcards):
+    shape = model_shape(wildcards.model)
+    if not shape:
+        return costs.unsized("transfer")
+    settings = {k: v for k, v in config["transfer"].items() if k != "tasks"}
+    return costs.transfer_request(config["transfer"]["tasks"][wildcards.task], settings, shape[2])
 
 
 # ----------------------------------------------------------------------------- paths

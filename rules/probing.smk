@@ -23,10 +23,14 @@ rule probe:
         f"{LOGS}/probe/{{model}}/{{step}}/layer{{layer}}/{{treebank}}.log",
     benchmark:
         f"{BENCH}/probe/{{model}}/{{step}}/layer{{layer}}/{{treebank}}.tsv"
+    # A GPU only when probe.device names one (auto = CPU: never a GPU the job did not ask for).
+    # One thread: the probe works on cache-sized blocks that a second thread does not speed up, and
+    # on a busy node torch's threads wait on each other (English EWT: 266 s per epoch with 2).
     threads: 1
     resources:
-        mem_mb=sized(8000, 2000),
-        runtime=240,
+        gpu=int(PROBE_DEVICE != "cpu"),
+        mem_mb=sized(lambda wc, input: probe_request(wc, input)["mem_mb"], 2000),
+        runtime=sized(lambda wc, input: probe_request(wc, input)["runtime"], 30),
     conda:
         "../envs/gpu.yaml"
     script:

@@ -23,8 +23,8 @@ rule transfer:
     threads: sized(2, 1)
     resources:
         gpu=1,
-        mem_mb=sized(16000, 2000),
-        runtime=720,
+        mem_mb=sized(lambda wc: transfer_request(wc)["mem_mb"], 2000),
+        runtime=sized(lambda wc: transfer_request(wc)["runtime"], 60),
     conda:
         "../envs/gpu.yaml"
     script:

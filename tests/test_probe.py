@@ -137,10 +137,65 @@ def test_training_gradients_are_unbiased_for_the_objective():
     exact = torch.autograd.grad(objective - entropy, [weight, mask_logits])
 
     probe = LatentSubsetProbe(mc_samples=20000)
-    loss = probe._training_loss(x, y, weight, bias, mask_logits, torch.Generator().manual_seed(1))
-    estimate = torch.autograd.grad(loss, [weight, mask_logits])
-    np.testing.assert_allclose(estimate[0].numpy(), exact[0].numpy(), atol=0.02)
-    np.testing.assert_allclose(estimate[1].numpy(), exact[1].numpy(), atol=0.03)
+    params = [t.detach().clone() for t in (weight, bias, mask_logits)]
+    masks = bernoulli_masks(keep.detach(), (40000, *x.shape), np.random.PCG64(1))
+    probe._set_gradients(x, y, *params, masks)
+    np.testing.assert_allclose(params[0].grad.numpy(), exact[0].numpy(), atol=0.02)
+    np.testing.assert_allclose(params[2].grad.numpy(), exact[1].numpy(), atol=0.03)
+
+
+# The probe's training step before issue 17, kept as the reference for the closed-form gradients:
+# autograd on the loss built from [masks, rows, D] masked inputs.
+def reference_training_loss(xb, yb, weight, bias, mask_logits, masks, s):
+    masks = masks.to(xb.dtype)
+    logits = torch.matmul(masks * xb, weight.T) + bias  # [2s, B, C]
+    ce = F.cross_entropy(logits.flatten(0, 1), yb.repeat(2 * s), reduction="none").view(2 * s, -1)
+    likelihood_loss = ce[:s].mean()
+    log_q = masks[s:] @ mask_logits - F.softplus(mask_logits).sum()  # [s, B]
+    reinforce = (ce[s:].detach() * log_q).mean()
+    entropy = (F.softplus(mask_logits) - torch.sigmoid(mask_logits) * mask_logits).sum()
+    return likelihood_loss + reinforce - entropy
+
+
+@pytest.mark.parametrize("dim, n_classes, rows", [(16, 2, 7), (64, 17, 33)])
+def test_closed_form_gradients_equal_autograd_on_the_reference_loss(dim, n_classes, rows):
+    """Given the same masks, the gradients equal the old implementation's (float64: to rounding)."""
+    gen = torch.Generator().manual_seed(dim)
+    s, f64 = 5, torch.float64
+    x, y = (
+        torch.randn(rows, dim, generator=gen, dtype=f64),
+        torch.randint(0, n_classes, (rows,), generator=gen),
+    )
+    weight = torch.randn(n_classes, dim, generator=gen, dtype=f64)
+    bias, mask_logits = (
+        torch.randn(n_classes, generator=gen, dtype=f64),
+        torch.randn(dim, generator=gen, dtype=f64),
+    )
+    masks = bernoulli_masks(torch.sigmoid(mask_logits), (2 * s, rows, dim), np.random.PCG64(dim))
+    reference = [t.clone().requires_grad_() for t in (weight, bias, mask_logits)]
+    expected = torch.autograd.grad(reference_training_loss(x, y, *reference, masks, s), reference)
+    params = [weight, bias, mask_logits]
+    LatentSubsetProbe(mc_samples=s)._set_gradients(x, y, *params, masks)
+    for param, want in zip(params, expected):
+        np.testing.assert_allclose(param.grad.numpy(), want.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_bytewise_masks_equal_a_16_bit_comparison():
+    """Deciding on the high byte and settling ties with the low byte is the 16-bit test U < T, for
+    every U and a spread of thresholds (T = 0, 1, 255, 256, ..., 65535): the same distribution."""
+    u = torch.arange(65536, dtype=torch.int32)
+    for t in [0, 1, 255, 256, 257, 4097, 32768, 50000, 65280, 65535]:
+        by_bytes = ((u >> 8) < (t >> 8)) | (((u >> 8) == (t >> 8)) & ((u & 255) < (t & 255)))
+        assert torch.equal(by_bytes, u < t), t
+        assert int(by_bytes.sum()) == t  # P(keep) = T / 2^16
+
+
+def test_bernoulli_masks_settle_ties_with_a_second_byte():
+    # keep = (k + 0.5) / 256: every draw whose first byte is k is a tie, kept with probability 1/2.
+    keep = torch.tensor([0.5 / 256, 100.5 / 256, 255.5 / 256])
+    for source in (np.random.PCG64(3), torch.Generator().manual_seed(3)):
+        masks = bernoulli_masks(keep, (200000, 3), source).double().mean(0)
+        np.testing.assert_allclose(masks.numpy(), keep.numpy(), atol=4 * math.sqrt(0.25 / 200000))
 
 
 def planted_data(seed, n=600, dim=8, informative=2):

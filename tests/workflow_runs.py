@@ -97,6 +97,11 @@ def planned_field(result: subprocess.CompletedProcess, rule: str, field: str) ->
     return values
 
 
+def planned_pairs(result: subprocess.CompletedProcess, rule: str, field: str) -> list[dict[str, str]]:
+    """A `field: key=value, ...` line (wildcards, resources) of every job of `rule` in a dry run."""
+    return [dict(pair.strip().split("=", 1) for pair in text.split(",")) for text in planned_field(result, rule, field)]
+
+
 def planned_wildcards(result: subprocess.CompletedProcess, rule: str) -> list[dict[str, str]]:
     """The wildcards of every job of `rule` that a dry run lists."""
-    return [dict(pair.strip().split("=", 1) for pair in text.split(",")) for text in planned_field(result, rule, "wildcards")]
+    return planned_pairs(result, rule, "wildcards")

@@ -134,6 +134,25 @@ def _similarity(parser: argparse.ArgumentParser):
     return run
 
 
+@command("plan")
+def _plan(parser: argparse.ArgumentParser):
+    parser.description = (
+        "Before launching: job counts per rule, estimated CPU- and GPU-hours and activation disk of a config "
+        "(estimates from measured unit costs; offline, no word tables needed)."
+    )
+    parser.add_argument("--config", default="config.yaml", help="workflow config")
+    parser.add_argument("--unit-costs", help="unit-cost TSV (default: the one shipped, xlprobe/data/unit_costs.tsv)")
+    parser.add_argument("--directory", default=".", help="where the workflow runs (ud_root and results start there)")
+    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+
+    def run(args: argparse.Namespace) -> int:
+        from xlprobe.plan import plan_cli
+
+        return plan_cli(args)
+
+    return run
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="xlprobe", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)

@@ -1,0 +1,190 @@
+"""Job costs: requests from input sizes, the plan's job counts against Snakemake's own dry run."""
+
+from __future__ import annotations
+
+import inspect
+import math
+
+import numpy as np
+import pytest
+import yaml
+from workflow_runs import REPO, planned_jobs, planned_pairs, planned_wildcards, snakemake
+
+from xlprobe import costs
+from xlprobe.plan import plan
+from xlprobe.probe import LatentSubsetProbe
+
+UNIT = {
+    "probe_epoch_ns_per_row_dim": 10.0,
+    "probe_epoch_ns_per_row_dim_class": 1.0,
+    "greedy_ns_per_row_dim_class_pick": 2.0,
+    "probe_best_epoch": 20.0,
+}
+
+
+def test_probe_defaults_are_the_probes():
+    defaults = inspect.signature(LatentSubsetProbe).parameters
+    for key, value in costs.PROBE_DEFAULTS.items():
+        assert defaults[key].default == value, key
+
+
+def write_attributes(path, rows):
+    path.write_text(
+        "attribute\tvalue\ttrain\tdev\ttest\tkept\n" + "".join("\t".join(map(str, r)) + "\n" for r in rows)
+    )
+
+
+def test_attribute_sizes_sum_the_kept_values_and_drop_single_value_attributes(tmp_path):
+    path = tmp_path / "en.attributes.tsv"
+    write_attributes(
+        path,
+        [
+            ("Part of Speech", "N", 100, 10, 12, "True"),
+            ("Part of Speech", "V", 50, 5, 6, "True"),
+            ("Part of Speech", "ADJ", 3, 0, 1, "False"),
+            ("Number", "SG", 40, 4, 4, "True"),
+            ("Number", "PL", 30, 3, 3, "True"),
+            ("Number", "DU", 1, 0, 0, "False"),
+            ("Case", "NOM", 9, 1, 1, "True"),  # one kept value: not probed
+        ],
+    )
+    assert costs.attribute_sizes(path) == [
+        costs.AttributeSize(150, 15, 18, 2),
+        costs.AttributeSize(70, 7, 7, 2),
+    ]
+
+
+def test_attribute_table_error_names_file_and_line(tmp_path):
+    path = tmp_path / "bad.attributes.tsv"
+    write_attributes(path, [("Number", "SG", 40, 4, 4, "True"), ("Number", "PL", "many", 3, 3, "True")])
+    with pytest.raises(ValueError, match=r"bad.attributes.tsv, line 3"):
+        costs.attribute_sizes(path)
+
+
+def test_probe_seconds_and_memory_by_hand():
+    sizes = [costs.AttributeSize(1000, 100, 100, 4), costs.AttributeSize(500, 50, 60, 2)]
+    config = {"k": 10, "patience": 5, "max_epochs": 1000}
+    epochs = 20 + 5
+    train = epochs * (1000 * 64 * (10 + 4) + 500 * 64 * (10 + 2))
+    greedy = 100 * 64 * 4 * 10 * 2 + 50 * 64 * 2 * 10 * 2
+    assert costs.probe_seconds(sizes, 64, config, UNIT) == pytest.approx((train + greedy) * 1e-9)
+    # max_epochs caps the estimate
+    assert costs.probe_epochs({"patience": 50, "max_epochs": 30}, UNIT) == 30
+    biggest = 4 * 1200 * 64 + 8 * 200 * 64 + 4 * 4 * 64 * 100
+    assert costs.probe_memory_mb(sizes, 64, 3000) == pytest.approx(
+        costs.BASE_MB + 3000 * costs.WORD_TABLE_BYTES / 1e6 + biggest / 1e6
+    )
+
+
+def test_request_adds_the_safety_factors():
+    assert costs.request(600.0, 1000.0) == {
+        "runtime": math.ceil(costs.RUNTIME_SAFETY * 10) + costs.START_MINUTES,
+        "mem_mb": int(math.ceil(costs.MEMORY_SAFETY * 10) * 100),
+    }
+
+
+def test_probe_request_reads_its_input_files_when_they_exist(tmp_path):
+    attributes = tmp_path / "x.attributes.tsv"
+    write_attributes(
+        attributes, [("Number", "SG", 4000, 400, 400, "True"), ("Number", "PL", 3000, 300, 300, "True")]
+    )
+    activations = tmp_path / "layer17.npy"
+    np.save(activations, np.zeros((9000, 48), dtype=np.float16))
+    config = {"k": 5}
+    from_files = costs.probe_request(config, attributes_path=attributes, activations_path=activations)
+    sizes = [costs.AttributeSize(7000, 700, 700, 2)]
+    want = costs.request(
+        costs.probe_seconds(sizes, 48, config, costs.unit_costs()), costs.probe_memory_mb(sizes, 48, 9000)
+    )
+    assert from_files == want
+    # before the files exist: the estimate from the treebank's size and the model's width
+    estimated = costs.probe_request(config, attributes_path=tmp_path / "none.tsv", tokens=9000, dim=48)
+    sizes = costs.estimated_attribute_sizes(9000)
+    assert estimated == costs.request(
+        costs.probe_seconds(sizes, 48, config, costs.unit_costs()), costs.probe_memory_mb(sizes, 48, 9000)
+    )
+
+
+def test_probe_device_never_auto_selects_a_gpu():
+    assert costs.probe_device({"device": "auto"}) == "cpu"
+    assert costs.probe_device({}) == "cpu"
+    assert costs.probe_device({"device": "cuda"}) == "cuda"
+    assert costs.probe_device({"device": "cuda:1"}) == "cuda:1"
+
+
+def test_unit_costs_missing_a_name_is_named(tmp_path):
+    path = tmp_path / "costs.tsv"
+    path.write_text("name\tvalue\tunit\tsource\tnote\nprobe_best_epoch\t9\tepochs\tmeasured\t\n")
+    with pytest.raises(ValueError, match=r"costs.tsv: missing unit costs \['dump_cpu_gflops'"):
+        costs.unit_costs(path)
+
+
+def test_unknown_treebank_and_model_are_named():
+    with pytest.raises(ValueError, match="UD_Klingon"):
+        costs.tokens_of("UD_Klingon")
+    assert costs.tokens_of("UD_Klingon", strict=False) == max(costs.treebank_tokens().values())
+    with pytest.raises(ValueError, match="models.gpt: shape of 'org/gpt' unknown"):
+        costs.model_shape("gpt", {"source": "hub", "repo": "org/gpt"})
+    # the rules go on with the fixed requests they made before they were sized
+    assert costs.model_shape("gpt", {"source": "hub", "repo": "org/gpt"}, strict=False) is None
+    assert costs.probe_request({"k": 50}, tokens=1000, dim=None) == {"runtime": 240, "mem_mb": 8000}
+    assert costs.model_shape("p", {"repo": "EleutherAI/pythia-1.4b"})[2] == 1_414_647_808
+
+
+def test_shipped_treebank_sizes_match_the_shared_stats(shared_data):
+    """Where ../shared/data has a treebank's stats.xml, the shipped token count is its total."""
+    import re
+
+    checked = 0
+    for folder, tokens in costs.treebank_tokens().items():
+        stats = shared_data / "ud-2.1" / folder / "stats.xml"
+        if stats.exists():
+            total = re.search(r"<total><sentences>\d+</sentences><tokens>(\d+)</tokens>", stats.read_text())
+            assert int(total.group(1)) == tokens, folder
+            checked += 1
+    assert checked >= 10
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "config/demo.yaml", "config/pythia.yaml"])
+def test_plan_counts_the_jobs_of_a_dry_run(name, tmp_path):
+    configfile = REPO / name
+    result = snakemake(tmp_path, "-n", "--quiet", "rules", configfile=configfile, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    dry = planned_jobs(result)
+    rows = plan(yaml.safe_load(configfile.read_text()), workdir=tmp_path)
+    counted = {}
+    for row in rows:
+        names = row["rule"].split(", ")
+        for rule in names:
+            counted[rule] = row["jobs"] // len(names)
+    assert {rule: n for rule, n in counted.items() if n} == dry
+
+
+@pytest.mark.parametrize("device, gpus", [("auto", "0"), ("cuda", "1")])
+def test_probe_jobs_ask_for_a_gpu_only_when_the_config_names_one(device, gpus, tmp_path):
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["probe"]["device"] = device
+    configfile = tmp_path / "config.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "-n", configfile=configfile, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    jobs = planned_pairs(result, "probe", "resources")
+    assert len(jobs) == 350 and {job["gpu"] for job in jobs} == {gpus}
+    # English (254,854 tokens) at bloom-560m's width asks what the formula gives for its estimated size
+    want = costs.probe_request(config["probe"], tokens=254_854, dim=1024)
+    where = [(w["model"], w["treebank"]) for w in planned_wildcards(result, "probe")]
+    english = [job for job, at in zip(jobs, where) if at == ("bloom-560m", "en")]
+    assert english and all(int(j["runtime"]) == want["runtime"] for j in english)
+    assert all(int(j["mem_mb"]) == want["mem_mb"] for j in english)
+
+
+def test_plan_command_prints_the_table_with_its_totals(capsys, tmp_path):
+    from xlprobe.cli import main
+
+    assert main(["plan", "--config", str(REPO / "config.yaml"), "--directory", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "estimates" in out.lower() and "unit_costs.tsv" in out
+    total = next(line for line in out.splitlines() if line.startswith("total")).split()
+    rows = plan(yaml.safe_load((REPO / "config.yaml").read_text()), workdir=tmp_path)
+    assert int(total[1]) == sum(r["jobs"] for r in rows) == 858
+    assert float(total[2]) == pytest.approx(sum(r["cpu_hours"] for r in rows), abs=0.05)
