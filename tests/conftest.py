@@ -47,3 +47,25 @@ def demo_run(tmp_path_factory):
     result = snakemake(workdir, "--cores", "2", configfile=configfile)
     assert result.returncode == 0, result.stderr[-5000:]
     return workdir, configfile, yaml.safe_load(configfile.read_text()), result.seconds
+
+
+@pytest.fixture(scope="session")
+def hub_server(shared_data, tmp_path_factory):
+    """The local hub (scripts/hub-server: olah serving the repos of xlprobe.localhub), built once.
+
+    Tests that stop it leave it stopped; `local_hub` starts it again for the next test.
+    """
+    from hub_server import LocalHub
+
+    hub = LocalHub(tmp_path_factory.mktemp("hub"), shared_data)
+    hub.start()
+    yield hub
+    hub.stop()
+
+
+@pytest.fixture
+def local_hub(hub_server):
+    """The local hub, running."""
+    if not hub_server.running():
+        hub_server.start()
+    return hub_server
