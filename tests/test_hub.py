@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from hub_server import run_python
 from safetensors.torch import load as load_safetensors
@@ -43,12 +44,14 @@ print(json.dumps(out))
 """
 
 
-def test_checkpoints_fetched_once_load_on_a_host_without_network(local_hub, tmp_path):
+@pytest.mark.parametrize("offline_mode", [True, False], ids=["offline-mode", "no-offline-mode"])
+def test_checkpoints_fetched_once_load_on_a_host_without_network(local_hub, tmp_path, offline_mode):
     """The download rule's fetch (filtered: config, tokenizer, one weight format) on the submit host; then a
-    job with HF_HUB_OFFLINE=1 and no route to the hub loads every step from the cache alone."""
+    job with no route to the hub loads every step from the cache alone, in offline mode (as the workflow
+    runs its jobs) or not (a library user who forgot it)."""
     cache, weights = tmp_path / "hf", tmp_path / "weights"
     weights.mkdir()
-    args = dict(model=json.dumps(MODEL), cache=str(cache), steps=json.dumps(STEPS))
+    args = {"model": json.dumps(MODEL), "cache": str(cache), "steps": json.dumps(STEPS)}
     fetched = run_python(DOWNLOAD.format(markers=str(tmp_path / "markers"), **args), local_hub.env(cache=tmp_path))
     assert fetched.returncode == 0, fetched.stderr[-3000:]
     # the files of one weight format only: the final repo has both, and a model card
@@ -56,7 +59,10 @@ def test_checkpoints_fetched_once_load_on_a_host_without_network(local_hub, tmp_
     names = {p.name for p in final_dir.glob("*/*")}
     assert "model.safetensors" in names and "pytorch_model.bin" not in names and "README.md" not in names
 
-    loaded = run_python(LOAD.format(weights=str(weights), **args), local_hub.env(offline=True, cache=tmp_path))
+    env = local_hub.env(offline=True, cache=tmp_path)
+    if not offline_mode:
+        del env["HF_HUB_OFFLINE"], env["HF_DATASETS_OFFLINE"]
+    loaded = run_python(LOAD.format(weights=str(weights), **args), env)
     assert loaded.returncode == 0, loaded.stderr[-3000:]
     for step in STEPS:
         repo, revision = (SPEC.final_repo, "main") if step == "final" else (SPEC.intermediate_repo, f"global_step{step}")
@@ -77,7 +83,7 @@ def test_checkpoints_fetched_once_load_on_a_host_without_network(local_hub, tmp_
 
 def test_a_revision_never_fetched_names_the_object_and_the_prefetch_rule(local_hub, tmp_path):
     cache = tmp_path / "hf"
-    args = dict(model=json.dumps(MODEL), cache=str(cache), steps=json.dumps(["1000"]))
+    args = {"model": json.dumps(MODEL), "cache": str(cache), "steps": json.dumps(["1000"])}
     fetched = run_python(DOWNLOAD.format(markers=str(tmp_path / "m"), **args), local_hub.env(cache=tmp_path))
     assert fetched.returncode == 0, fetched.stderr[-3000:]
     args["steps"] = json.dumps(["2000"])
