@@ -8,6 +8,7 @@ from pathlib import Path
 from snakemake.exceptions import IncompleteCheckpointException
 from snakemake.logging import logger
 
+from xlprobe.hubdata import PREFETCH_MARKER, config_datasets, marker_name, repo_of
 from xlprobe.provenance import sidecar_path
 from xlprobe.synthetic import demo_treebank_file
 from xlprobe.ud_release import UD_2_1_URL as UD_RELEASE_URL
@@ -15,6 +16,14 @@ from xlprobe.workflow_config import check_config
 
 # JSON Schema (config/schema.yaml) plus the checks a schema cannot express; every error names its key.
 check_config(config, workdir=os.getcwd(), schema_path=workflow.source_path("../config/schema.yaml"))
+
+# Compute nodes have no internet: every hub object (checkpoints, tokenizers, datasets) is fetched once
+# by the local rules download_checkpoint and prefetch_dataset on the submit host, and every job runs in
+# offline mode, so that one reaching for the network fails at once, naming what is missing and the rule
+# that fetches it. The two fetching rules switch it off for themselves (xlprobe.hubdata.go_online).
+# Set here, in every Snakemake process: the submit host's and each SLURM job's own.
+for _variable in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+    os.environ[_variable] = "1"
 
 RESULTS = config["results"]
 LOGS = f"{RESULTS}/logs"
@@ -29,6 +38,8 @@ wildcard_constraints:
     layer=r"\d+",
     treebank="[A-Za-z0-9_]+",
     task="[A-Za-z0-9_]+",
+    dataset="[A-Za-z0-9_.-]+--[A-Za-z0-9_.-]+",
+    config="[A-Za-z0-9_.-]+",
     folder="UD_[^/]+",
 
 
@@ -214,10 +225,35 @@ def transfer_data_input(task):
     return [path for path in spec.get("files", {}).values()]
 
 
+# (repo, config name) -> splits of every hub dataset the config reads (rule prefetch_dataset).
+HUB_DATASETS = config_datasets(config)
+
+
+def dataset_marker(repo, name):
+    return PREFETCH_MARKER.format(dataset=marker_name(repo), config=name)
+
+
+def hub_dataset_markers(keys):
+    return [dataset_marker(repo, name) for repo, name in keys]
+
+
+def transfer_hub_input(task):
+    """The prefetch markers of a task's hub datasets (none for local formats)."""
+    from xlprobe.transfer.data import task_hub_datasets
+
+    return hub_dataset_markers(task_hub_datasets(config["transfer"]["tasks"][task]))
+
+
+def similarity_hub_input(wildcards):
+    from xlprobe.similarity import hub_pairs
+
+    return hub_dataset_markers(hub_pairs(config.get("similarity") or {}))
+
+
 def similarity_data_input(wildcards):
     files = config["similarity"].get("files")
     if not files and config["similarity"].get("hub"):
-        return []  # fetched by the datasets library
+        return []  # the hub's pairs: similarity_hub_input
     if not files:  # the demo's aligned files, one per language
         languages = sorted({lang for pair in config["similarity"]["pairs"] for lang in pair})
         return [f"{DEMO_DIR}/parallel/{lang}.txt" for lang in languages]

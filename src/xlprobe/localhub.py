@@ -195,7 +195,8 @@ def write_dataset_repo(mirrors: str | os.PathLike, repo_id: str, configs: dict[s
             header["dataset_info"].append({
                 "config_name": config,
                 "features": features._to_yaml_list(),
-                "splits": [{"name": split, "num_examples": len(data)} for split, data in splits.items()],
+                "splits": [{"name": split, "num_bytes": data.data.nbytes, "num_examples": len(data)}
+                           for split, data in splits.items()],
             })
     files["README.md"] = ("---\n" + yaml.safe_dump(header, sort_keys=False, allow_unicode=True) + "---\n"
                           + f"# {repo_id} (test copy)\n\n{card}\n").encode()
@@ -214,6 +215,8 @@ def xnli_configs(data: Path, per_split: int = 200) -> dict[str, dict[str, Any]]:
     import datasets
 
     from xlprobe.transfer.data import NLI_LABELS, read_xnli_tsv
+
+    datasets.disable_progress_bars()
 
     features = datasets.Features({"premise": datasets.Value("string"), "hypothesis": datasets.Value("string"),
                                   "label": datasets.ClassLabel(names=NLI_LABELS)})
