@@ -94,3 +94,84 @@ def test_a_revision_never_fetched_names_the_object_and_the_prefetch_rule(local_h
     assert f"revision 'global_step2000' of repo '{SPEC.intermediate_repo}'" in message
     assert "download_checkpoint" in message
 
+
+
+# ----------------------------------------------------------------------------- datasets
+PREFETCH = """
+import json
+from xlprobe.hubdata import go_online
+go_online()
+from xlprobe.hubdata import prefetch
+print(json.dumps([prefetch(repo, config, splits, {markers!r} + f"/{{config}}.json", {cache!r})["splits"]
+                  for repo, config, splits in {wanted}]))
+"""
+
+READ = """
+import json
+from xlprobe.transfer.data import _read_hub, load_task
+from xlprobe.similarity import hub_parallel, parallel_sentences
+from xlprobe.hubdata import HubDataError
+cache = {cache!r}
+out = {{
+    "xnli": {{split: _read_hub("xnli", lang, split, cache) for lang, split in [("en", "train"), ("en", "validation"), ("fr", "test")]}},
+    "udpos": {{split: _read_hub("udpos", lang, split, cache) for lang, split in [("en", "train"), ("en", "validation"), ("ta", "test")]}},
+    "opus": hub_parallel("Helsinki-NLP/opus-100", "en", "ta", 20, cache),
+    "pairs": parallel_sentences({{}}, "en", "ta", max_pairs=5, hub="Helsinki-NLP/opus-100", cache_dir=cache),
+}}
+for kind, target in (("xnli", "fr"), ("udpos", "ta")):
+    task = load_task({{"type": kind, "format": "hub", "source": "en", "targets": [target]}}, cache_dir=cache)
+    out[kind + "_task"] = [len(task.train), len(task.source_dev), len(task.targets[target])]
+try:
+    _read_hub("xnli", "vi", "test", cache)
+except HubDataError as error:
+    out["missing"] = str(error)
+print(json.dumps(out))
+"""
+
+
+def test_hub_datasets_prefetched_once_are_read_on_a_host_without_network(local_hub, tmp_path, shared_data):
+    """Every task type's reader (_read_hub: XNLI, XTREME UD-POS; hub_parallel: OPUS-100) in a job with no
+    network and offline mode, after rule prefetch_dataset's fetch; the rows are the shared data's."""
+    from xlprobe.transfer.data import read_xnli_tsv, read_xtreme_pos
+
+    cache = str(tmp_path / "hf")
+    wanted = [("facebook/xnli", "en", ["train", "validation"]), ("facebook/xnli", "fr", ["test"]),
+              ("google/xtreme", "udpos.English", ["train", "validation"]), ("google/xtreme", "udpos.Tamil", ["test"]),
+              ("Helsinki-NLP/opus-100", "en-ta", ["train"])]
+    fetched = run_python(PREFETCH.format(markers=str(tmp_path / "markers"), cache=cache, wanted=wanted),
+                         local_hub.env(cache=tmp_path))
+    assert fetched.returncode == 0, fetched.stderr[-3000:]
+    marker = json.loads((tmp_path / "markers" / "udpos.Tamil.json").read_text())
+    assert marker["repo"] == "google/xtreme" and marker["commit"] == local_hub.git(
+        "google/xtreme", "rev-parse", "main", kind="dataset").decode().strip()
+    assert "ClassLabel(names=['ADJ'" in marker["features"]["pos_tags"]
+
+    read = run_python(READ.format(cache=cache), local_hub.env(offline=True, cache=tmp_path))
+    assert read.returncode == 0, read.stderr[-3000:]
+    out = read.result
+    sizes = {config: splits for (_, config, _), splits in zip(wanted, fetched.result)}
+    # XNLI: label names through the ClassLabel; every row one of the language's dev file, splits disjoint
+    for split, lang in (("train", "en"), ("validation", "en"), ("test", "fr")):
+        rows = {tuple(r) for r in out["xnli"][split]}
+        assert len(out["xnli"][split]) == sizes[lang][split] > 0
+        assert rows <= set(read_xnli_tsv(shared_data / "xnli-dev" / f"dev-{lang}.tsv")), split
+    assert not {tuple(r) for r in out["xnli"]["train"]} & {tuple(r) for r in out["xnli"]["validation"]}
+    # UD-POS: tokens with UPOS names, each sentence one of the XTREME file's
+    for split, source in (("train", "train-en"), ("validation", "dev-en"), ("test", "dev-ta")):
+        expected = {(tuple(w), tuple(t)) for w, t in read_xtreme_pos(shared_data / "udpos" / f"{source}.tsv")}
+        got = [(tuple(w), tuple(t)) for w, t in out["udpos"][split]]
+        assert got and set(got) <= expected, split
+    # OPUS-100 en-ta: aligned (English, Tamil) lines of the Tatoeba pair it was filled from
+    tatoeba = shared_data / "parallel" / "tatoeba"
+    pairs = set(zip((tatoeba / "tatoeba.tam-eng.eng").read_text().splitlines(),
+                    (tatoeba / "tatoeba.tam-eng.tam").read_text().splitlines()))
+    english, tamil = out["opus"]
+    assert len(english) == 20 and set(zip(english, tamil)) <= pairs
+    assert out["pairs"] == [english[:5], tamil[:5]]
+    # load_task on both task types: source train/validation, target test, as the transfer rule reads them
+    assert out["xnli_task"] == [sizes["en"]["train"], sizes["en"]["validation"], sizes["fr"]["test"]]
+    assert out["udpos_task"] == [sizes["udpos.English"]["train"], sizes["udpos.English"]["validation"],
+                                 sizes["udpos.Tamil"]["test"]]
+    # a config never fetched: named, with the rule that fetches it
+    assert "dataset 'facebook/xnli' config 'vi' split 'test' is not in the cache" in out["missing"]
+    assert "prefetch_dataset (resources/datasets/facebook--xnli/vi.json)" in out["missing"]
