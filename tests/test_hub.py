@@ -26,10 +26,11 @@ def served_weights(hub, repo: str, revision: str) -> dict[str, torch.Tensor]:
 
 # ----------------------------------------------------------------------------- checkpoints
 DOWNLOAD = """
-import json, sys
+import json
+from xlprobe.hubdata import go_online
+go_online()
 from xlprobe.checkpoints import download
-model, cache = json.loads(sys.argv[1]) if len(sys.argv) > 1 else ({model}, {cache!r})
-print(json.dumps({{s: download(model, s, {markers!r} + f"/{{s}}.json", cache_dir=cache) for s in {steps}}}))
+print(json.dumps({{s: download({model}, s, {markers!r} + f"/{{s}}.json", cache_dir={cache!r}) for s in {steps}}}))
 """
 
 LOAD = """

@@ -154,6 +154,15 @@ def _model_files(tokenizer, spec: TinyBloom, seed: int, both_formats: bool) -> d
     return files
 
 
+def served_tokenizer(mirrors: str | os.PathLike, repo_id: str = TOKENIZER_REPO):
+    """The tokenizer a built tokenizer repo holds (for `add_step` on repos built earlier)."""
+    from transformers import AutoTokenizer
+
+    directory = repo_dir(mirrors, repo_id)
+    _git(directory, "checkout", "-q", "main")
+    return AutoTokenizer.from_pretrained(directory)
+
+
 def add_step(mirrors: str | os.PathLike, spec: TinyBloom, tokenizer, step: int) -> str:
     """A `global_step{step}` branch of the intermediate repo (random weights, seeded by the step)."""
     directory = repo_dir(mirrors, spec.intermediate_repo)
@@ -333,16 +342,21 @@ def olah_config(mirrors: str | os.PathLike, cache: str | os.PathLike, port: int)
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m xlprobe.localhub", description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=["build", "config"])
+    parser.add_argument("command", choices=["build", "config", "add-step"])
     parser.add_argument("mirrors", help="folder for the git repos (models/, datasets/)")
     parser.add_argument("--data", default="../shared/data", help="the shared data (build)")
     parser.add_argument("--per-split", type=int, default=200, help="rows per dataset split (build)")
     parser.add_argument("--cache", help="olah's cache folder (config)")
     parser.add_argument("--port", type=int, default=8790, help="port (config)")
+    parser.add_argument("--model", help="add-step: a model family's name, e.g. bloom-32")
+    parser.add_argument("--step", type=int, help="add-step: the step of the new global_step{N} branch")
     args = parser.parse_args(argv)
     if args.command == "build":
         logging.basicConfig(level=logging.INFO, format="%(message)s")
         print(yaml.safe_dump(build_all(args.mirrors, args.data, per_split=args.per_split)))
+    elif args.command == "add-step":
+        spec = {m.name: m for m in DEFAULT_MODELS}[args.model]
+        print(add_step(args.mirrors, spec, served_tokenizer(args.mirrors), args.step))
     else:
         print(olah_config(args.mirrors, args.cache or Path(args.mirrors).parent / "olah-cache", args.port), end="")
 
