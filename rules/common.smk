@@ -8,6 +8,7 @@ from pathlib import Path
 from snakemake.exceptions import IncompleteCheckpointException
 from snakemake.logging import logger
 
+from xlprobe.discovery import discover_steps
 from xlprobe.hubdata import PREFETCH_MARKER, config_datasets, marker_name, repo_of
 from xlprobe.provenance import sidecar_path
 from xlprobe.synthetic import demo_treebank_file
@@ -16,6 +17,17 @@ from xlprobe.workflow_config import check_config
 
 # JSON Schema (config/schema.yaml) plus the checks a schema cannot express; every error names its key.
 check_config(config, workdir=os.getcwd(), schema_path=workflow.source_path("../config/schema.yaml"))
+
+# Steps given as a selector are listed from the hub here, in the submit host's Snakemake (before
+# offline mode is set below), and recorded; SLURM jobs' own Snakemake processes read the record.
+STEPS = {
+    name: (
+        discover_steps({"name": name, **spec}, f"{config['results']}/steps/{name}.json", refresh=workflow.is_main_process)
+        if isinstance(spec["steps"], dict)
+        else [str(step) for step in spec["steps"]]
+    )
+    for name, spec in config["models"].items()
+}
 
 # Compute nodes have no internet: every hub object (checkpoints, tokenizers, datasets) is fetched once
 # by the local rules download_checkpoint and prefetch_dataset on the submit host, and every job runs in
@@ -60,7 +72,7 @@ def sized(full, demo):
 
 
 def steps_of(model):
-    return [str(step) for step in config["models"][model]["steps"]]
+    return STEPS[model]
 
 
 def model_points():
