@@ -67,3 +67,36 @@ def test_discovery_config_errors_name_the_key(steps, message):
                                                           "steps": steps}}}
     with pytest.raises(ConfigError, match=message):
         check_config(config)
+
+
+@pytest.mark.slow
+def test_a_branch_published_after_a_run_schedules_only_its_own_jobs(local_hub, shared_data, tmp_path):
+    """config/hub.yaml with a discovered model: fetch its checkpoints, publish a branch, rerun."""
+    import yaml
+    from hub_server import REPO
+    from workflow_runs import planned_jobs, planned_wildcards, snakemake
+
+    spec = TinyBloom("bloom-wf", steps=(), hidden_size=16)
+    tokenizer = served_tokenizer(local_hub.mirrors)
+    for step in (1000, 2000):
+        add_step(local_hub.mirrors, spec, tokenizer, step)
+    config = yaml.safe_load((REPO / "config" / "hub.yaml").read_text())
+    config["ud_root"] = str(shared_data / "ud-2.1")
+    config["models"] = {"tiny": {"source": "hub", "repo": spec.intermediate_repo, "revision": "global_step{step}",
+                                 "tokenizer": "tiny-bigscience/bloom", "steps": {"discover": True}}}
+    configfile = tmp_path / "config.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    env = local_hub.env(cache=tmp_path)
+    fetch = snakemake(tmp_path, "--cores", "2", "--until", "download_checkpoint", configfile=configfile, env=env)
+    assert fetch.returncode == 0, fetch.stderr[-3000:]
+    assert json.loads((tmp_path / "results/hub/steps/tiny.json").read_text())["steps"] == [1000, 2000]
+
+    add_step(local_hub.mirrors, spec, tokenizer, 3000)
+    again = snakemake(tmp_path, "-n", "--until", "download_checkpoint", configfile=configfile, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert planned_jobs(again) == {"download_checkpoint": 1}
+    assert planned_wildcards(again, "download_checkpoint") == [{"model": "tiny", "step": "3000"}]
+    # the full plan has the new step's jobs: its dumps, transfer and similarity
+    plan = snakemake(tmp_path, "-n", configfile=configfile, env=env)
+    steps = {job["step"] for job in planned_wildcards(plan, "transfer")}
+    assert steps == {"1000", "2000", "3000"}
