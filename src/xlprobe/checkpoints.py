@@ -202,7 +202,8 @@ def hub_snapshot(
     except RevisionNotFoundError:
         raise CheckpointError(f"revision '{revision}' does not exist in repo '{repo}'") from None
     except RepositoryNotFoundError:
-        raise CheckpointError(f"repo '{repo}' (revision '{revision}') not found or not accessible") from None
+        # some hub servers (olah's mirrors) answer an unknown revision of a known repo this way too
+        raise CheckpointError(f"repo '{repo}' or its revision '{revision}' not found, or not accessible") from None
     except unreachable as error:
         # the hub unreachable (no network on this host) or failing
         raise CheckpointError(
