@@ -10,12 +10,33 @@ from snakemake.logging import logger
 
 from xlprobe import costs
 from xlprobe.inputs import similarity_data_files, task_data_files
+from xlprobe.discovery import discover_steps
+from xlprobe.hubdata import PREFETCH_MARKER, config_datasets, marker_name, repo_of
 from xlprobe.provenance import sidecar_path
 from xlprobe.ud_release import UD_2_1_URL as UD_RELEASE_URL
 from xlprobe.workflow_config import check_config
 
 # JSON Schema (config/schema.yaml) plus the checks a schema cannot express; every error names its key.
 check_config(config, workdir=os.getcwd(), schema_path=workflow.source_path("../config/schema.yaml"))
+
+# Steps given as a selector are listed from the hub here, in the submit host's Snakemake (before
+# offline mode is set below), and recorded; SLURM jobs' own Snakemake processes read the record.
+STEPS = {
+    name: (
+        discover_steps({"name": name, **spec}, f"{config['results']}/steps/{name}.json", refresh=workflow.is_main_process)
+        if isinstance(spec["steps"], dict)
+        else [str(step) for step in spec["steps"]]
+    )
+    for name, spec in config["models"].items()
+}
+
+# Compute nodes have no internet: every hub object (checkpoints, tokenizers, datasets) is fetched once
+# by the local rules download_checkpoint and prefetch_dataset on the submit host, and every job runs in
+# offline mode, so that one reaching for the network fails at once, naming what is missing and the rule
+# that fetches it. The two fetching rules switch it off for themselves (xlprobe.hubdata.go_online).
+# Set here, in every Snakemake process: the submit host's and each SLURM job's own.
+for _variable in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+    os.environ[_variable] = "1"
 
 RESULTS = config["results"]
 LOGS = f"{RESULTS}/logs"
@@ -30,6 +51,8 @@ wildcard_constraints:
     layer=r"\d+",
     treebank="[A-Za-z0-9_]+",
     task="[A-Za-z0-9_]+",
+    dataset="[A-Za-z0-9_.-]+--[A-Za-z0-9_.-]+",
+    config="[A-Za-z0-9_.-]+",
     folder="UD_[^/]+",
 
 
@@ -50,7 +73,7 @@ def sized(full, demo):
 
 
 def steps_of(model):
-    return [str(step) for step in config["models"][model]["steps"]]
+    return STEPS[model]
 
 
 def model_points():
@@ -263,6 +286,31 @@ def treebank_input(treebank):
 def transfer_data_input(task):
     """Local data files of a transfer task (none for tasks read from the hub)."""
     return task_data_files(config["transfer"]["tasks"][task], words_path, name=task)
+
+
+# (repo, config name) -> splits of every hub dataset the config reads (rule prefetch_dataset).
+HUB_DATASETS = config_datasets(config)
+
+
+def dataset_marker(repo, name):
+    return PREFETCH_MARKER.format(dataset=marker_name(repo), config=name)
+
+
+def hub_dataset_markers(keys):
+    return [dataset_marker(repo, name) for repo, name in keys]
+
+
+def transfer_hub_input(task):
+    """The prefetch markers of a task's hub datasets (none for local formats)."""
+    from xlprobe.transfer.data import task_hub_datasets
+
+    return hub_dataset_markers(task_hub_datasets(config["transfer"]["tasks"][task]))
+
+
+def similarity_hub_input(wildcards):
+    from xlprobe.similarity import hub_pairs
+
+    return hub_dataset_markers(hub_pairs(config.get("similarity") or {}))
 
 
 def similarity_data_input(wildcards):

@@ -84,3 +84,24 @@ rule extract_treebank:
         "../envs/analysis.yaml"
     script:
         f"../{SCRIPTS}/extract_treebank.py"
+
+
+# Hub datasets (format: hub tasks, similarity.hub) into the datasets cache, once, on the submit host
+# (localrules): the jobs that read them run offline (common.smk).
+localrules:
+    prefetch_dataset,
+
+
+rule prefetch_dataset:
+    output:
+        PREFETCH_MARKER,
+    params:
+        repo=lambda wc: repo_of(wc.dataset),
+        splits=lambda wc: HUB_DATASETS.get((repo_of(wc.dataset), wc.config), []),
+        cache_dir=config.get("hf_cache"),
+    log:
+        f"{LOGS}/prefetch_dataset/{{dataset}}/{{config}}.log",
+    conda:
+        "../envs/gpu.yaml"
+    script:
+        f"../{SCRIPTS}/prefetch_dataset.py"

@@ -5,6 +5,7 @@ rule similarity:
     input:
         checkpoint=checkpoint_input,
         parallel=similarity_data_input,
+        hub=similarity_hub_input,
     output:
         table=SIMILARITY,
         # Config slice, library versions, parallel files and the checkpoint (repo, revision, commit).

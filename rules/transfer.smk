@@ -5,6 +5,7 @@ rule transfer:
     input:
         checkpoint=checkpoint_input,
         data=lambda wc: transfer_data_input(wc.task),
+        hub=lambda wc: transfer_hub_input(wc.task),
     output:
         metrics=TRANSFER,
         # Training history, example counts, provenance (the TSV keeps the contract's four columns).

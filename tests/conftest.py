@@ -1,5 +1,8 @@
 import os
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -99,3 +102,57 @@ def demo_run(tmp_path_factory):
     result = snakemake(workdir, "--cores", "2", configfile=configfile)
     assert result.returncode == 0, result.stderr[-5000:]
     return workdir, configfile, yaml.safe_load(configfile.read_text()), result.seconds
+
+
+@pytest.fixture(scope="session")
+def hub_server(shared_data, tmp_path_factory):
+    """The local hub (scripts/hub-server: olah serving the repos of xlprobe.localhub), built once.
+
+    Tests that stop it leave it stopped; `local_hub` starts it again for the next test.
+    """
+    from hub_server import LocalHub
+
+    hub = LocalHub(tmp_path_factory.mktemp("hub"), shared_data)
+    hub.start()
+    yield hub
+    hub.stop()
+
+
+@pytest.fixture
+def local_hub(hub_server):
+    """The local hub, running."""
+    if not hub_server.running():
+        hub_server.start()
+    return hub_server
+
+
+# ----------------------------------------------------------------------------- SLURM
+def cluster_state() -> str | None:
+    if shutil.which("sinfo") is None:
+        return None
+    try:
+        out = subprocess.run(
+            ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=15, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return None
+    state = out.stdout.strip().split("\n")[0] if out.returncode == 0 else ""
+    return state or None
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster(tmp_path_factory):
+    """A SLURM cluster that accepts jobs: one already running, or one started here."""
+    if cluster_state() in ("idle", "mixed", "allocated"):
+        yield None
+        return
+    if os.environ.get("XLPROBE_SLURM") != "1":
+        pytest.skip("no SLURM cluster answers sinfo; XLPROBE_SLURM=1 starts one (root)")
+    directory = tmp_path_factory.mktemp("slurm-cluster")
+    t0 = time.monotonic()
+    subprocess.run([str(REPO / "scripts" / "slurm-cluster"), "start", str(directory)], check=True, timeout=600)
+    print(f"\nslurm-cluster start: {time.monotonic() - t0:.1f} s", file=sys.stderr)
+    try:
+        yield directory
+    finally:
+        subprocess.run([str(REPO / "scripts" / "slurm-cluster"), "stop", str(directory)], check=True, timeout=120)

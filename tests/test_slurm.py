@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -27,7 +26,6 @@ from workflow_runs import snakemake as snakemake_workflow
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "tests" / "slurm_smoke"
-CLUSTER_SCRIPT = REPO / "scripts" / "slurm-cluster"
 PROFILES = {name: REPO / "profiles" / name / "config.yaml" for name in ("slurm", "workstation")}
 
 
@@ -86,37 +84,6 @@ def test_workstation_profile_serializes_gpu_jobs_and_is_not_auto_loaded():
 
 
 # ------------------------------------------------------------------------------------ the cluster
-def cluster_state() -> str | None:
-    if shutil.which("sinfo") is None:
-        return None
-    try:
-        out = subprocess.run(
-            ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=15, check=False
-        )
-    except subprocess.TimeoutExpired:
-        return None
-    state = out.stdout.strip().split("\n")[0] if out.returncode == 0 else ""
-    return state or None
-
-
-@pytest.fixture(scope="module")
-def slurm_cluster(tmp_path_factory):
-    """A SLURM cluster that accepts jobs: one already running, or one started here."""
-    if cluster_state() in ("idle", "mixed", "allocated"):
-        yield None
-        return
-    if os.environ.get("XLPROBE_SLURM") != "1":
-        pytest.skip("no SLURM cluster answers sinfo; XLPROBE_SLURM=1 starts one (root)")
-    directory = tmp_path_factory.mktemp("slurm-cluster")
-    t0 = time.monotonic()
-    subprocess.run([str(CLUSTER_SCRIPT), "start", str(directory)], check=True, timeout=600)
-    print(f"\nslurm-cluster start: {time.monotonic() - t0:.1f} s", file=sys.stderr)
-    try:
-        yield directory
-    finally:
-        subprocess.run([str(CLUSTER_SCRIPT), "stop", str(directory)], check=True, timeout=120)
-
-
 def snakemake(args: list[str], cwd: Path, timeout: int = 600) -> tuple[subprocess.CompletedProcess, float]:
     t0 = time.monotonic()
     done = subprocess.run(

@@ -70,6 +70,24 @@ def test_readers_report_file_and_line(tmp_path):
         read_xnli_tsv(bad_nli)
 
 
+def test_xtreme_files_read_as_its_preprocessing_writes_them(tmp_path):
+    """XTREME writes XNLI with Python's csv module (tab-delimited): a field holding a quote is quoted."""
+    import csv
+
+    rows = [['He said "hi" twice.', "He spoke.", "entailment"], ['"Quoted" start', "x\ty", "neutral"],
+            ["Plain", "text", "contradiction"]]
+    xnli = tmp_path / "train-en.tsv"
+    with open(xnli, "w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle, delimiter="\t").writerows(rows)
+    assert '"He said ""hi"" twice."' in xnli.read_text()  # the layout under test
+    assert read_xnli_tsv(xnli) == [tuple(row) for row in rows]
+    # its UD-POS test files carry words only: rejected, naming the file, line and the layout expected
+    test = tmp_path / "test-ta.tsv"
+    test.write_text("word\nother\n\n")
+    with pytest.raises(ValueError, match=r"test-ta\.tsv:1: a word without a tag.*dev-<lang>\.tsv.*format: hub"):
+        read_xtreme_pos(test)
+
+
 def test_word_table_groups_sentences_in_word_order(tmp_path):
     table = tmp_path / "xa.tsv"
     pd.DataFrame({

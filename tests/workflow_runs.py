@@ -10,8 +10,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def snakemake(workdir: Path, *args: str, configfile: Path, timeout: int = 1500) -> subprocess.CompletedProcess:
-    """Snakemake on the project's Snakefile in `workdir`; the result has `seconds` (its wall time)."""
+def snakemake(
+    workdir: Path, *args: str, configfile: Path, timeout: int = 1500, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Snakemake on the project's Snakefile in `workdir` (in `env`, default this process's environment);
+    the result has `seconds` (its wall time)."""
     cmd = [
         sys.executable, "-m", "snakemake",
         "--snakefile", str(REPO / "Snakefile"),
@@ -20,7 +23,7 @@ def snakemake(workdir: Path, *args: str, configfile: Path, timeout: int = 1500) 
         *args,
     ]
     t0 = time.monotonic()
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False, env=env)
     done.seconds = time.monotonic() - t0
     return done
 

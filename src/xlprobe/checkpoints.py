@@ -118,14 +118,47 @@ def is_offline(offline: bool | None = None) -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+# One weight format per checkpoint, in this order of preference: never both (they are large).
+_WEIGHT_PATTERNS = (["*.safetensors"], ["*.bin"])
+
+
 def _weight_patterns(repo: str, revision: str) -> list[str]:
-    """safetensors if the revision has them, else PyTorch .bin files: never both (they are large)."""
+    """safetensors if the revision has them, else PyTorch .bin files (asks the hub)."""
     from huggingface_hub import HfApi
 
     files = HfApi().list_repo_files(repo, revision=revision)
     if any(f.endswith(".safetensors") for f in files):
-        return ["*.safetensors"]
-    return ["*.bin"]
+        return _WEIGHT_PATTERNS[0]
+    return _WEIGHT_PATTERNS[1]
+
+
+def _cached_snapshot(repo: str, revision: str, cache: str | None, patterns: list[str] | None) -> Path:
+    """The cached folder of what a download with the same patterns fetched, or LocalEntryNotFoundError.
+
+    The check must ask for exactly the patterns of the download: huggingface_hub records a revision's
+    whole file list, and a check without patterns (or with others) fails on every file skipped on purpose
+    (IncompleteSnapshotError). `patterns` None: the model files, with either weight format.
+    """
+    from fnmatch import fnmatch
+
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    if patterns is not None:
+        return Path(snapshot_download(repo, revision=revision, cache_dir=cache, local_files_only=True,
+                                      allow_patterns=patterns))
+    error = None
+    for weights in _WEIGHT_PATTERNS:
+        try:
+            folder = Path(snapshot_download(repo, revision=revision, cache_dir=cache, local_files_only=True,
+                                            allow_patterns=_CONFIG_PATTERNS + weights))
+        except LocalEntryNotFoundError as missing:
+            error = missing
+            continue
+        # A revision without this format is "complete" without any weights: try the other one.
+        if any(fnmatch(p.name, weights[0]) for p in folder.iterdir()):
+            return folder
+    raise error or LocalEntryNotFoundError(f"{repo}@{revision}: no weights in the cache")
 
 
 def hub_snapshot(
@@ -137,24 +170,30 @@ def hub_snapshot(
 ) -> Path:
     """The local folder of repo@revision: from the cache if there, else downloaded (unless offline).
 
-    `patterns` None means the model files (config, tokenizer, weights).
+    `patterns` None means the model files (config, tokenizer, one weight format).
+    Without network (offline mode, or the hub unreachable) a revision missing from the cache is a
+    CheckpointError naming it and the rule that fetches it.
     """
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
+    from huggingface_hub import errors, snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
+    # A hub that cannot be reached: httpx's errors (huggingface_hub >= 1), OSError (requests, before).
+    unreachable = (errors.HfHubHTTPError, LocalEntryNotFoundError, OSError, getattr(errors, "HTTPError", OSError))
     cache = str(cache_dir) if cache_dir else None
+    what = f"revision '{revision}' of repo '{repo}'"
+    if patterns is not None:
+        what += f" (files {', '.join(patterns)})"
+    prefetch = (
+        "run rule download_checkpoint on a host with internet (`snakemake` on the submit host fetches "
+        "every checkpoint before any job starts), or check that the revision exists"
+    )
     try:
-        return Path(snapshot_download(repo, revision=revision, cache_dir=cache, local_files_only=True))
-    except LocalEntryNotFoundError:
+        return _cached_snapshot(repo, revision, cache, patterns)
+    except LocalEntryNotFoundError as error:
         if is_offline(offline):
             raise CheckpointError(
-                f"revision '{revision}' of repo '{repo}' is not in the cache "
-                f"({cache or 'default HF cache'}) and offline mode is on: run rule download_checkpoint "
-                f"on a host with internet, or check that the revision exists"
+                f"{what} is not in the cache ({cache or 'default HF cache'}) and offline mode is on: {prefetch}. "
+                f"({error})"
             ) from None
     try:
         if patterns is None:
@@ -163,7 +202,14 @@ def hub_snapshot(
     except RevisionNotFoundError:
         raise CheckpointError(f"revision '{revision}' does not exist in repo '{repo}'") from None
     except RepositoryNotFoundError:
-        raise CheckpointError(f"repo '{repo}' (revision '{revision}') not found or not accessible") from None
+        # some hub servers (olah's mirrors) answer an unknown revision of a known repo this way too
+        raise CheckpointError(f"repo '{repo}' or its revision '{revision}' not found, or not accessible") from None
+    except unreachable as error:
+        # the hub unreachable (no network on this host) or failing
+        raise CheckpointError(
+            f"{what} is not in the cache ({cache or 'default HF cache'}) and the hub cannot be reached "
+            f"({type(error).__name__}: {error}): {prefetch}"
+        ) from None
 
 
 def local_files(

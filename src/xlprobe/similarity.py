@@ -53,12 +53,29 @@ def _side(path: str | os.PathLike, language: str) -> list[str]:
     return _read_column(path, language) if str(path).endswith(".tsv") else _read_lines(path)
 
 
+def hub_config(source: str, target: str) -> str:
+    """A translation corpus's config for a pair: the sorted codes, as OPUS-100 names them ("ar-en")."""
+    return "-".join(sorted([source, target]))
+
+
+def _from_hub(files: dict[str, Any], source: str, target: str, hub: str | None) -> bool:
+    """Whether a pair's text comes from the hub: it has a corpus, and local files take precedence."""
+    return bool(hub) and f"{source}-{target}" not in files and not (source in files and target in files)
+
+
+def hub_pairs(similarity: dict[str, Any]) -> list[tuple[str, str]]:
+    """(repo, config) of every configured pair read from the hub."""
+    files, hub = similarity.get("files") or {}, similarity.get("hub")
+    return sorted({(hub, hub_config(s, t)) for s, t in similarity.get("pairs", []) if _from_hub(files, s, t, hub)})
+
+
 def hub_parallel(repo: str, source: str, target: str, max_pairs: int | None, cache_dir: str | None = None):
-    """Aligned sentences from a `datasets` translation corpus such as OPUS-100 (config "ar-en")."""
-    import datasets
+    """Aligned sentences from a `datasets` translation corpus such as OPUS-100 (config "ar-en"): from the
+    cache that rule prefetch_dataset filled, or the network where there is one."""
+    from xlprobe.hubdata import load_split
 
     split = "train" if max_pairs is None else f"train[:{max_pairs}]"
-    rows = datasets.load_dataset(repo, "-".join(sorted([source, target])), split=split, cache_dir=cache_dir)
+    rows = load_split(repo, hub_config(source, target), split, cache_dir)
     return [r["translation"][source] for r in rows], [r["translation"][target] for r in rows]
 
 
@@ -71,7 +88,7 @@ def parallel_sentences(
     Pairs without files come from the `hub` translation dataset where one is named.
     """
     pair_key = f"{source}-{target}"
-    if pair_key not in files and not (source in files and target in files) and hub:
+    if _from_hub(files, source, target, hub):
         left, right = hub_parallel(hub, source, target, max_pairs, cache_dir)
         return _non_empty(left, right, max_pairs, f"{hub} {pair_key}")
     if pair_key in files:

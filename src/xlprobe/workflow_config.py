@@ -50,6 +50,12 @@ def check_config(config: dict[str, Any], workdir: str | Path = ".", schema_path:
     for name, model in config["models"].items():
         key = f"models.{name}"
         source = model["source"]
+        if isinstance(model["steps"], dict):
+            if source != "hub":
+                errors.append(f"{key}.steps: discovery needs source 'hub' (list the steps of a {source} model)")
+            elif model["steps"].get("include_final") and "final" not in model:
+                errors.append(f"{key}.steps.include_final: {key}.final is not set")
+            continue
         if source == "hub":
             for field in ("repo", "revision"):
                 if field not in model:

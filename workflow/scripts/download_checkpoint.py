@@ -1,3 +1,9 @@
+"""Rule download_checkpoint: one (model, step) into the hub cache (submit host)."""
+
+from xlprobe.hubdata import go_online
+
+go_online()  # the workflow runs every other job offline; before huggingface_hub is imported
+
 from xlprobe.checkpoints import download
 from xlprobe.logs import log_to
 

@@ -7,6 +7,7 @@ word that stays in the input but is not scored), an XNLI example is `(premise, h
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
 import random
@@ -79,7 +80,12 @@ def read_tagged_sentences(path: str | os.PathLike) -> list[TaggedSentence]:
 
 
 def read_xtreme_pos(path: str | os.PathLike) -> list[TaggedSentence]:
-    """XTREME-style UD-POS: `word<TAB>UPOS` per line, a blank line between sentences."""
+    """UD-POS as XTREME's preprocessing writes its train and dev files: `word<TAB>UPOS` per line, a blank
+    line between sentences.
+
+    XTREME's test files hold words only (the benchmark keeps their tags hidden): they are rejected, as a
+    target needs tags to be scored.
+    """
     sentences: list[TaggedSentence] = []
     words: list[str] = []
     tags: list[str | None] = []
@@ -92,6 +98,12 @@ def read_xtreme_pos(path: str | os.PathLike) -> list[TaggedSentence]:
                 words, tags = [], []
                 continue
             parts = line.split("\t")
+            if len(parts) == 1:
+                raise ValueError(
+                    f"{path}:{number}: a word without a tag ({line!r}); expected 'word<TAB>UPOS' lines. "
+                    "XTREME's test-<lang>.tsv files carry no tags: give its labelled dev-<lang>.tsv as the "
+                    "target file, or use format: hub (the datasets copy has tagged test splits)"
+                )
             if len(parts) != 2:
                 raise ValueError(f"{path}:{number}: expected 'word<TAB>UPOS', got {line!r}")
             words.append(parts[0])
@@ -105,20 +117,22 @@ def read_xtreme_pos(path: str | os.PathLike) -> list[TaggedSentence]:
 
 
 def read_xnli_tsv(path: str | os.PathLike) -> list[SentencePair]:
-    """XNLI as `premise<TAB>hypothesis<TAB>label` lines (label entailment/neutral/contradiction)."""
+    """XNLI as XTREME's preprocessing writes it: `premise<TAB>hypothesis<TAB>label` rows written by
+    Python's csv module (a field holding a quote is quoted, its quotes doubled), label one of
+    entailment/neutral/contradiction."""
     pairs = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            line = line.rstrip("\n")
-            if not line:
+    with open(path, encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle, delimiter="\t")
+        for row in reader:
+            if not row:
                 continue
-            parts = line.split("\t")
-            if len(parts) != 3 or parts[2] not in NLI_LABELS:
+            if len(row) != 3 or row[2] not in NLI_LABELS:
                 raise ValueError(
-                    f"{path}:{number}: expected 'premise<TAB>hypothesis<TAB>label' with label one of "
-                    f"{NLI_LABELS}, got {line[:120]!r}"
+                    f"{path}:{reader.line_num}: expected 'premise<TAB>hypothesis<TAB>label' (tab-separated, "
+                    f"csv-quoted where a field holds a quote) with label one of {NLI_LABELS}, got "
+                    f"{chr(9).join(row)[:120]!r}"
                 )
-            pairs.append((parts[0], parts[1], parts[2]))
+            pairs.append((row[0], row[1], row[2]))
     if not pairs:
         raise ValueError(f"{path}: no sentence pairs")
     return pairs
@@ -130,18 +144,41 @@ def _check_tags(sentences: list[TaggedSentence], path: Any) -> None:
         raise ValueError(f"{path}: tags {sorted(unknown)} are not Universal POS tags {UPOS}")
 
 
-def _read_hub(kind: str, language: str, split: str, cache_dir: str | None) -> list:
-    """The `datasets` hub copies (XNLI; XTREME's UD-POS). Needs network or a filled cache."""
-    import datasets
+XNLI_HUB, XTREME_HUB = "facebook/xnli", "google/xtreme"
 
+
+def hub_dataset(kind: str, language: str) -> tuple[str, str]:
+    """(repo, config name) of a task's language on the hub: XNLI's per-language configs, XTREME's
+    `udpos.<Language>`."""
     if kind == "xnli":
-        rows = datasets.load_dataset("facebook/xnli", language, split=split, cache_dir=cache_dir)
-        return [(r["premise"], r["hypothesis"], NLI_LABELS[r["label"]]) for r in rows]
+        return XNLI_HUB, language
     if language not in _UDPOS_HUB_NAMES:
         raise ValueError(f"UD-POS language '{language}' has no XTREME hub copy")
-    rows = datasets.load_dataset(
-        "google/xtreme", f"udpos.{_UDPOS_HUB_NAMES[language]}", split=split, cache_dir=cache_dir
-    )
+    return XTREME_HUB, f"udpos.{_UDPOS_HUB_NAMES[language]}"
+
+
+def task_hub_datasets(task: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
+    """The (repo, config) -> splits that a `format: hub` task reads (none for other formats)."""
+    if task.get("format") != "hub":
+        return {}
+    needed: dict[tuple[str, str], set[str]] = {}
+    for language in [task["source"], *task.get("targets", [])]:
+        splits = {"train", "validation"} if language == task["source"] else set()
+        if language in task.get("targets", []):
+            splits.add(task.get("eval_split", "test"))
+        needed.setdefault(hub_dataset(task["type"], language), set()).update(splits)
+    return needed
+
+
+def _read_hub(kind: str, language: str, split: str, cache_dir: str | None) -> list:
+    """The `datasets` hub copies (XNLI; XTREME's UD-POS): from the cache that rule prefetch_dataset
+    filled, or the network where there is one."""
+    from xlprobe.hubdata import load_split
+
+    rows = load_split(*hub_dataset(kind, language), split, cache_dir)
+    if kind == "xnli":
+        names = rows.features["label"].names
+        return [(r["premise"], r["hypothesis"], names[r["label"]]) for r in rows]
     names = rows.features["pos_tags"].feature.names
     return [(list(r["tokens"]), [names[t] for t in r["pos_tags"]]) for r in rows]
 

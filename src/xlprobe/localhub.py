@@ -1,0 +1,365 @@
+"""Hub repositories on disk, for a local hub server (olah) that tests and trials run against.
+
+olah serves git repositories under `<mirrors>/models/<org>/<name>` and `<mirrors>/datasets/<org>/<name>`
+as hub repos, each git branch a revision (see ../shared/notes/local-hub.md). This module writes them:
+
+- tiny BLOOM-architecture checkpoints laid out like bigscience's: an `-intermediate` repo with one
+  `global_step{N}` branch per step, the released model on `main` of a repo of its own (with both weight
+  formats and a model card, as the real ones have), and a tokenizer repo;
+- the datasets the paper reads from the hub, with the real repos' ids, config names, split names,
+  fields and `ClassLabel` features (`facebook/xnli`, `google/xtreme` udpos.<Language>,
+  `Helsinki-NLP/opus-100`), as parquet with the README `configs:` header, filled from the shared data.
+
+`add_step` adds one more `global_step{N}` branch to a built repo (a step published later).
+scripts/hub-server builds the repos (`python -m xlprobe.localhub build`) and serves them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+log = logging.getLogger(__name__)
+
+ORG = "tiny-bigscience"
+TOKENIZER_REPO = f"{ORG}/bloom"
+XNLI_REPO, XTREME_REPO, OPUS_REPO = "facebook/xnli", "google/xtreme", "Helsinki-NLP/opus-100"
+# Fixed author and dates: the same build gives the same commits.
+_GIT_ENV = {
+    "GIT_AUTHOR_NAME": "xlprobe", "GIT_AUTHOR_EMAIL": "xlprobe@localhost",
+    "GIT_COMMITTER_NAME": "xlprobe", "GIT_COMMITTER_EMAIL": "xlprobe@localhost",
+    "GIT_AUTHOR_DATE": "2024-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2024-01-01T00:00:00Z",
+}
+# Shared-data codes (Tatoeba's ISO 639-3) of the OPUS-100 pairs built here, all with English.
+_TATOEBA = {"ar": "ara", "ca": "cat", "eu": "eus", "es": "spa", "fr": "fra", "hi": "hin", "mr": "mar",
+            "pt": "por", "ta": "tam", "ur": "urd", "vi": "vie", "zh": "cmn"}
+
+
+@dataclass(frozen=True)
+class TinyBloom:
+    """One tiny model family: `<org>/<name>-intermediate` (a branch per step) and `<org>/<name>` (final)."""
+
+    name: str
+    steps: tuple[int, ...] = (1000, 2000)
+    hidden_size: int = 32
+    n_layer: int = 2
+    n_head: int = 2
+    org: str = ORG
+
+    @property
+    def intermediate_repo(self) -> str:
+        return f"{self.org}/{self.name}-intermediate"
+
+    @property
+    def final_repo(self) -> str:
+        return f"{self.org}/{self.name}"
+
+
+DEFAULT_MODELS = (TinyBloom("bloom-32", hidden_size=32), TinyBloom("bloom-48", hidden_size=48))
+
+
+# ----------------------------------------------------------------------------- git
+def repo_dir(mirrors: str | os.PathLike, repo_id: str, kind: str = "model") -> Path:
+    """Where olah looks for a repo: <mirrors>/models/<org>/<name> or <mirrors>/datasets/<org>/<name>."""
+    return Path(mirrors, "datasets" if kind == "dataset" else "models", repo_id)
+
+
+def _git(directory: Path, *args: str) -> str:
+    done = subprocess.run(["git", "-C", str(directory), *args], capture_output=True, text=True,
+                          env={**os.environ, **_GIT_ENV}, check=False)
+    if done.returncode:
+        raise RuntimeError(f"git {' '.join(args)} in {directory}: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def commit_files(directory: str | os.PathLike, branch: str, files: dict[str, bytes], message: str,
+                 parent: str = "main") -> str:
+    """Make `branch` of the git repo at `directory` hold exactly `files` (path -> content); the commit id.
+
+    The repo is created where missing. A new branch starts from `parent` where that exists.
+    Files are plain git blobs: olah serves them without LFS.
+    """
+    directory = Path(directory)
+    if not (directory / ".git").is_dir():
+        directory.mkdir(parents=True, exist_ok=True)
+        _git(directory, "init", "-q", "-b", "main")
+    branches = _git(directory, "branch", "--format=%(refname:short)").split()
+    if branch in branches:
+        _git(directory, "checkout", "-q", branch)
+    elif parent in branches:
+        _git(directory, "checkout", "-q", "-b", branch, parent)
+    elif branches:
+        _git(directory, "checkout", "-q", "--orphan", branch)
+    _git(directory, "rm", "-rq", "--ignore-unmatch", ".")
+    for name, content in files.items():
+        path = directory / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    _git(directory, "add", "-A")
+    _git(directory, "commit", "-q", "--allow-empty", "-m", message)
+    return _git(directory, "rev-parse", "HEAD")
+
+
+def _folder_files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# ----------------------------------------------------------------------------- models
+def _card(title: str, text: str) -> bytes:
+    return f"---\nlicense: mit\n---\n# {title}\n\n{text}\n".encode()
+
+
+def build_tokenizer(text_lines: Iterable[str], out_dir: Path, vocab_size: int = 500):
+    """A byte-level BPE tokenizer (BLOOM's kind) trained with `tokenizers` on the given lines."""
+    from xlprobe.pretrain import train_tokenizer
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    text = out_dir.parent / "tokenizer-text.txt"
+    text.write_text("\n".join(text_lines) + "\n", encoding="utf-8")
+    return train_tokenizer([text], out_dir, vocab_size=vocab_size)
+
+
+def build_tokenizer_repo(mirrors: str | os.PathLike, tokenizer, repo_id: str = TOKENIZER_REPO) -> str:
+    """The tokenizer repo (bigscience/bloom's role): tokenizer files, a config, a model card."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer.save_pretrained(tmp)
+        files = _folder_files(Path(tmp))
+    files["config.json"] = b'{"model_type": "bloom"}\n'
+    files["README.md"] = _card(repo_id, "Tokenizer of the tiny test models.")
+    return commit_files(repo_dir(mirrors, repo_id), "main", files, "tokenizer")
+
+
+def _model_files(tokenizer, spec: TinyBloom, seed: int, both_formats: bool) -> dict[str, bytes]:
+    import torch
+
+    from xlprobe.pretrain import init_model
+
+    model = init_model(tokenizer, hidden_size=spec.hidden_size, n_layer=spec.n_layer, n_head=spec.n_head, seed=seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)  # config.json, model.safetensors
+        tokenizer.save_pretrained(tmp)
+        if both_formats:
+            torch.save(model.state_dict(), Path(tmp, "pytorch_model.bin"))
+        files = _folder_files(Path(tmp))
+    files["README.md"] = _card(spec.name, f"Tiny BLOOM-architecture test model (seed {seed}).")
+    return files
+
+
+def served_tokenizer(mirrors: str | os.PathLike, repo_id: str = TOKENIZER_REPO):
+    """The tokenizer a built tokenizer repo holds (for `add_step` on repos built earlier)."""
+    from transformers import AutoTokenizer
+
+    directory = repo_dir(mirrors, repo_id)
+    _git(directory, "checkout", "-q", "main")
+    return AutoTokenizer.from_pretrained(directory)
+
+
+def add_step(mirrors: str | os.PathLike, spec: TinyBloom, tokenizer, step: int) -> str:
+    """A `global_step{step}` branch of the intermediate repo (random weights, seeded by the step)."""
+    directory = repo_dir(mirrors, spec.intermediate_repo)
+    if not (directory / ".git").is_dir():
+        commit_files(directory, "main", {"README.md": _card(spec.intermediate_repo, "Intermediate checkpoints: "
+                                                            "one global_step{N} branch per step.")}, "card")
+    return commit_files(directory, f"global_step{step}", _model_files(tokenizer, spec, step, False),
+                        f"step {step}")
+
+
+def build_model_repos(mirrors: str | os.PathLike, spec: TinyBloom, tokenizer) -> dict[str, str]:
+    """The intermediate repo (a branch per step) and the final repo (main); commit id per revision."""
+    commits = {f"global_step{step}": add_step(mirrors, spec, tokenizer, step) for step in spec.steps}
+    final = _model_files(tokenizer, spec, seed=10**6, both_formats=True)
+    commits["final"] = commit_files(repo_dir(mirrors, spec.final_repo), "main", final, "final model")
+    return commits
+
+
+# ----------------------------------------------------------------------------- datasets
+def write_dataset_repo(mirrors: str | os.PathLike, repo_id: str, configs: dict[str, dict[str, Any]],
+                       card: str) -> str:
+    """A dataset repo as the hub's parquet conversions lay them out: `<config>/<split>-00000-of-00001.parquet`
+    and a README whose YAML header declares each config's data files and features.
+
+    `configs`: config name -> split name -> `datasets.Dataset`.
+    """
+    files: dict[str, bytes] = {}
+    header: dict[str, Any] = {"configs": [], "dataset_info": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for config, splits in configs.items():
+            for split, data in splits.items():
+                path = Path(tmp, config, f"{split}-00000-of-00001.parquet")
+                path.parent.mkdir(parents=True, exist_ok=True)
+                data.to_parquet(str(path))
+                files[f"{config}/{path.name}"] = path.read_bytes()
+            header["configs"].append({"config_name": config, "data_files": [
+                {"split": split, "path": f"{config}/{split}-*"} for split in splits]})
+            features = next(iter(splits.values())).features
+            header["dataset_info"].append({
+                "config_name": config,
+                "features": features._to_yaml_list(),
+                "splits": [{"name": split, "num_bytes": data.data.nbytes, "num_examples": len(data)}
+                           for split, data in splits.items()],
+            })
+    files["README.md"] = ("---\n" + yaml.safe_dump(header, sort_keys=False, allow_unicode=True) + "---\n"
+                          + f"# {repo_id} (test copy)\n\n{card}\n").encode()
+    return commit_files(repo_dir(mirrors, repo_id, "dataset"), "main", files, "data")
+
+
+def _thirds(rows: list, per_split: int) -> tuple[list, list, list]:
+    """Three disjoint slices of at most `per_split` rows each, from the start, middle and end."""
+    n = min(per_split, len(rows) // 3)
+    middle = len(rows) // 2 - n // 2
+    return rows[:n], rows[middle:middle + n], rows[len(rows) - n:]
+
+
+def xnli_configs(data: Path, per_split: int = 200) -> dict[str, dict[str, Any]]:
+    """facebook/xnli: one config per language; premise, hypothesis, label (ClassLabel)."""
+    import datasets
+
+    from xlprobe.transfer.data import NLI_LABELS, read_xnli_tsv
+
+    datasets.disable_progress_bars()
+
+    features = datasets.Features({"premise": datasets.Value("string"), "hypothesis": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=NLI_LABELS)})
+    configs = {}
+    for path in sorted((data / "xnli-dev").glob("dev-*.tsv")):
+        language = path.stem.removeprefix("dev-")
+        splits = dict(zip(("train", "test", "validation"), _thirds(read_xnli_tsv(path), per_split)))
+        configs[language] = {
+            split: datasets.Dataset.from_dict({
+                "premise": [p for p, _, _ in rows], "hypothesis": [h for _, h, _ in rows],
+                "label": [NLI_LABELS.index(label) for _, _, label in rows]}, features=features)
+            for split, rows in splits.items()
+        }
+    return configs
+
+
+def udpos_configs(data: Path, per_split: int = 200) -> dict[str, dict[str, Any]]:
+    """google/xtreme `udpos.<Language>`: tokens, pos_tags (a sequence of UPOS ClassLabels).
+
+    English has a train split (from its train file); every language validation and test (from its dev
+    file: the shared data has no other labelled split).
+    """
+    import datasets
+
+    from xlprobe.transfer.data import _UDPOS_HUB_NAMES, UPOS, read_xtreme_pos
+
+    features = datasets.Features({"tokens": datasets.Sequence(datasets.Value("string")),
+                                  "pos_tags": datasets.Sequence(datasets.ClassLabel(names=UPOS))})
+
+    def table(rows):
+        return datasets.Dataset.from_dict({"tokens": [w for w, _ in rows],
+                                           "pos_tags": [[UPOS.index(t) for t in tags] for _, tags in rows]},
+                                          features=features)
+
+    configs = {}
+    for path in sorted((data / "udpos").glob("dev-*.tsv")):
+        language = path.stem.removeprefix("dev-")
+        rows = read_xtreme_pos(path)
+        n = min(per_split, len(rows) // 2)
+        splits = {"validation": table(rows[:n]), "test": table(rows[len(rows) - n:])}
+        if (data / "udpos" / f"train-{language}.tsv").is_file():
+            splits = {"train": table(read_xtreme_pos(data / "udpos" / f"train-{language}.tsv")[:per_split]), **splits}
+        configs[f"udpos.{_UDPOS_HUB_NAMES[language]}"] = splits
+    return configs
+
+
+def opus_configs(data: Path, per_split: int = 200) -> dict[str, dict[str, Any]]:
+    """Helsinki-NLP/opus-100: configs named by the sorted pair ("ar-en", "en-fr"); a `translation` dict."""
+    import datasets
+
+    configs = {}
+    folder = data / "parallel" / "tatoeba"
+    for language, code in sorted(_TATOEBA.items()):
+        pair = sorted([language, "en"])
+        stem = folder / f"tatoeba.{code}-eng"
+        if not Path(f"{stem}.{code}").is_file():
+            continue
+        left = Path(f"{stem}.{code}").read_text(encoding="utf-8").splitlines()
+        english = Path(f"{stem}.eng").read_text(encoding="utf-8").splitlines()
+        rows = [{language: a, "en": b} for a, b in zip(left, english)]
+        features = datasets.Features({"translation": datasets.Translation(languages=pair)})
+        configs["-".join(pair)] = {
+            split: datasets.Dataset.from_dict({"translation": part}, features=features)
+            for split, part in zip(("train", "validation", "test"), _thirds(rows, per_split))
+        }
+    return configs
+
+
+def build_dataset_repos(mirrors: str | os.PathLike, data: str | os.PathLike, per_split: int = 200) -> None:
+    data = Path(data)
+    note = "Built from the project's shared data (../shared/data) for tests; not the real corpus."
+    write_dataset_repo(mirrors, XNLI_REPO, xnli_configs(data, per_split), note)
+    write_dataset_repo(mirrors, XTREME_REPO, udpos_configs(data, per_split), note)
+    write_dataset_repo(mirrors, OPUS_REPO, opus_configs(data, per_split), note)
+
+
+def tokenizer_text(data: Path, lines_per_file: int = 30) -> list[str]:
+    """A few KB of text in the served data's languages and scripts."""
+    lines = []
+    for path in sorted((data / "xnli-dev").glob("dev-*.tsv")) + sorted((data / "parallel" / "tatoeba").glob("tatoeba.*")):
+        with open(path, encoding="utf-8") as handle:
+            for _, line in zip(range(lines_per_file), handle):
+                lines.append(line.split("\t")[0].strip())
+    return lines
+
+
+def build_all(mirrors: str | os.PathLike, data: str | os.PathLike, models: Iterable[TinyBloom] = DEFAULT_MODELS,
+              per_split: int = 200) -> dict[str, Any]:
+    """Every repo the hub tests use: tokenizer, models, datasets. Returns the model commits."""
+    mirrors, data = Path(mirrors), Path(data)
+    tokenizer = build_tokenizer(tokenizer_text(data), mirrors.parent / "tokenizer-build")
+    built = {"tokenizer": build_tokenizer_repo(mirrors, tokenizer)}
+    for spec in models:
+        built[spec.name] = build_model_repos(mirrors, spec, tokenizer)
+    build_dataset_repos(mirrors, data, per_split)
+    return built
+
+
+# ----------------------------------------------------------------------------- olah
+def olah_config(mirrors: str | os.PathLike, cache: str | os.PathLike, port: int) -> str:
+    """olah.toml serving `mirrors` on 127.0.0.1:`port`, never contacting the real hub."""
+    return (
+        "[basic]\n"
+        'host = "127.0.0.1"\n'
+        f"port = {port}\n"
+        f'repos-path = "{Path(cache).resolve()}"\n'
+        f'mirrors-path = ["{Path(mirrors).resolve()}"]\n'
+        f'mirror-netloc = "127.0.0.1:{port}"\n'
+        f'mirror-lfs-netloc = "127.0.0.1:{port}"\n\n'
+        "[accessibility]\n"
+        "offline = true\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m xlprobe.localhub", description=__doc__.split("\n")[0])
+    parser.add_argument("command", choices=["build", "config", "add-step"])
+    parser.add_argument("mirrors", help="folder for the git repos (models/, datasets/)")
+    parser.add_argument("--data", default="../shared/data", help="the shared data (build)")
+    parser.add_argument("--per-split", type=int, default=200, help="rows per dataset split (build)")
+    parser.add_argument("--cache", help="olah's cache folder (config)")
+    parser.add_argument("--port", type=int, default=8790, help="port (config)")
+    parser.add_argument("--model", help="add-step: a model family's name, e.g. bloom-32")
+    parser.add_argument("--step", type=int, help="add-step: the step of the new global_step{N} branch")
+    args = parser.parse_args(argv)
+    if args.command == "build":
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        print(yaml.safe_dump(build_all(args.mirrors, args.data, per_split=args.per_split)))
+    elif args.command == "add-step":
+        spec = {m.name: m for m in DEFAULT_MODELS}[args.model]
+        print(add_step(args.mirrors, spec, served_tokenizer(args.mirrors), args.step))
+    else:
+        print(olah_config(args.mirrors, args.cache or Path(args.mirrors).parent / "olah-cache", args.port), end="")
+
+
+if __name__ == "__main__":
+    main()
