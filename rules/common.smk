@@ -9,9 +9,9 @@ from snakemake.exceptions import IncompleteCheckpointException
 from snakemake.logging import logger
 
 from xlprobe import costs
-from xlprobe.inputs import similarity_data_files, task_data_files
 from xlprobe.discovery import discover_steps
 from xlprobe.hubdata import PREFETCH_MARKER, config_datasets, marker_name, repo_of
+from xlprobe.inputs import similarity_data_files, task_data_files
 from xlprobe.provenance import sidecar_path
 from xlprobe.ud_release import UD_2_1_URL as UD_RELEASE_URL
 from xlprobe.workflow_config import check_config
