@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from xlprobe import costs as cost
+from xlprobe.hubdata import config_datasets
 
 
 def _steps(config) -> list[tuple[str, str]]:
@@ -114,6 +115,7 @@ def plan(
         ),
         *([row("pretrain_demo_model", len(demo_models), "CPU")] if demo_models else []),
         row("download_checkpoint", len(hub_points), "local", disk=disk_checkpoints, note="HF cache, float16"),
+        row("prefetch_dataset", len(config_datasets(config)), "local", note="HF datasets cache"),
         row("build_word_table", len(treebanks), "CPU", note="rows from: " + ", ".join(sources)),
         row(
             "dump_activations",
