@@ -120,7 +120,7 @@ def _card(title: str, text: str) -> bytes:
 
 def build_tokenizer(text_lines: Iterable[str], out_dir: Path, vocab_size: int = 500):
     """A byte-level BPE tokenizer (BLOOM's kind) trained with `tokenizers` on the given lines."""
-    from xlprobe.pretrain import train_tokenizer
+    from xlprobe.demo.pretrain import train_tokenizer
 
     out_dir.mkdir(parents=True, exist_ok=True)
     text = out_dir.parent / "tokenizer-text.txt"
@@ -141,7 +141,7 @@ def build_tokenizer_repo(mirrors: str | os.PathLike, tokenizer, repo_id: str = T
 def _model_files(tokenizer, spec: TinyBloom, seed: int, both_formats: bool) -> dict[str, bytes]:
     import torch
 
-    from xlprobe.pretrain import init_model
+    from xlprobe.demo.pretrain import init_model
 
     model = init_model(tokenizer, hidden_size=spec.hidden_size, n_layer=spec.n_layer, n_head=spec.n_head, seed=seed)
     with tempfile.TemporaryDirectory() as tmp:
