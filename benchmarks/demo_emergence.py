@@ -28,14 +28,11 @@ def random_band(at_k: pd.DataFrame, width: int, k: int, seed: int = 0) -> tuple[
     means = np.zeros(DRAWS)
     attributes = sorted(at_k["attribute"].unique())
     for attribute in attributes:
-        pairs = at_k[at_k["attribute"] == attribute][["language_a", "language_b"]].to_numpy()
+        pairs = at_k[at_k["attribute"] == attribute][["treebank_a", "treebank_b"]].to_numpy()
         treebanks = sorted(set(pairs.ravel()))
-        # One random k-subset per treebank and draw, as a boolean mask over the D neurons.
-        masks = {tb: np.argsort(rng.random((DRAWS, width)), axis=1)[:, :k] for tb in treebanks}
-        onehot = {tb: np.zeros((DRAWS, width), bool) for tb in treebanks}
-        for tb in treebanks:
-            np.put_along_axis(onehot[tb], masks[tb], True, axis=1)
-        pair_overlaps = [(onehot[a] & onehot[b]).sum(axis=1) / k for a, b in pairs]
+        # One random k-subset per treebank and draw: the neurons whose uniform key ranks below k.
+        chosen = {tb: rng.random((DRAWS, width)).argsort(axis=1).argsort(axis=1) < k for tb in treebanks}
+        pair_overlaps = [(chosen[a] & chosen[b]).sum(axis=1) / k for a, b in pairs]
         means += np.mean(pair_overlaps, axis=0)
     means /= len(attributes)
     return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
@@ -46,7 +43,8 @@ def emergence(results: Path) -> pd.DataFrame:
     for path in sorted((results / "overlap").glob("*/*/layer*.tsv")):
         frame = read_tsv(path)
         k = int(frame["k"].max())
-        at_k = frame[frame["k"] == k]
+        # Cross-lingual pairs only, as alignment.tsv; two treebanks of one language are a reference.
+        at_k = frame[(frame["k"] == k) & (frame["language_a"] != frame["language_b"])]
         width = round(k / at_k["chance"].iloc[0])
         per_attribute = at_k.groupby("attribute")["overlap"].mean()
         low, high = random_band(at_k, width, k)
