@@ -11,7 +11,7 @@ from snakemake.logging import logger
 from xlprobe import costs
 from xlprobe.discovery import discover_steps
 from xlprobe.hubdata import PREFETCH_MARKER, config_datasets, marker_name, repo_of
-from xlprobe.inputs import similarity_data_files, task_data_files
+from xlprobe.inputs import hub_pairs, similarity_data_files, task_data_files, task_hub_datasets
 from xlprobe.provenance import sidecar_path
 from xlprobe.ud_release import UD_2_1_URL as UD_RELEASE_URL
 from xlprobe.workflow_config import check_config
@@ -302,14 +302,10 @@ def hub_dataset_markers(keys):
 
 def transfer_hub_input(task):
     """The prefetch markers of a task's hub datasets (none for local formats)."""
-    from xlprobe.transfer.data import task_hub_datasets
-
     return hub_dataset_markers(task_hub_datasets(config["transfer"]["tasks"][task]))
 
 
 def similarity_hub_input(wildcards):
-    from xlprobe.similarity import hub_pairs
-
     return hub_dataset_markers(hub_pairs(config.get("similarity") or {}))
 
 

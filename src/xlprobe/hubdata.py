@@ -13,6 +13,7 @@ import os
 from collections import defaultdict
 from typing import Any
 
+from xlprobe.inputs import hub_pairs, task_hub_datasets
 from xlprobe.io import write_json
 from xlprobe.provenance import provenance
 
@@ -94,9 +95,6 @@ def prefetch(repo: str, config: str, splits: list[str], marker: str | os.PathLik
 
 def config_datasets(config: dict[str, Any]) -> dict[tuple[str, str], list[str]]:
     """Every (repo, config name) a workflow config reads from the hub, with the splits it reads."""
-    from xlprobe.similarity import hub_pairs
-    from xlprobe.transfer.data import task_hub_datasets
-
     needed: dict[tuple[str, str], set[str]] = defaultdict(set)
     for name, task in config.get("transfer", {}).get("tasks", {}).items():
         for key, splits in task_hub_datasets({"name": name, **task}).items():

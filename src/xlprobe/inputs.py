@@ -65,3 +65,55 @@ def similarity_data_files(settings: Mapping[str, Any], demo_dir: str | Path) -> 
     """The files of `similarity_files`, each once (a value is one file or a [source, target] pair)."""
     values = similarity_files(settings, demo_dir).values()
     return sorted({path for value in values for path in ([value] if isinstance(value, str) else value)})
+
+
+# ----------------------------------------------------------------------------- hub datasets
+# XTREME's UD-POS configs name languages in English.
+UDPOS_HUB_NAMES = {
+    "af": "Afrikaans", "ar": "Arabic", "eu": "Basque", "bg": "Bulgarian", "nl": "Dutch", "en": "English",
+    "et": "Estonian", "fi": "Finnish", "fr": "French", "de": "German", "el": "Greek", "he": "Hebrew",
+    "hi": "Hindi", "hu": "Hungarian", "id": "Indonesian", "it": "Italian", "ja": "Japanese",
+    "kk": "Kazakh", "ko": "Korean", "zh": "Chinese", "mr": "Marathi", "fa": "Persian",
+    "pt": "Portuguese", "ru": "Russian", "es": "Spanish", "tl": "Tagalog", "ta": "Tamil",
+    "te": "Telugu", "th": "Thai", "tr": "Turkish", "ur": "Urdu", "vi": "Vietnamese", "yo": "Yoruba",
+}
+XNLI_HUB, XTREME_HUB = "facebook/xnli", "google/xtreme"
+
+
+def hub_dataset(kind: str, language: str) -> tuple[str, str]:
+    """(repo, config name) of a task's language on the hub: XNLI's per-language configs, XTREME's
+    `udpos.<Language>`."""
+    if kind == "xnli":
+        return XNLI_HUB, language
+    if language not in UDPOS_HUB_NAMES:
+        raise ValueError(f"UD-POS language '{language}' has no XTREME hub copy")
+    return XTREME_HUB, f"udpos.{UDPOS_HUB_NAMES[language]}"
+
+
+def task_hub_datasets(task: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
+    """The (repo, config) -> splits that a `format: hub` task reads (none for other formats)."""
+    if task.get("format") != "hub":
+        return {}
+    needed: dict[tuple[str, str], set[str]] = {}
+    for language in [task["source"], *task.get("targets", [])]:
+        splits = {"train", "validation"} if language == task["source"] else set()
+        if language in task.get("targets", []):
+            splits.add(task.get("eval_split", "test"))
+        needed.setdefault(hub_dataset(task["type"], language), set()).update(splits)
+    return needed
+
+
+def hub_config(source: str, target: str) -> str:
+    """A translation corpus's config for a pair: the sorted codes, as OPUS-100 names them ("ar-en")."""
+    return "-".join(sorted([source, target]))
+
+
+def pair_from_hub(files: dict[str, Any], source: str, target: str, hub: str | None) -> bool:
+    """Whether a pair's text comes from the hub: it has a corpus, and local files take precedence."""
+    return bool(hub) and f"{source}-{target}" not in files and not (source in files and target in files)
+
+
+def hub_pairs(similarity: dict[str, Any]) -> list[tuple[str, str]]:
+    """(repo, config) of every configured pair read from the hub."""
+    files, hub = similarity.get("files") or {}, similarity.get("hub")
+    return sorted({(hub, hub_config(s, t)) for s, t in similarity.get("pairs", []) if pair_from_hub(files, s, t, hub)})

@@ -250,7 +250,8 @@ def udpos_configs(data: Path, per_split: int = 200) -> dict[str, dict[str, Any]]
     """
     import datasets
 
-    from xlprobe.transfer.data import _UDPOS_HUB_NAMES, UPOS, read_xtreme_pos
+    from xlprobe.inputs import UDPOS_HUB_NAMES
+    from xlprobe.transfer.data import UPOS, read_xtreme_pos
 
     features = datasets.Features({"tokens": datasets.Sequence(datasets.Value("string")),
                                   "pos_tags": datasets.Sequence(datasets.ClassLabel(names=UPOS))})
@@ -268,7 +269,7 @@ def udpos_configs(data: Path, per_split: int = 200) -> dict[str, dict[str, Any]]
         splits = {"validation": table(rows[:n]), "test": table(rows[len(rows) - n:])}
         if (data / "udpos" / f"train-{language}.tsv").is_file():
             splits = {"train": table(read_xtreme_pos(data / "udpos" / f"train-{language}.tsv")[:per_split]), **splits}
-        configs[f"udpos.{_UDPOS_HUB_NAMES[language]}"] = splits
+        configs[f"udpos.{UDPOS_HUB_NAMES[language]}"] = splits
     return configs
 
 

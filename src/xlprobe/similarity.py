@@ -26,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from xlprobe.activations import check_layers, hidden_states, load_base_model
-from xlprobe.inputs import similarity_files
+from xlprobe.inputs import hub_config, pair_from_hub, similarity_files
 from xlprobe.io import read_tsv, write_json, write_tsv
 from xlprobe.provenance import provenance, sidecar_path
 
@@ -53,22 +53,6 @@ def _side(path: str | os.PathLike, language: str) -> list[str]:
     return _read_column(path, language) if str(path).endswith(".tsv") else _read_lines(path)
 
 
-def hub_config(source: str, target: str) -> str:
-    """A translation corpus's config for a pair: the sorted codes, as OPUS-100 names them ("ar-en")."""
-    return "-".join(sorted([source, target]))
-
-
-def _from_hub(files: dict[str, Any], source: str, target: str, hub: str | None) -> bool:
-    """Whether a pair's text comes from the hub: it has a corpus, and local files take precedence."""
-    return bool(hub) and f"{source}-{target}" not in files and not (source in files and target in files)
-
-
-def hub_pairs(similarity: dict[str, Any]) -> list[tuple[str, str]]:
-    """(repo, config) of every configured pair read from the hub."""
-    files, hub = similarity.get("files") or {}, similarity.get("hub")
-    return sorted({(hub, hub_config(s, t)) for s, t in similarity.get("pairs", []) if _from_hub(files, s, t, hub)})
-
-
 def hub_parallel(repo: str, source: str, target: str, max_pairs: int | None, cache_dir: str | None = None):
     """Aligned sentences from a `datasets` translation corpus such as OPUS-100 (config "ar-en"): from the
     cache that rule prefetch_dataset filled, or the network where there is one."""
@@ -88,7 +72,7 @@ def parallel_sentences(
     Pairs without files come from the `hub` translation dataset where one is named.
     """
     pair_key = f"{source}-{target}"
-    if _from_hub(files, source, target, hub):
+    if pair_from_hub(files, source, target, hub):
         left, right = hub_parallel(hub, source, target, max_pairs, cache_dir)
         return _non_empty(left, right, max_pairs, f"{hub} {pair_key}")
     if pair_key in files:

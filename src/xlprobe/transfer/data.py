@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xlprobe.inputs import task_format
+from xlprobe.inputs import hub_dataset, task_format
 from xlprobe.wordtable import read_word_table, sentence_rows
 
 log = logging.getLogger(__name__)
@@ -33,15 +33,6 @@ LABELS = {"udpos": UPOS, "xnli": NLI_LABELS}
 SOURCE_DEV_SHARE = 0.1
 
 # XTREME's Hugging Face copy names UD-POS configs by language name.
-_UDPOS_HUB_NAMES = {
-    "af": "Afrikaans", "ar": "Arabic", "eu": "Basque", "bg": "Bulgarian", "nl": "Dutch", "en": "English",
-    "et": "Estonian", "fi": "Finnish", "fr": "French", "de": "German", "el": "Greek", "he": "Hebrew",
-    "hi": "Hindi", "hu": "Hungarian", "id": "Indonesian", "it": "Italian", "ja": "Japanese",
-    "kk": "Kazakh", "ko": "Korean", "zh": "Chinese", "mr": "Marathi", "fa": "Persian",
-    "pt": "Portuguese", "ru": "Russian", "es": "Spanish", "tl": "Tagalog", "ta": "Tamil",
-    "te": "Telugu", "th": "Thai", "tr": "Turkish", "ur": "Urdu", "vi": "Vietnamese", "yo": "Yoruba",
-}
-
 TaggedSentence = tuple[list[str], list["str | None"]]
 SentencePair = tuple[str, str, str]
 
@@ -142,32 +133,6 @@ def _check_tags(sentences: list[TaggedSentence], path: Any) -> None:
     unknown = {tag for _, tags in sentences for tag in tags if tag is not None and tag not in UPOS}
     if unknown:
         raise ValueError(f"{path}: tags {sorted(unknown)} are not Universal POS tags {UPOS}")
-
-
-XNLI_HUB, XTREME_HUB = "facebook/xnli", "google/xtreme"
-
-
-def hub_dataset(kind: str, language: str) -> tuple[str, str]:
-    """(repo, config name) of a task's language on the hub: XNLI's per-language configs, XTREME's
-    `udpos.<Language>`."""
-    if kind == "xnli":
-        return XNLI_HUB, language
-    if language not in _UDPOS_HUB_NAMES:
-        raise ValueError(f"UD-POS language '{language}' has no XTREME hub copy")
-    return XTREME_HUB, f"udpos.{_UDPOS_HUB_NAMES[language]}"
-
-
-def task_hub_datasets(task: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
-    """The (repo, config) -> splits that a `format: hub` task reads (none for other formats)."""
-    if task.get("format") != "hub":
-        return {}
-    needed: dict[tuple[str, str], set[str]] = {}
-    for language in [task["source"], *task.get("targets", [])]:
-        splits = {"train", "validation"} if language == task["source"] else set()
-        if language in task.get("targets", []):
-            splits.add(task.get("eval_split", "test"))
-        needed.setdefault(hub_dataset(task["type"], language), set()).update(splits)
-    return needed
 
 
 def _read_hub(kind: str, language: str, split: str, cache_dir: str | None) -> list:
