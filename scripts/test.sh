@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 source .venv/bin/activate
-python -m pytest "$@"
+python -m pytest --durations=25 "$@"  # the 25 slowest tests, to keep CI time in view
