@@ -65,27 +65,34 @@ def timed_fit(cls, X, y, n_classes, epochs, seed):
     return (time.perf_counter() - wall) / epochs, (time.process_time() - cpu) / epochs
 
 
-def bench_speed(old_cls, dim, n_train, n_classes, epochs, rounds, seed) -> float:
+def bench_speed(old_cls, dim, n_train, n_classes, epochs, rounds, seed) -> np.ndarray:
     """Old and new alternate, `rounds` times: each round's ratio compares two runs adjacent in time,
-    so a change of load on the shared machine between rounds cancels out; the median ratio is reported."""
+    so a change of load on the shared machine between rounds cancels out; the median ratio is reported
+    with its spread (quartiles, min, max). One untimed fit of each first (imports, first-touch pages)."""
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n_train, dim)).astype(np.float32)
     y = rng.integers(0, n_classes, n_train)
+    for cls in (old_cls, LatentSubsetProbe):
+        timed_fit(cls, X, y, n_classes, 1, seed)
+    load = os.getloadavg()[0]
     times = {"old": [], "new": []}
     for _ in range(rounds):
         times["old"].append(timed_fit(old_cls, X, y, n_classes, epochs, seed))
         times["new"].append(timed_fit(LatentSubsetProbe, X, y, n_classes, epochs, seed))
     old, new = (np.array(times[k]) for k in ("old", "new"))  # [rounds, (wall, cpu)] seconds per epoch
     ratios = old[:, 1] / new[:, 1]
+    q1, q3 = np.percentile(ratios, [25, 75])
     print(
         f"D={dim} N_train={n_train} C={n_classes}, {rounds} rounds x {epochs} epochs, CPU s per epoch: "
         f"old median {np.median(old[:, 1]):.3f} (min {old[:, 1].min():.3f}), "
         f"new median {np.median(new[:, 1]):.3f} (min {new[:, 1].min():.3f}); "
-        f"speed-up per round {' '.join(f'{r:.1f}' for r in ratios)} -> median {np.median(ratios):.1f}x CPU, "
-        f"{np.median(old[:, 0] / new[:, 0]):.1f}x wall",
+        f"speed-up per round {' '.join(f'{r:.1f}' for r in ratios)} -> median {np.median(ratios):.2f}x CPU "
+        f"(quartiles {q1:.2f}-{q3:.2f}, min {ratios.min():.2f}, max {ratios.max():.2f}; "
+        f"ratio of min times {old[:, 1].min() / new[:, 1].min():.2f}x), "
+        f"{np.median(old[:, 0] / new[:, 0]):.2f}x wall; load average {load:.1f} -> {os.getloadavg()[0]:.1f}",
         flush=True,
     )
-    return float(np.median(ratios))
+    return ratios
 
 
 def planted(seed, n, dim, n_classes, informative=20):
@@ -147,21 +154,24 @@ def main() -> None:
     parser.add_argument("--dims", type=int, nargs="+", default=[1024, 2048])
     parser.add_argument("--n-train", type=int, default=5000)
     parser.add_argument("--classes", type=int, default=8)
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=11)
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2, 3], help="none skips the check")
     parser.add_argument("--select-dim", type=int, default=256)
     parser.add_argument("--select-train", type=int, default=3000)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--patience", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1], help="timed once per count")
     args = parser.parse_args()
 
-    torch.set_num_threads(args.threads)
-    print(f"torch threads {args.threads}, {os.cpu_count()} CPUs, load average {os.getloadavg()}", flush=True)
+    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()}", flush=True)
     old_cls = reference_probe_class()
-    for dim in args.dims:
-        bench_speed(old_cls, dim, args.n_train, args.classes, args.epochs, args.rounds, seed=0)
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        print(f"torch threads {threads}", flush=True)
+        for dim in args.dims:
+            bench_speed(old_cls, dim, args.n_train, args.classes, args.epochs, args.rounds, seed=0)
+    torch.set_num_threads(args.threads[0])
     if args.seeds:
         check_selections(
             old_cls, args.seeds, args.select_dim, args.select_train, args.classes, args.k, args.patience

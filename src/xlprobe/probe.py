@@ -260,12 +260,13 @@ class LatentSubsetProbe:
                 logits, inputs, float_mask = self._masked_logits(x, weight, bias, drawn[j], work)
                 if j < s:  # likelihood
                     dlogits = torch.softmax(logits, dim=0).sub_(onehot[:, block])
-                    grad_weight.addmm_(dlogits, inputs)
+                    # MKL runs [C, B] @ [B, D] ~20% faster with the left factor stored row-major [B, C].
+                    grad_weight.addmm_(dlogits.T.contiguous().T, inputs)
                     grad_bias += dlogits.sum(1)
                 else:  # REINFORCE: per neuron, the sum of CE over the rows whose mask kept it
-                    ce = -torch.log_softmax(logits, dim=0).gather(0, y[None]).squeeze(0)
-                    kept_ce.addmv_(float_mask.T, ce)
-                    ce_total += ce.sum()
+                    log_likelihood = torch.log_softmax(logits, dim=0).gather(0, y[None])[0]  # -CE
+                    kept_ce.addmv_(float_mask.T, log_likelihood, alpha=-1)
+                    ce_total -= log_likelihood.sum()
         n = s * rows
         keep = torch.sigmoid(mask_logits)
         weight.grad, bias.grad = grad_weight / n, grad_bias / n
@@ -386,11 +387,22 @@ class MaskSampler:
         else:
             masks = first < self.high
             tied = (first == self.high).reshape(-1)
-        ties = np.flatnonzero(tied) if isinstance(tied, np.ndarray) else tied.nonzero().squeeze(1)
+        ties = _flat_ties(tied) if isinstance(tied, np.ndarray) else tied.nonzero().squeeze(1)
         if len(ties):
             second = random_bytes(self.source, len(ties), self.device)
             masks.reshape(-1)[ties] = second < self.low[ties % shape[-1]]
         return torch.from_numpy(masks).to(self.device) if isinstance(masks, np.ndarray) else masks
+
+
+def _flat_ties(tied: np.ndarray) -> np.ndarray:
+    """np.flatnonzero(tied) for a flat boolean array, ~25% faster when few are true (ties are 1 in
+    256): find the nonzero 8-byte words first, then the bytes within them. Same indices, same order."""
+    if len(tied) % 8:
+        return np.flatnonzero(tied)
+    words = tied.view(np.uint64)
+    hit = np.flatnonzero(words != 0)
+    within = np.flatnonzero(words[hit].view(np.uint8))
+    return hit[within >> 3] * 8 + (within & 7)
 
 
 class _Workspace:
@@ -419,12 +431,16 @@ class _Workspace:
         return self.tensor("rows", (rows, data.shape[1]), data)
 
     def buffers(self, rows: int, dim: int, classes: int, like: torch.Tensor):
-        """(float mask [rows, dim], masked inputs [rows, dim], logits [classes, rows])."""
-        return (
-            self.tensor("float_mask", (rows, dim), like),
-            self.tensor("inputs", (rows, dim), like),
-            self.tensor("logits", (classes, rows), like),
-        )
+        """(float mask [rows, dim], masked inputs [rows, dim], logits [classes, rows]); the same views
+        for the same arguments (a step asks 2s times per row block)."""
+        key = ("views", rows, dim, classes, like.dtype, like.device)
+        if key not in self._arrays:
+            self._arrays[key] = (
+                self.tensor("float_mask", (rows, dim), like),
+                self.tensor("inputs", (rows, dim), like),
+                self.tensor("logits", (classes, rows), like),
+            )
+        return self._arrays[key]
 
 
 def bernoulli_masks(
