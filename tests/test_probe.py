@@ -303,3 +303,16 @@ def test_a_step_drawing_its_own_masks_equals_one_given_them():
     probe._set_gradients(x, y, *drawn, MaskSampler(keep, np.random.PCG64(5), probe._work()))
     for want, got in zip(params, drawn):
         assert torch.equal(got.grad, want.grad)  # the same operations on the same numbers
+
+
+def test_the_torch_generator_path_trains_with_the_reused_buffers(monkeypatch):
+    """On a GPU the masks come from torch's generator, not numpy's (no GPU here: the same path is
+    forced on the CPU). It shares the step's buffers and must still learn the planted neuron."""
+    import xlprobe.probe as probe_module
+
+    monkeypatch.setattr(probe_module, "mask_bit_source", lambda gen, device: gen)
+    X, y = planted_data(0, n=400)
+    probe = LatentSubsetProbe(max_epochs=40, patience=10, seed=0, progress=False).fit(X, y)
+    test_X, test_y = planted_data(1)
+    assert probe.score(test_X, test_y, [2])["mi"] > 0.4
+    assert probe.score(test_X, test_y, [0, 1, 3, 4, 5, 6, 7])["mi"] < 0.05

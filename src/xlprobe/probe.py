@@ -412,7 +412,8 @@ def _flat_ties(tied: np.ndarray) -> np.ndarray:
         rest, where = rest[more], where[more]
     if len(found) <= 1:
         return found[0] if found else hit
-    return np.sort(np.concatenate(found))
+    extra = np.sort(np.concatenate(found[1:]))  # few: merged into the sorted first round
+    return np.insert(found[0], np.searchsorted(found[0], extra), extra)
 
 
 class _Workspace:
