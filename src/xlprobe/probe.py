@@ -255,19 +255,23 @@ class LatentSubsetProbe:
         grad_weight, grad_bias = torch.zeros_like(weight), torch.zeros_like(bias)
         kept_ce, ce_total = torch.zeros_like(mask_logits), torch.zeros((), dtype=xb.dtype, device=xb.device)
         for block in _row_blocks(rows, xb.shape[1]):
-            x, y = xb[block], yb[block]
+            x, labels, targets = xb[block], yb[block][None], onehot[:, block]
             drawn = masks[:, block] if isinstance(masks, torch.Tensor) else masks((2 * s, *x.shape))
+            # Per-row sums over the masks, reduced once per block (fewer small ops per mask).
+            dlogits_sum, log_likelihood_sum = torch.zeros_like(targets), torch.zeros_like(x[:, 0])
             for j in range(2 * s):
                 logits, inputs, float_mask = self._masked_logits(x, weight, bias, drawn[j], work)
                 if j < s:  # likelihood
-                    dlogits = torch.softmax(logits, dim=0).sub_(onehot[:, block])
+                    dlogits = torch.softmax(logits, dim=0).sub_(targets)
                     # MKL runs [C, B] @ [B, D] ~20% faster with the left factor stored row-major [B, C].
                     grad_weight.addmm_(dlogits.T.contiguous().T, inputs)
-                    grad_bias += dlogits.sum(1)
+                    dlogits_sum += dlogits
                 else:  # REINFORCE: per neuron, the sum of CE over the rows whose mask kept it
-                    log_likelihood = torch.log_softmax(logits, dim=0).gather(0, y[None])[0]  # -CE
+                    log_likelihood = torch.log_softmax(logits, dim=0).gather(0, labels)[0]  # -CE
                     kept_ce.addmv_(float_mask.T, log_likelihood, alpha=-1)
-                    ce_total -= log_likelihood.sum()
+                    log_likelihood_sum += log_likelihood
+            grad_bias += dlogits_sum.sum(1)
+            ce_total -= log_likelihood_sum.sum()
         n = s * rows
         keep = torch.sigmoid(mask_logits)
         weight.grad, bias.grad = grad_weight / n, grad_bias / n
