@@ -4,9 +4,12 @@
     python benchmarks/bench_probe_epoch.py --dims 1024 --rounds 1 --seeds 0
 
 The reference is src/xlprobe/probe.py as of commit REFERENCE, loaded with `git show`: the code that
-ran before, not a copy. Both are timed in the same process (CPU time), alternating old/new `--rounds`
-times; each round's ratio compares two runs adjacent in time, and the median ratio is reported (the
-machine is shared: the load changes between rounds).
+ran before, not a copy. Old and new alternate `--rounds` times (CPU time); each round's ratio compares
+two runs adjacent in time, and the median ratio is reported with its spread (the machine is shared:
+the load changes between rounds). `--mode fresh` runs each fit in a new process, as a probe job does;
+`--mode same` runs both in this one, where the old code runs about twice as fast once earlier fits
+have left the heap large enough to hold its [2s, B, D] tensors without fresh pages; `both` (the
+default) prints both.
 
 Selections. The new probe draws its masks from another random stream (numpy's PCG64, a byte at a
 time, instead of torch's Mersenne Twister 16 bits at a time), so old and new cannot be compared draw
