@@ -4,9 +4,12 @@
     python benchmarks/bench_probe_epoch.py --dims 1024 --rounds 1 --seeds 0
 
 The reference is src/xlprobe/probe.py as of commit REFERENCE, loaded with `git show`: the code that
-ran before, not a copy. Both are timed in the same process (CPU time), alternating old/new `--rounds`
-times; each round's ratio compares two runs adjacent in time, and the median ratio is reported (the
-machine is shared: the load changes between rounds).
+ran before, not a copy. Old and new alternate `--rounds` times (CPU time); each round's ratio compares
+two runs adjacent in time, and the median ratio is reported with its spread (the machine is shared:
+the load changes between rounds). `--mode fresh` runs each fit in a new process, as a probe job does;
+`--mode same` runs both in this one, where the old code runs about twice as fast once earlier fits
+have left the heap large enough to hold its [2s, B, D] tensors without fresh pages; `both` (the
+default) prints both.
 
 Selections. The new probe draws its masks from another random stream (numpy's PCG64, a byte at a
 time, instead of torch's Mersenne Twister 16 bits at a time), so old and new cannot be compared draw
@@ -65,27 +68,61 @@ def timed_fit(cls, X, y, n_classes, epochs, seed):
     return (time.perf_counter() - wall) / epochs, (time.process_time() - cpu) / epochs
 
 
-def bench_speed(old_cls, dim, n_train, n_classes, epochs, rounds, seed) -> float:
-    """Old and new alternate, `rounds` times: each round's ratio compares two runs adjacent in time,
-    so a change of load on the shared machine between rounds cancels out; the median ratio is reported."""
+def speed_data(dim, n_train, n_classes, seed):
     rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n_train, dim)).astype(np.float32)
-    y = rng.integers(0, n_classes, n_train)
+    return rng.normal(size=(n_train, dim)).astype(np.float32), rng.integers(0, n_classes, n_train)
+
+
+def fit_in_fresh_process(which, dim, n_train, n_classes, epochs, seed, threads):
+    """(wall, CPU) seconds per epoch of one fit in a new Python process (after one untimed epoch):
+    the memory allocator starts from scratch, as in a probe job, whichever code ran before."""
+    command = [sys.executable, __file__, "--child", which, "--dims", str(dim), "--n-train", str(n_train)]
+    command += ["--classes", str(n_classes), "--epochs", str(epochs), "--threads", str(threads)]
+    out = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT).stdout
+    wall, cpu = out.split()[-2:]
+    return float(wall), float(cpu)
+
+
+def child(which, dim, n_train, n_classes, epochs, seed) -> None:
+    cls = reference_probe_class() if which == "old" else LatentSubsetProbe
+    X, y = speed_data(dim, n_train, n_classes, seed)
+    timed_fit(cls, X, y, n_classes, 1, seed)
+    print(*timed_fit(cls, X, y, n_classes, epochs, seed))
+
+
+def bench_speed(old_cls, dim, n_train, n_classes, epochs, rounds, seed, threads, fresh) -> np.ndarray:
+    """Old and new alternate, `rounds` times: each round's ratio compares two runs adjacent in time,
+    so a change of load on the shared machine between rounds cancels out; the median ratio is reported
+    with its spread (quartiles, min, max). With `fresh` each fit runs in a new process; otherwise both
+    run in this one (after one untimed fit of each), where the old code's speed depends on what the
+    allocator kept from earlier fits: its [2s, B, D] tensors run about twice as fast after other
+    fits left the heap large than in a new process, where each step's fresh pages are faulted in."""
+    X, y = speed_data(dim, n_train, n_classes, seed)
+    if not fresh:
+        for cls in (old_cls, LatentSubsetProbe):
+            timed_fit(cls, X, y, n_classes, 1, seed)
+    load = os.getloadavg()[0]
     times = {"old": [], "new": []}
     for _ in range(rounds):
-        times["old"].append(timed_fit(old_cls, X, y, n_classes, epochs, seed))
-        times["new"].append(timed_fit(LatentSubsetProbe, X, y, n_classes, epochs, seed))
+        for name, cls in (("old", old_cls), ("new", LatentSubsetProbe)):
+            if fresh:
+                times[name].append(fit_in_fresh_process(name, dim, n_train, n_classes, epochs, seed, threads))
+            else:
+                times[name].append(timed_fit(cls, X, y, n_classes, epochs, seed))
     old, new = (np.array(times[k]) for k in ("old", "new"))  # [rounds, (wall, cpu)] seconds per epoch
     ratios = old[:, 1] / new[:, 1]
+    q1, q3 = np.percentile(ratios, [25, 75])
     print(
-        f"D={dim} N_train={n_train} C={n_classes}, {rounds} rounds x {epochs} epochs, CPU s per epoch: "
+        f"{'fresh processes' if fresh else 'one process'}, {threads} thread(s): D={dim} N_train={n_train} "
+        f"C={n_classes}, {rounds} rounds x {epochs} epochs, CPU s per epoch: "
         f"old median {np.median(old[:, 1]):.3f} (min {old[:, 1].min():.3f}), "
         f"new median {np.median(new[:, 1]):.3f} (min {new[:, 1].min():.3f}); "
-        f"speed-up per round {' '.join(f'{r:.1f}' for r in ratios)} -> median {np.median(ratios):.1f}x CPU, "
-        f"{np.median(old[:, 0] / new[:, 0]):.1f}x wall",
+        f"speed-up per round {' '.join(f'{r:.1f}' for r in ratios)} -> median {np.median(ratios):.2f}x CPU "
+        f"(quartiles {q1:.2f}-{q3:.2f}, min {ratios.min():.2f}, max {ratios.max():.2f}), "
+        f"{np.median(old[:, 0] / new[:, 0]):.2f}x wall; load average {load:.1f} -> {os.getloadavg()[0]:.1f}",
         flush=True,
     )
-    return float(np.median(ratios))
+    return ratios
 
 
 def planted(seed, n, dim, n_classes, informative=20):
@@ -147,21 +184,34 @@ def main() -> None:
     parser.add_argument("--dims", type=int, nargs="+", default=[1024, 2048])
     parser.add_argument("--n-train", type=int, default=5000)
     parser.add_argument("--classes", type=int, default=8)
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=11)
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2, 3], help="none skips the check")
     parser.add_argument("--select-dim", type=int, default=256)
     parser.add_argument("--select-train", type=int, default=3000)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--patience", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1], help="timed once per count")
+    parser.add_argument(
+        "--mode",
+        choices=["fresh", "same", "both"],
+        default="both",
+        help="each fit in a fresh process, both in this one, or both ways (default)",
+    )
+    parser.add_argument("--child", choices=["old", "new"], help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    torch.set_num_threads(args.threads)
-    print(f"torch threads {args.threads}, {os.cpu_count()} CPUs, load average {os.getloadavg()}", flush=True)
+    torch.set_num_threads(args.threads[0])
+    if args.child:
+        child(args.child, args.dims[0], args.n_train, args.classes, args.epochs, seed=0)
+        return
+    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()}", flush=True)
     old_cls = reference_probe_class()
-    for dim in args.dims:
-        bench_speed(old_cls, dim, args.n_train, args.classes, args.epochs, args.rounds, seed=0)
+    modes = {"fresh": [True], "same": [False], "both": [True, False]}[args.mode]
+    for fresh, threads, dim in itertools.product(modes, args.threads, args.dims):
+        torch.set_num_threads(threads)
+        bench_speed(old_cls, dim, args.n_train, args.classes, args.epochs, args.rounds, 0, threads, fresh)
+    torch.set_num_threads(args.threads[0])
     if args.seeds:
         check_selections(
             old_cls, args.seeds, args.select_dim, args.select_train, args.classes, args.k, args.patience

@@ -2,6 +2,8 @@
 
     python benchmarks/bench_unit_costs.py                          # prints the table
     python benchmarks/bench_unit_costs.py --write src/xlprobe/data/unit_costs.tsv
+    python benchmarks/bench_unit_costs.py --parts probe --write src/xlprobe/data/unit_costs.tsv
+        # re-measures only the probe epoch rows; the table's other rows are kept as they are
 
 Measured here, on this CPU with `--threads` torch threads (each run short; the machine may be shared,
 so the load average is recorded with the table):
@@ -209,6 +211,14 @@ def conllu_upos(limit: int) -> list[str]:
     return tags[:limit]
 
 
+PARTS = {
+    "probe": lambda args, note: probe_epochs(note),
+    "greedy": lambda args, note: greedy_cost(note),
+    "realish": real_ish,
+    "transfer": transfer_cost,
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -220,6 +230,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "xlprobe-bench"))
     parser.add_argument("--write", help="TSV to write (name, value, unit, source, note)")
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        choices=list(PARTS),
+        default=list(PARTS),
+        help="measure only these; with --write, the existing table's rows of the other parts are kept",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     load = os.getloadavg()
@@ -227,12 +244,16 @@ def main() -> None:
         f"{args.threads} torch thread(s), {os.cpu_count()} CPUs, load average {load[0]:.1f} at start"
     )
     print(threads_note, flush=True)
-    rows = probe_epochs(threads_note) + greedy_cost(threads_note) + real_ish(args, threads_note)
-    rows += transfer_cost(args, threads_note)
+    rows = [row for part in args.parts for row in PARTS[part](args, threads_note)]
     rows += [(name, value, unit, "assumed", note) for name, value, unit, note in ASSUMED]
     stamp = datetime.date.today().isoformat()
     table = pd.DataFrame(rows, columns=["name", "value", "unit", "source", "note"])
     table["source"] = [f"{s} {stamp}" if s == "measured" else s for s in table["source"]]
+    if args.write and set(args.parts) != set(PARTS):  # the other parts' rows as they were, in place
+        existing = pd.read_csv(args.write, sep="\t", keep_default_na=False)
+        order = [*existing["name"], *(n for n in table["name"] if n not in set(existing["name"]))]
+        rest = existing[~existing["name"].isin(table["name"])]
+        table = pd.concat([rest, table]).set_index("name").loc[order].reset_index()
     print(table[["name", "value", "unit", "source"]].to_string(index=False))
     if args.write:
         table.to_csv(args.write, sep="\t", index=False, float_format="%.6g", quoting=csv.QUOTE_MINIMAL)

@@ -252,3 +252,67 @@ def test_fit_rejects_bad_input():
         LatentSubsetProbe(progress=False).fit(np.ones((1, 2)), np.array([0]))
     with pytest.raises(RuntimeError, match="not fitted"):
         LatentSubsetProbe().score(np.ones((3, 2)), np.array([0, 1, 0]))
+
+
+@pytest.mark.parametrize("size", [0, 7, 64, 4096, 12347])
+def test_ties_found_a_word_at_a_time_equal_flatnonzero(size):
+    from xlprobe.probe import _flat_ties
+
+    rng = np.random.default_rng(size)
+    for density in (0.0, 1 / 256, 0.3, 1.0):
+        tied = rng.random(size) < density
+        np.testing.assert_array_equal(_flat_ties(tied), np.flatnonzero(tied))
+
+
+def test_masks_written_into_reused_buffers_equal_fresh_ones():
+    """The step's buffers change where the masks are written, not which: same stream, same masks,
+    call after call and for shapes that shrink (a minibatch's last row block) or grow again."""
+    from xlprobe.probe import MaskSampler, _Workspace
+
+    keep = torch.sigmoid(torch.randn(64, generator=torch.Generator().manual_seed(0)))
+    keep[:3] = torch.tensor([0.5 / 256, 100.5 / 256, 255.5 / 256])  # every first byte k ties
+    work = _Workspace()
+    reused, fresh = MaskSampler(keep, np.random.PCG64(9), work), MaskSampler(keep, np.random.PCG64(9))
+    buffers = set()
+    for shape in [(10, 128, 64), (10, 37, 64), (5, 128, 64), (10, 200, 64), (10, 128, 64)]:
+        got = reused(shape)
+        buffers.add(work.bools("masks", (1,)).__array_interface__["data"][0])
+        assert torch.equal(got, fresh(shape)), shape
+    assert len(buffers) == 2  # allocated once, once more when a larger shape came
+
+
+def test_a_step_drawing_its_own_masks_equals_one_given_them():
+    """_set_gradients with a MaskSampler (row blocks of 2^17 / D rows, the last one short) gives the
+    gradients it gives for the same masks passed as one [2s, B, D] tensor: the reused buffers do
+    not leak one mask or block into the next."""
+    from xlprobe.probe import MaskSampler, _row_blocks
+
+    gen = torch.Generator().manual_seed(1)
+    s, rows, dim, n_classes = 5, 300, 1024, 6
+    x, y = torch.randn(rows, dim, generator=gen), torch.randint(0, n_classes, (rows,), generator=gen)
+    params = [torch.randn(n_classes, dim, generator=gen) * 0.05, torch.randn(n_classes, generator=gen)]
+    params.append(torch.randn(dim, generator=gen))
+    keep = torch.sigmoid(params[2])
+    blocks = _row_blocks(rows, dim)
+    assert len(blocks) == 3
+    sampler = MaskSampler(keep, np.random.PCG64(5))
+    given = torch.cat([sampler((2 * s, len(range(rows)[b]), dim)) for b in blocks], dim=1)
+    drawn = [t.clone() for t in params]
+    probe = LatentSubsetProbe(mc_samples=s)
+    probe._set_gradients(x, y, *params, given)
+    probe._set_gradients(x, y, *drawn, MaskSampler(keep, np.random.PCG64(5), probe._work()))
+    for want, got in zip(params, drawn):
+        assert torch.equal(got.grad, want.grad)  # the same operations on the same numbers
+
+
+def test_the_torch_generator_path_trains_with_the_reused_buffers(monkeypatch):
+    """On a GPU the masks come from torch's generator, not numpy's (no GPU here: the same path is
+    forced on the CPU). It shares the step's buffers and must still learn the planted neuron."""
+    import xlprobe.probe as probe_module
+
+    monkeypatch.setattr(probe_module, "mask_bit_source", lambda gen, device: gen)
+    X, y = planted_data(0, n=400)
+    probe = LatentSubsetProbe(max_epochs=40, patience=10, seed=0, progress=False).fit(X, y)
+    test_X, test_y = planted_data(1)
+    assert probe.score(test_X, test_y, [2])["mi"] > 0.4
+    assert probe.score(test_X, test_y, [0, 1, 3, 4, 5, 6, 7])["mi"] < 0.05
