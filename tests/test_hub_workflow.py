@@ -4,7 +4,9 @@ single-node SLURM cluster (tests/test_slurm.py: XLPROBE_SLURM=1 starts one)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import re
 import sys
 from pathlib import Path
@@ -12,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from workflow_runs import planned_jobs, snakemake
+from workflow_runs import planned_jobs, planned_wildcards, snakemake
 
 from xlprobe.wordtable import conllu_files
 
@@ -144,3 +146,91 @@ def test_hub_config_through_slurm_with_the_server_stopped_after_prefetch(
     with capsys.disabled():
         print(f"\nhub.yaml through SLURM: prefetch {fetch.seconds:.0f} s (local rules), rest {rest.seconds:.0f} s "
               f"({submitted} SLURM jobs)", file=sys.stderr)
+
+
+def test_duplicate_and_broken_checkpoints_are_flagged_and_a_new_branch_adds_only_its_jobs(
+    local_hub, shared_data, tmp_path, capsys
+):
+    """A served model whose steps are discovered: step 2000 republishes step 1000's weights, step 3000 is
+    a trained checkpoint with its weights scrambled. One treebank, no transfer: the checks' jobs and
+    little else. Then a branch published after the run: the same command plans only its jobs."""
+    from xlprobe.demo.pretrain import pretrain
+    from xlprobe.localhub import (
+        TOKENIZER_REPO,
+        TinyBloom,
+        add_step,
+        scramble,
+        served_tokenizer,
+        tokenizer_text,
+    )
+
+    # trained checkpoints: a BLOOM of the demo's kind pre-trained on the served text, 100 and 300 steps
+    tokenizer = served_tokenizer(local_hub.mirrors)
+    tokenizer.save_pretrained(tmp_path / "tokenizer")
+    text = tmp_path / "text.txt"
+    text.write_text("\n".join(tokenizer_text(shared_data)) + "\n", encoding="utf-8")
+    trained = tmp_path / "trained"
+    pretrain(tmp_path / "tokenizer", [text], trained, hidden_size=16, n_layer=2, n_head=2, train_steps=300,
+             save_steps=[100, 300], batch_size=8, seq_len=32, lr=5e-3)
+    spec = TinyBloom("bloom-checks", steps=())  # a repo of its own: the others stay as built
+    add_step(local_hub.mirrors, spec, tokenizer, 1000, trained / "100")
+    add_step(local_hub.mirrors, spec, tokenizer, 2000, trained / "100")  # the same weights, another commit
+    add_step(local_hub.mirrors, spec, tokenizer, 3000, scramble(trained / "300", tmp_path / "scrambled"))
+
+    config = yaml.safe_load((REPO / "config" / "hub.yaml").read_text())
+    config["treebanks"] = {"vi": config["treebanks"]["vi"]}
+    config["ud_root"] = str(small_ud_root(shared_data, tmp_path / "ud", config, sentences=80))
+    config["models"] = {"chk": {"source": "hub", "repo": spec.intermediate_repo, "revision": "global_step{step}",
+                                "tokenizer": TOKENIZER_REPO, "steps": {"discover": True}}}
+    del config["transfer"]
+    tatoeba = shared_data / "parallel" / "tatoeba" / "tatoeba.vie-eng"
+    config["similarity"] = {"pairs": [["en", "vi"]], "max_pairs": 30,
+                            "files": {"en-vi": [f"{tatoeba}.eng", f"{tatoeba}.vie"]}}
+    config["checks"] = {"lm_loss_sentences": 30}
+    config["probe"]["max_epochs"] = 5  # CI time: the probes are not what this test checks
+    configfile = tmp_path / "config.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    env = local_hub.env(cache=tmp_path)
+
+    run = snakemake(tmp_path, "--cores", "2", configfile=configfile, env=env)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-5000:]
+    ran = ran_jobs(run.stdout + run.stderr)
+    assert ran["lm_loss"] == 3 and ran["download_checkpoint"] == 3, ran
+    results = tmp_path / config["results"]
+
+    # the weight hashes recorded at prefetch are the served blobs' sha256 (olah: no LFS metadata)
+    hashes = {}
+    for step in (1000, 2000, 3000):
+        marker = json.loads((tmp_path / "resources" / "checkpoints" / "chk" / f"{step}.json").read_text())
+        blob = local_hub.git(spec.intermediate_repo, "show", f"global_step{step}:model.safetensors")
+        assert marker["weights"] == {"model.safetensors": {"sha256": hashlib.sha256(blob).hexdigest(), "from": "file"}}
+        hashes[step] = marker["weights"]["model.safetensors"]["sha256"]
+        record = json.loads((results / "lm_loss" / "chk" / f"{step}.json").read_text())
+        assert record["weights"] == marker["weights"]
+        assert {lang: entry["sentences"] for lang, entry in record["languages"].items()} == {"en": 30, "vi": 30}
+    assert hashes[1000] == hashes[2000] != hashes[3000]
+
+    table = pd.read_csv(results / "alignment.tsv", sep="\t", dtype={"duplicate_of": str}).set_index("step")
+    assert table.index.tolist() == [1000, 2000, 3000]
+    assert table["duplicate_of"].fillna("").tolist() == ["", "1000", ""]
+    assert table["suspect"].tolist() == [False, False, True]
+    losses = table["lm_loss"]
+    assert losses[1000] == losses[2000]  # the same weights, the same sentences: the same loss
+    # the scrambled weights: far above the trained neighbour, and above a uniform guess over the vocabulary
+    assert losses[3000] > losses[2000] + 1.0 and losses[3000] > math.log(len(tokenizer)), losses.to_dict()
+    log = (results / "logs" / "alignment_table.log").read_text()
+    assert "chk: step 2000 holds the same weights as step 1000" in log
+    assert re.search(r"WARNING .*chk: step 3000 is suspect: LM loss [\d.]+ nats", log), log[-2000:]
+    assert (results / "figures" / "overlap_vs_lm_loss.png").stat().st_size > 0
+
+    # a branch published after the run: the same command plans that step's jobs and the aggregates only
+    add_step(local_hub.mirrors, spec, tokenizer, 4000, trained / "300")
+    again = snakemake(tmp_path, "--cores", "2", "-n", configfile=configfile, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    per_step = {rule: 1 for rule in ("download_checkpoint", "dump_activations", "probe", "compute_overlap",
+                                     "similarity", "lm_loss")}
+    assert planned_jobs(again) == {**per_step, "alignment_table": 1, "correlations": 1, "plot_figures": 1, "all": 1}
+    assert {job["step"] for rule in per_step for job in planned_wildcards(again, rule)} == {"4000"}
+    with capsys.disabled():
+        print(f"\nchecks on the local hub: run {run.seconds:.0f} s ({sum(ran.values())} jobs), "
+              f"dry rerun {again.seconds:.0f} s ({sum(planned_jobs(again).values())} jobs planned)", file=sys.stderr)

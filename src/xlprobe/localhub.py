@@ -163,14 +163,33 @@ def served_tokenizer(mirrors: str | os.PathLike, repo_id: str = TOKENIZER_REPO):
     return AutoTokenizer.from_pretrained(directory)
 
 
-def add_step(mirrors: str | os.PathLike, spec: TinyBloom, tokenizer, step: int) -> str:
-    """A `global_step{step}` branch of the intermediate repo (random weights, seeded by the step)."""
+def add_step(mirrors: str | os.PathLike, spec: TinyBloom, tokenizer, step: int,
+             folder: str | os.PathLike | None = None) -> str:
+    """A `global_step{step}` branch of the intermediate repo: random weights seeded by the step, or the
+    files of a checkpoint `folder` (e.g. one trained by xlprobe.demo.pretrain, or `scramble`d)."""
     directory = repo_dir(mirrors, spec.intermediate_repo)
     if not (directory / ".git").is_dir():
         commit_files(directory, "main", {"README.md": _card(spec.intermediate_repo, "Intermediate checkpoints: "
                                                             "one global_step{N} branch per step.")}, "card")
-    return commit_files(directory, f"global_step{step}", _model_files(tokenizer, spec, step, False),
-                        f"step {step}")
+    files = _folder_files(Path(folder)) if folder else _model_files(tokenizer, spec, step, False)
+    return commit_files(directory, f"global_step{step}", files, f"step {step}")
+
+
+def scramble(folder: str | os.PathLike, out: str | os.PathLike, seed: int = 0) -> Path:
+    """A copy of the checkpoint in `folder` whose every weight tensor has its entries shuffled (seeded):
+    the shapes and value distribution of the original, none of its function (a broken checkpoint)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            flat = parameter.view(-1)
+            flat.copy_(flat[torch.randperm(flat.numel(), generator=generator)])
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(folder).save_pretrained(out)
+    return Path(out)
 
 
 def build_model_repos(mirrors: str | os.PathLike, spec: TinyBloom, tokenizer) -> dict[str, str]:
