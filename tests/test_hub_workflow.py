@@ -8,6 +8,7 @@ import hashlib
 import json
 import math
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -65,9 +66,40 @@ def run_with_the_server_stopped_after_prefetch(hub, workdir: Path, shared: Path,
     return fetch, rest, config
 
 
+def config_points(workdir: Path, config: dict) -> list[tuple[str, str]]:
+    """(model, step) of every checkpoint of the run: a model's list, or the steps its discovery recorded."""
+    points = []
+    for model, spec in config["models"].items():
+        steps = spec["steps"]
+        if isinstance(steps, dict):
+            recorded = json.loads((workdir / config["results"] / "steps" / f"{model}.json").read_text())["steps"]
+            steps = [*recorded, *(["final"] if steps.get("include_final") else [])]
+        points += [(model, str(step)) for step in steps]
+    return points
+
+
+def check_flags(workdir: Path, config: dict, alignment: pd.DataFrame) -> None:
+    """The served repos' planted faults (xlprobe.localhub.DEFAULT_MODELS) are flagged: bloom-32's step 2000
+    republishes step 1000's weights, bloom-48's step 2000 is scrambled; nothing else is flagged."""
+    points = alignment.drop_duplicates(["model", "step"]).set_index(["model", "step"])
+    flagged = {point: (row["duplicate_of"], row["suspect"]) for point, row in points.iterrows()
+               if row["duplicate_of"] or row["suspect"]}
+    expected = {("bloom-32", "2000"): ("1000", False), ("bloom-48", "2000"): ("", True)}
+    assert flagged == {k: v for k, v in expected.items() if k[0] in config["models"]}, flagged
+    log = (workdir / config["results"] / "logs" / "alignment_table.log").read_text()
+    if "bloom-32" in config["models"]:
+        assert points.at[("bloom-32", "1000"), "lm_loss"] == points.at[("bloom-32", "2000"), "lm_loss"]
+        assert "bloom-32: step 2000 holds the same weights as step 1000" in log, log[-3000:]
+    if "bloom-48" in config["models"]:
+        loss = points["lm_loss"]["bloom-48"]
+        # far above both neighbours, and above a uniform guess over the 500-token vocabulary
+        assert loss["2000"] > max(loss["1000"], loss["final"]) + 1.0 and loss["2000"] > math.log(500), loss.to_dict()
+        assert re.search(r"WARNING .*bloom-48: step 2000 is suspect: LM loss [\d.]+ nats", log), log[-3000:]
+
+
 def check_results(hub, workdir: Path, config: dict, fetch, rest) -> None:
     fetched, ran = ran_jobs(fetch.stdout + fetch.stderr), ran_jobs(rest.stdout + rest.stderr)
-    points = [(m, str(s)) for m, spec in config["models"].items() for s in spec["steps"]]
+    points = config_points(workdir, config)
     # phase 1 fetched each checkpoint and each dataset config once, and nothing else ran
     assert fetched == {"download_checkpoint": len(points), "prefetch_dataset": 9}, fetched
     # phase 2 fetched nothing: every job ran from the cache, with the server down
@@ -85,14 +117,23 @@ def check_results(hub, workdir: Path, config: dict, fetch, rest) -> None:
         marker = json.loads((workdir / "resources" / "checkpoints" / model / f"{step}.json").read_text())
         repo, revision = marker["repo"], marker["revision"]
         assert marker["commit"] == hub.git(repo, "rev-parse", revision).decode().strip()
-    alignment = pd.read_csv(results / "alignment.tsv", sep="\t")
+        # the weights' sha256 recorded at prefetch is the served blob's (olah gives no LFS metadata), and the
+        # lm_loss record carries it
+        blob = hub.git(repo, "show", f"{revision}:model.safetensors")
+        assert marker["weights"] == {"model.safetensors": {"sha256": hashlib.sha256(blob).hexdigest(), "from": "file"}}
+        check = json.loads((results / "lm_loss" / model / f"{step}.json").read_text())
+        assert check["weights"] == marker["weights"] and set(check["languages"]) == {"en", "ta", "vi"}
+    assert ran["lm_loss"] == len(points), ran
+    alignment = pd.read_csv(results / "alignment.tsv", sep="\t", dtype={"step": str, "duplicate_of": str})
+    alignment["duplicate_of"] = alignment["duplicate_of"].fillna("")
     assert len(alignment) > 0 and set(alignment["model"]) == set(config["models"])
+    check_flags(workdir, config, alignment)
 
 
-def test_dry_run_lists_the_fetching_jobs_as_local_rules(shared_data, tmp_path):
+def test_dry_run_lists_the_fetching_jobs_as_local_rules(local_hub, shared_data, tmp_path):
     """Every hub object has its fetching job, and both fetching rules are local rules (the submit host)."""
     configfile, _ = hub_config(tmp_path, shared_data)
-    dry = snakemake(tmp_path, "-n", configfile=configfile)
+    dry = snakemake(tmp_path, "-n", configfile=configfile, env=local_hub.env(cache=tmp_path))  # bloom-48: discovered
     assert dry.returncode == 0, dry.stderr[-3000:]
     jobs = planned_jobs(dry)
     assert jobs["download_checkpoint"] == 6 and jobs["prefetch_dataset"] == 9, jobs
@@ -116,10 +157,41 @@ def test_hub_config_runs_with_the_server_stopped_after_prefetch(hub_server, shar
     fetch, rest, config = run_with_the_server_stopped_after_prefetch(hub_server, tmp_path, shared_data,
                                                                      "--cores", "2")
     check_results(hub_server, tmp_path, config, fetch, rest)
+    again = rerun_after_a_new_branch(hub_server, tmp_path, fetch, rest)
     with capsys.disabled():
         print(f"\nhub.yaml locally: prefetch {fetch.seconds:.0f} s ({sum(ran_jobs(fetch.stdout + fetch.stderr).values())} "
-              f"jobs), rest {rest.seconds:.0f} s ({sum(ran_jobs(rest.stdout + rest.stderr).values())} jobs)",
-              file=sys.stderr)
+              f"jobs), rest {rest.seconds:.0f} s ({sum(ran_jobs(rest.stdout + rest.stderr).values())} jobs), "
+              f"dry rerun after a new branch {again.seconds:.0f} s ({planned_jobs(again)})", file=sys.stderr)
+
+
+PER_STEP = ("download_checkpoint", "dump_activations", "probe", "compute_overlap", "transfer", "similarity", "lm_loss")
+
+
+def rerun_after_a_new_branch(hub, workdir: Path, fetch, rest):
+    """bloom-48 global_step3000 published after the run: the same command (dry) plans that step's jobs, as
+    many per rule as each earlier step had, and the aggregates; nothing of the other steps. The branch is
+    removed afterwards (the server is shared by the session's tests)."""
+    from xlprobe.localhub import DEFAULT_MODELS, add_step, repo_dir, served_tokenizer
+
+    spec = DEFAULT_MODELS[1]
+    hub.start()
+    add_step(hub.mirrors, spec, served_tokenizer(hub.mirrors), 3000)
+    try:
+        configfile = workdir / "config.yaml"
+        again = snakemake(workdir, "--cores", "2", "-n", configfile=configfile, env=hub.env(cache=workdir))
+    finally:
+        served = str(repo_dir(hub.mirrors, spec.intermediate_repo))
+        for args in (["checkout", "-q", "main"], ["branch", "-D", "global_step3000"]):
+            subprocess.run(["git", "-C", served, *args], check=True, capture_output=True)
+    assert again.returncode == 0, again.stderr[-3000:]
+    ran = ran_jobs(fetch.stdout + fetch.stderr + rest.stdout + rest.stderr)
+    per_step = {rule: ran[rule] // 6 for rule in PER_STEP}  # the first run: 3 steps of each model
+    # a dump per treebank with something to probe (2 of the 3 at 120 sentences), a transfer per task
+    assert per_step["dump_activations"] >= 1 and per_step["transfer"] == 2, per_step
+    assert planned_jobs(again) == {**per_step, "alignment_table": 1, "correlations": 1, "plot_figures": 1, "all": 1}
+    assert {(job["model"], job["step"]) for rule in PER_STEP for job in planned_wildcards(again, rule)} == {
+        ("bloom-48", "3000")}
+    return again
 
 
 @pytest.mark.slurm
@@ -147,90 +219,3 @@ def test_hub_config_through_slurm_with_the_server_stopped_after_prefetch(
         print(f"\nhub.yaml through SLURM: prefetch {fetch.seconds:.0f} s (local rules), rest {rest.seconds:.0f} s "
               f"({submitted} SLURM jobs)", file=sys.stderr)
 
-
-def test_duplicate_and_broken_checkpoints_are_flagged_and_a_new_branch_adds_only_its_jobs(
-    local_hub, shared_data, tmp_path, capsys
-):
-    """A served model whose steps are discovered: step 2000 republishes step 1000's weights, step 3000 is
-    a trained checkpoint with its weights scrambled. One treebank, no transfer: the checks' jobs and
-    little else. Then a branch published after the run: the same command plans only its jobs."""
-    from xlprobe.demo.pretrain import pretrain
-    from xlprobe.localhub import (
-        TOKENIZER_REPO,
-        TinyBloom,
-        add_step,
-        scramble,
-        served_tokenizer,
-        tokenizer_text,
-    )
-
-    # trained checkpoints: a BLOOM of the demo's kind pre-trained on the served text, 100 and 300 steps
-    tokenizer = served_tokenizer(local_hub.mirrors)
-    tokenizer.save_pretrained(tmp_path / "tokenizer")
-    text = tmp_path / "text.txt"
-    text.write_text("\n".join(tokenizer_text(shared_data)) + "\n", encoding="utf-8")
-    trained = tmp_path / "trained"
-    pretrain(tmp_path / "tokenizer", [text], trained, hidden_size=16, n_layer=2, n_head=2, train_steps=300,
-             save_steps=[100, 300], batch_size=8, seq_len=32, lr=5e-3)
-    spec = TinyBloom("bloom-checks", steps=())  # a repo of its own: the others stay as built
-    add_step(local_hub.mirrors, spec, tokenizer, 1000, trained / "100")
-    add_step(local_hub.mirrors, spec, tokenizer, 2000, trained / "100")  # the same weights, another commit
-    add_step(local_hub.mirrors, spec, tokenizer, 3000, scramble(trained / "300", tmp_path / "scrambled"))
-
-    config = yaml.safe_load((REPO / "config" / "hub.yaml").read_text())
-    config["treebanks"] = {"vi": config["treebanks"]["vi"]}
-    config["ud_root"] = str(small_ud_root(shared_data, tmp_path / "ud", config, sentences=80))
-    config["models"] = {"chk": {"source": "hub", "repo": spec.intermediate_repo, "revision": "global_step{step}",
-                                "tokenizer": TOKENIZER_REPO, "steps": {"discover": True}}}
-    del config["transfer"]
-    tatoeba = shared_data / "parallel" / "tatoeba" / "tatoeba.vie-eng"
-    config["similarity"] = {"pairs": [["en", "vi"]], "max_pairs": 30,
-                            "files": {"en-vi": [f"{tatoeba}.eng", f"{tatoeba}.vie"]}}
-    config["checks"] = {"lm_loss_sentences": 30}
-    config["probe"]["max_epochs"] = 5  # CI time: the probes are not what this test checks
-    configfile = tmp_path / "config.yaml"
-    configfile.write_text(yaml.safe_dump(config))
-    env = local_hub.env(cache=tmp_path)
-
-    run = snakemake(tmp_path, "--cores", "2", configfile=configfile, env=env)
-    assert run.returncode == 0, (run.stdout + run.stderr)[-5000:]
-    ran = ran_jobs(run.stdout + run.stderr)
-    assert ran["lm_loss"] == 3 and ran["download_checkpoint"] == 3, ran
-    results = tmp_path / config["results"]
-
-    # the weight hashes recorded at prefetch are the served blobs' sha256 (olah: no LFS metadata)
-    hashes = {}
-    for step in (1000, 2000, 3000):
-        marker = json.loads((tmp_path / "resources" / "checkpoints" / "chk" / f"{step}.json").read_text())
-        blob = local_hub.git(spec.intermediate_repo, "show", f"global_step{step}:model.safetensors")
-        assert marker["weights"] == {"model.safetensors": {"sha256": hashlib.sha256(blob).hexdigest(), "from": "file"}}
-        hashes[step] = marker["weights"]["model.safetensors"]["sha256"]
-        record = json.loads((results / "lm_loss" / "chk" / f"{step}.json").read_text())
-        assert record["weights"] == marker["weights"]
-        assert {lang: entry["sentences"] for lang, entry in record["languages"].items()} == {"en": 30, "vi": 30}
-    assert hashes[1000] == hashes[2000] != hashes[3000]
-
-    table = pd.read_csv(results / "alignment.tsv", sep="\t", dtype={"duplicate_of": str}).set_index("step")
-    assert table.index.tolist() == [1000, 2000, 3000]
-    assert table["duplicate_of"].fillna("").tolist() == ["", "1000", ""]
-    assert table["suspect"].tolist() == [False, False, True]
-    losses = table["lm_loss"]
-    assert losses[1000] == losses[2000]  # the same weights, the same sentences: the same loss
-    # the scrambled weights: far above the trained neighbour, and above a uniform guess over the vocabulary
-    assert losses[3000] > losses[2000] + 1.0 and losses[3000] > math.log(len(tokenizer)), losses.to_dict()
-    log = (results / "logs" / "alignment_table.log").read_text()
-    assert "chk: step 2000 holds the same weights as step 1000" in log
-    assert re.search(r"WARNING .*chk: step 3000 is suspect: LM loss [\d.]+ nats", log), log[-2000:]
-    assert (results / "figures" / "overlap_vs_lm_loss.png").stat().st_size > 0
-
-    # a branch published after the run: the same command plans that step's jobs and the aggregates only
-    add_step(local_hub.mirrors, spec, tokenizer, 4000, trained / "300")
-    again = snakemake(tmp_path, "--cores", "2", "-n", configfile=configfile, env=env)
-    assert again.returncode == 0, again.stderr[-3000:]
-    per_step = {rule: 1 for rule in ("download_checkpoint", "dump_activations", "probe", "compute_overlap",
-                                     "similarity", "lm_loss")}
-    assert planned_jobs(again) == {**per_step, "alignment_table": 1, "correlations": 1, "plot_figures": 1, "all": 1}
-    assert {job["step"] for rule in per_step for job in planned_wildcards(again, rule)} == {"4000"}
-    with capsys.disabled():
-        print(f"\nchecks on the local hub: run {run.seconds:.0f} s ({sum(ran.values())} jobs), "
-              f"dry rerun {again.seconds:.0f} s ({sum(planned_jobs(again).values())} jobs planned)", file=sys.stderr)
