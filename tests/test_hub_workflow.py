@@ -35,11 +35,16 @@ def small_ud_root(shared: Path, root: Path, config: dict, sentences: int = 120) 
     return root
 
 
-def hub_config(workdir: Path, shared: Path, models: list[str] | None = None) -> tuple[Path, dict]:
+def hub_config(workdir: Path, shared: Path, models: list[str] | None = None,
+               discover: tuple[str, ...] = ()) -> tuple[Path, dict]:
+    """config/hub.yaml for a test: its models (or some), the `discover` ones with their steps listed from
+    the served branches (recorded in results/hub/steps/<model>.json, read once the server is stopped)."""
     config = yaml.safe_load((REPO / "config" / "hub.yaml").read_text())
     config["ud_root"] = str(small_ud_root(shared, workdir / "ud", config))
     if models:
         config["models"] = {name: config["models"][name] for name in models}
+    for name in discover:
+        config["models"][name]["steps"] = {"discover": True, "include_final": True}
     configfile = workdir / "config.yaml"
     configfile.write_text(yaml.safe_dump(config))
     return configfile, config
@@ -53,10 +58,11 @@ def ran_jobs(log: str) -> dict[str, int]:
     return counts
 
 
-def run_with_the_server_stopped_after_prefetch(hub, workdir: Path, shared: Path, *args: str, models=None):
+def run_with_the_server_stopped_after_prefetch(hub, workdir: Path, shared: Path, *args: str, models=None,
+                                                discover=()):
     """Phase 1: the fetching rules only, the server up. Phase 2: the server stopped, everything else.
     Neither sets offline mode itself: the workflow does. Returns (phase 1, phase 2, config)."""
-    configfile, config = hub_config(workdir, shared, models)
+    configfile, config = hub_config(workdir, shared, models, discover)
     env = hub.env(cache=workdir)  # HF_ENDPOINT at the server, no offline switches
     fetch = snakemake(workdir, *args, "--until", *sorted(FETCHING), configfile=configfile, env=env, timeout=3600)
     assert fetch.returncode == 0, (fetch.stdout + fetch.stderr)[-5000:]
@@ -130,10 +136,10 @@ def check_results(hub, workdir: Path, config: dict, fetch, rest) -> None:
     check_flags(workdir, config, alignment)
 
 
-def test_dry_run_lists_the_fetching_jobs_as_local_rules(local_hub, shared_data, tmp_path):
+def test_dry_run_lists_the_fetching_jobs_as_local_rules(shared_data, tmp_path):
     """Every hub object has its fetching job, and both fetching rules are local rules (the submit host)."""
     configfile, _ = hub_config(tmp_path, shared_data)
-    dry = snakemake(tmp_path, "-n", configfile=configfile, env=local_hub.env(cache=tmp_path))  # bloom-48: discovered
+    dry = snakemake(tmp_path, "-n", configfile=configfile)
     assert dry.returncode == 0, dry.stderr[-3000:]
     jobs = planned_jobs(dry)
     assert jobs["download_checkpoint"] == 6 and jobs["prefetch_dataset"] == 9, jobs
@@ -154,8 +160,9 @@ def test_dry_run_lists_the_fetching_jobs_as_local_rules(local_hub, shared_data, 
 def test_hub_config_runs_with_the_server_stopped_after_prefetch(hub_server, shared_data, tmp_path, capsys):
     if not hub_server.running():
         hub_server.start()
+    # bloom-48's steps discovered: phase 2 (the server stopped) reads the recorded list
     fetch, rest, config = run_with_the_server_stopped_after_prefetch(hub_server, tmp_path, shared_data,
-                                                                     "--cores", "2")
+                                                                     "--cores", "2", discover=("bloom-48",))
     check_results(hub_server, tmp_path, config, fetch, rest)
     again = rerun_after_a_new_branch(hub_server, tmp_path, fetch, rest)
     with capsys.disabled():
