@@ -130,3 +130,25 @@ def test_alignment_flags_duplicates_and_suspects_and_warns(tmp_path, caplog):
     with pytest.raises(ValueError, match=r"lm_loss/m/0.json: missing keys \['lm_loss', 'weights'\]"):
         write_alignment_table([o for o, _ in written], [], [], tmp_path / "a.tsv", tmp_path / "b.tsv",
                               check_paths=[c for _, c in written])
+
+
+def test_the_stage_records_loss_and_hashes_and_without_text_the_hashes_alone(tiny_bloom, demo_data, tmp_path):
+    from xlprobe.io import read_json
+    from xlprobe.lm_loss import run_lm_loss
+
+    model = {"name": "tiny", "source": "local", "path": str(tiny_bloom.root / "{step}")}
+    similarity = {"pairs": [["xa", "xb"]], "files": {lang: str(path) for lang, path in demo_data.parallel.items()}}
+    run_lm_loss(model, "model", similarity, {"lm_loss_sentences": 4}, tmp_path / "a.json")
+    record = read_json(tmp_path / "a.json")
+    weights = tiny_bloom.path / "model.safetensors"
+    assert record["weights"] == {"model.safetensors": {"sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+                                                       "from": "file"}}
+    languages = record["languages"]
+    assert [languages[lang]["sentences"] for lang in ("xa", "xb")] == [4, 4]
+    assert record["lm_loss"] == pytest.approx((languages["xa"]["loss"] + languages["xb"]["loss"]) / 2)
+    # a random model's loss is about that of a uniform guess over the vocabulary
+    assert abs(record["lm_loss"] - math.log(len(tiny_bloom.tokenizer))) < 1.0
+    assert record["provenance"]["checkpoint"]["path"] == str(tiny_bloom.path)
+    run_lm_loss(model, "model", None, None, tmp_path / "b.json")
+    bare = read_json(tmp_path / "b.json")
+    assert bare["lm_loss"] is None and bare["languages"] == {} and bare["weights"] == record["weights"]

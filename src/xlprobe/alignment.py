@@ -247,7 +247,8 @@ def checkpoint_checks(check_paths: Iterable[str | os.PathLike], margin: float = 
     step with identical weights, else empty) and `suspect`; a warning for each duplicate and suspect."""
     records = read_checks(list(check_paths))
     frame = pd.DataFrame(
-        [{"model": r["model"], "step": step_value(r["step"]), "lm_loss": r["lm_loss"], "weights": r["weights"]}
+        [{"model": r["model"], "step": step_value(r["step"]),
+          "lm_loss": np.nan if r["lm_loss"] is None else float(r["lm_loss"]), "weights": r["weights"]}
          for r in records], columns=["model", "step", "lm_loss", "weights"],
     )
     frame = sort_points(frame)

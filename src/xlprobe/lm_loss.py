@@ -160,19 +160,24 @@ def run_lm_loss(
     cache_dir: str | None = None,
 ) -> dict[str, Any]:
     """The workflow stage: one checkpoint's loss on the sample and its weight hashes, as one JSON."""
-    from xlprobe.checkpoints import load_checkpoint
+    from xlprobe.checkpoints import checkpoint_record, load_checkpoint
 
     checks = dict(checks or {})
     weights = checkpoint_weights(model, step, marker, demo_dir, cache_dir)
-    net, tokenizer, checkpoint = load_checkpoint(model, step, demo_dir=demo_dir, cache_dir=cache_dir,
-                                                 device=checks.get("device", "auto"), dtype="auto")
     if similarity and similarity.get("pairs"):
+        net, tokenizer, checkpoint = load_checkpoint(model, step, demo_dir=demo_dir, cache_dir=cache_dir,
+                                                     device=checks.get("device", "auto"), dtype="auto")
         sample = sample_sentences(similarity, checks.get("lm_loss_sentences", DEFAULT_SENTENCES), demo_dir, cache_dir)
         result = lm_loss(net, tokenizer, sample, checks.get("batch_size", 16))
-    else:
+    else:  # the weight hashes still tell duplicates apart; nothing to load
         log.warning("no `similarity` text in the config: %s step %s has no LM loss", model["name"], step)
+        checkpoint = checkpoint_record(model, step, demo_dir=demo_dir, cache_dir=cache_dir)
         result = {"lm_loss": math.nan, "languages": {}}
     log.info("%s step %s: LM loss %.4f nats per token", model["name"], step, result["lm_loss"])
+    # JSON has no NaN: no loss is null
+    result["lm_loss"] = None if math.isnan(result["lm_loss"]) else result["lm_loss"]
+    for entry in result["languages"].values():
+        entry["loss"] = None if math.isnan(entry["loss"]) else entry["loss"]
     record = {
         "model": model["name"], "step": str(step), **result, "weights": weights,
         "provenance": provenance({"model": model, "similarity": text_settings(similarity), "checks": checks},
