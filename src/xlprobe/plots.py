@@ -569,7 +569,8 @@ def plot_overlap_vs_lm_loss(alignment: pd.DataFrame, layer: int | None = None):
         rows = alignment[alignment["model"] == model].sort_values("step", key=lambda s: s.map(step_key))
         rows = rows.dropna(subset=["lm_loss"])
         ax.plot(rows["lm_loss"], rows["overlap"], marker="o", color=colours[model], label=model)
-        ax.plot(rows["lm_loss"], rows["chance"], linestyle="--", color=colours[model], linewidth=1)
+        if len(rows):  # chance k/D is one value per model
+            ax.axhline(rows["chance"].iloc[0], linestyle="--", color=colours[model], linewidth=1)
         for step, x, y in zip(rows["step"], rows["lm_loss"], rows["overlap"]):
             ax.annotate(step_label(step), (x, y), textcoords="offset points", xytext=(3, 4), fontsize="x-small")
         _mark_checks(ax, model, rows["step"], rows["lm_loss"], rows["overlap"], flags)
