@@ -25,6 +25,7 @@ include: "rules/probing.smk"
 include: "rules/overlap.smk"
 include: "rules/transfer.smk"
 include: "rules/similarity.smk"
+include: "rules/checks.smk"
 include: "rules/analysis.smk"
 
 

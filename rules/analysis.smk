@@ -7,6 +7,7 @@ rule alignment_table:
         overlap=all_overlap_files(),
         transfer=all_transfer_files(),
         similarity=all_similarity_files(),
+        lm_loss=all_lm_loss_files(),
     output:
         alignment=report(
             f"{RESULTS}/alignment.tsv",
@@ -19,6 +20,7 @@ rule alignment_table:
     params:
         analysis=canonical(config.get("analysis", {})),
         tasks=canonical({name: task.get("targets") for name, task in config.get("transfer", {}).get("tasks", {}).items()}),
+        checks=canonical(config.get("checks", {})),
     log:
         f"{LOGS}/alignment_table.log",
     conda:

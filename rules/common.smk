@@ -146,6 +146,7 @@ PROBE = f"{RESULTS}/probes/{{model}}/{{step}}/layer{{layer}}/{{treebank}}.json"
 OVERLAP = f"{RESULTS}/overlap/{{model}}/{{step}}/layer{{layer}}.tsv"
 TRANSFER = f"{RESULTS}/transfer/{{model}}/{{step}}/{{task}}.tsv"
 SIMILARITY = f"{RESULTS}/similarity/{{model}}/{{step}}.tsv"
+LM_LOSS = f"{RESULTS}/lm_loss/{{model}}/{{step}}.json"
 CHECKPOINT_MARKER = "resources/checkpoints/{model}/{step}.json"
 
 # The names of plots.FIGURE_NAMES (tests/test_plots.py keeps them equal): importing the plotting
@@ -156,6 +157,7 @@ FIGURES = [
     "overlap_vs_transfer",
     "overlap_heatmaps",
     "overlap_vs_k",
+    "overlap_vs_lm_loss",
 ]
 if config.get("similarity"):
     FIGURES.append("similarity_vs_step")
@@ -259,6 +261,17 @@ def all_similarity_files():
     if not config.get("similarity"):
         return []
     return [SIMILARITY.format(model=m, step=s) for m, s in model_points()]
+
+
+def all_lm_loss_files():
+    return [LM_LOSS.format(model=m, step=s) for m, s in model_points()]
+
+
+def lm_loss_text():
+    """The similarity settings that name the LM-loss sample's text (xlprobe.lm_loss.text_settings)."""
+    from xlprobe.lm_loss import text_settings
+
+    return text_settings(config.get("similarity"))
 
 
 def all_outputs():

@@ -1,3 +1,4 @@
+import hashlib
 import json
 from pathlib import Path
 
@@ -147,10 +148,15 @@ def test_missing_revision_online_names_repo_and_revision(cache, monkeypatch):
     assert calls[:-1] and set(calls[:-1]) == {("org/tiny-intermediate", "global_step999", True)}
 
 
-def test_download_writes_marker_with_resolved_commit(cache, tmp_path):
+def test_download_writes_marker_with_resolved_commit(cache, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # in the cache already; and no hub metadata to ask
     marker = tmp_path / "resources" / "checkpoints" / "tiny" / "7.json"
     record = download(HUB_MODEL, 7, marker, cache_dir=cache)
     on_disk = json.loads(marker.read_text())
+    # the weight files' sha256, hashed from the files (no metadata offline), as hashlib has them
+    weights = sorted(Path(on_disk["path"]).glob("*.safetensors"))
+    assert weights and on_disk["weights"] == {
+        p.name: {"sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "from": "file"} for p in weights}
     assert on_disk["repo"] == "org/tiny-intermediate"
     assert on_disk["revision"] == "global_step7"
     assert on_disk["commit"] == COMMIT

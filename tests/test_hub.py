@@ -3,6 +3,7 @@ once on the "submit host", then read by jobs that have no network and run in off
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -70,9 +71,13 @@ def test_checkpoints_fetched_once_load_on_a_host_without_network(local_hub, tmp_
         record = loaded.result[step]["record"]
         assert record["commit"] == local_hub.git(repo, "rev-parse", revision).decode().strip()
         # the files it loaded are the ones the download rule fetched
-        assert record == {k: v for k, v in fetched.result[step].items() if k not in ("path", "provenance")}
+        assert record == {k: v for k, v in fetched.result[step].items() if k not in ("path", "provenance", "weights")}
         state = torch.load(weights / f"{step}.pt")
         served = served_weights(local_hub, repo, revision)
+        # the weights' sha256 recorded at download is that of the served blob (olah gives no LFS metadata)
+        blob = local_hub.git(repo, "show", f"{revision}:model.safetensors")
+        assert fetched.result[step]["weights"] == {
+            "model.safetensors": {"sha256": hashlib.sha256(blob).hexdigest(), "from": "file"}}
         for name, tensor in served.items():
             assert torch.equal(state[name], tensor), (step, name)
     # the tokenizer is the served one: same ids as the tokenizer file in the tokenizer repo

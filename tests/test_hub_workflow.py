@@ -4,15 +4,18 @@ single-node SLURM cluster (tests/test_slurm.py: XLPROBE_SLURM=1 starts one)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import re
+import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from workflow_runs import planned_jobs, snakemake
+from workflow_runs import planned_jobs, planned_wildcards, snakemake
 
 from xlprobe.wordtable import conllu_files
 
@@ -32,11 +35,16 @@ def small_ud_root(shared: Path, root: Path, config: dict, sentences: int = 120) 
     return root
 
 
-def hub_config(workdir: Path, shared: Path, models: list[str] | None = None) -> tuple[Path, dict]:
+def hub_config(workdir: Path, shared: Path, models: list[str] | None = None,
+               discover: tuple[str, ...] = ()) -> tuple[Path, dict]:
+    """config/hub.yaml for a test: its models (or some), the `discover` ones with their steps listed from
+    the served branches (recorded in results/hub/steps/<model>.json, read once the server is stopped)."""
     config = yaml.safe_load((REPO / "config" / "hub.yaml").read_text())
     config["ud_root"] = str(small_ud_root(shared, workdir / "ud", config))
     if models:
         config["models"] = {name: config["models"][name] for name in models}
+    for name in discover:
+        config["models"][name]["steps"] = {"discover": True, "include_final": True}
     configfile = workdir / "config.yaml"
     configfile.write_text(yaml.safe_dump(config))
     return configfile, config
@@ -50,10 +58,11 @@ def ran_jobs(log: str) -> dict[str, int]:
     return counts
 
 
-def run_with_the_server_stopped_after_prefetch(hub, workdir: Path, shared: Path, *args: str, models=None):
+def run_with_the_server_stopped_after_prefetch(hub, workdir: Path, shared: Path, *args: str, models=None,
+                                                discover=()):
     """Phase 1: the fetching rules only, the server up. Phase 2: the server stopped, everything else.
     Neither sets offline mode itself: the workflow does. Returns (phase 1, phase 2, config)."""
-    configfile, config = hub_config(workdir, shared, models)
+    configfile, config = hub_config(workdir, shared, models, discover)
     env = hub.env(cache=workdir)  # HF_ENDPOINT at the server, no offline switches
     fetch = snakemake(workdir, *args, "--until", *sorted(FETCHING), configfile=configfile, env=env, timeout=3600)
     assert fetch.returncode == 0, (fetch.stdout + fetch.stderr)[-5000:]
@@ -63,9 +72,40 @@ def run_with_the_server_stopped_after_prefetch(hub, workdir: Path, shared: Path,
     return fetch, rest, config
 
 
+def config_points(workdir: Path, config: dict) -> list[tuple[str, str]]:
+    """(model, step) of every checkpoint of the run: a model's list, or the steps its discovery recorded."""
+    points = []
+    for model, spec in config["models"].items():
+        steps = spec["steps"]
+        if isinstance(steps, dict):
+            recorded = json.loads((workdir / config["results"] / "steps" / f"{model}.json").read_text())["steps"]
+            steps = [*recorded, *(["final"] if steps.get("include_final") else [])]
+        points += [(model, str(step)) for step in steps]
+    return points
+
+
+def check_flags(workdir: Path, config: dict, alignment: pd.DataFrame) -> None:
+    """The served repos' planted faults (xlprobe.localhub.DEFAULT_MODELS) are flagged: bloom-32's step 2000
+    republishes step 1000's weights, bloom-48's step 2000 is scrambled; nothing else is flagged."""
+    points = alignment.drop_duplicates(["model", "step"]).set_index(["model", "step"])
+    flagged = {point: (row["duplicate_of"], row["suspect"]) for point, row in points.iterrows()
+               if row["duplicate_of"] or row["suspect"]}
+    expected = {("bloom-32", "2000"): ("1000", False), ("bloom-48", "2000"): ("", True)}
+    assert flagged == {k: v for k, v in expected.items() if k[0] in config["models"]}, flagged
+    log = (workdir / config["results"] / "logs" / "alignment_table.log").read_text()
+    if "bloom-32" in config["models"]:
+        assert points.at[("bloom-32", "1000"), "lm_loss"] == points.at[("bloom-32", "2000"), "lm_loss"]
+        assert "bloom-32: step 2000 holds the same weights as step 1000" in log, log[-3000:]
+    if "bloom-48" in config["models"]:
+        loss = points["lm_loss"]["bloom-48"]
+        # far above both neighbours, and above a uniform guess over the 500-token vocabulary
+        assert loss["2000"] > max(loss["1000"], loss["final"]) + 1.0 and loss["2000"] > math.log(500), loss.to_dict()
+        assert re.search(r"WARNING .*bloom-48: step 2000 is suspect: LM loss [\d.]+ nats", log), log[-3000:]
+
+
 def check_results(hub, workdir: Path, config: dict, fetch, rest) -> None:
     fetched, ran = ran_jobs(fetch.stdout + fetch.stderr), ran_jobs(rest.stdout + rest.stderr)
-    points = [(m, str(s)) for m, spec in config["models"].items() for s in spec["steps"]]
+    points = config_points(workdir, config)
     # phase 1 fetched each checkpoint and each dataset config once, and nothing else ran
     assert fetched == {"download_checkpoint": len(points), "prefetch_dataset": 9}, fetched
     # phase 2 fetched nothing: every job ran from the cache, with the server down
@@ -83,8 +123,17 @@ def check_results(hub, workdir: Path, config: dict, fetch, rest) -> None:
         marker = json.loads((workdir / "resources" / "checkpoints" / model / f"{step}.json").read_text())
         repo, revision = marker["repo"], marker["revision"]
         assert marker["commit"] == hub.git(repo, "rev-parse", revision).decode().strip()
-    alignment = pd.read_csv(results / "alignment.tsv", sep="\t")
+        # the weights' sha256 recorded at prefetch is the served blob's (olah gives no LFS metadata), and the
+        # lm_loss record carries it
+        blob = hub.git(repo, "show", f"{revision}:model.safetensors")
+        assert marker["weights"] == {"model.safetensors": {"sha256": hashlib.sha256(blob).hexdigest(), "from": "file"}}
+        check = json.loads((results / "lm_loss" / model / f"{step}.json").read_text())
+        assert check["weights"] == marker["weights"] and set(check["languages"]) == {"en", "ta", "vi"}
+    assert ran["lm_loss"] == len(points), ran
+    alignment = pd.read_csv(results / "alignment.tsv", sep="\t", dtype={"step": str, "duplicate_of": str})
+    alignment["duplicate_of"] = alignment["duplicate_of"].fillna("")
     assert len(alignment) > 0 and set(alignment["model"]) == set(config["models"])
+    check_flags(workdir, config, alignment)
 
 
 def test_dry_run_lists_the_fetching_jobs_as_local_rules(shared_data, tmp_path):
@@ -111,13 +160,45 @@ def test_dry_run_lists_the_fetching_jobs_as_local_rules(shared_data, tmp_path):
 def test_hub_config_runs_with_the_server_stopped_after_prefetch(hub_server, shared_data, tmp_path, capsys):
     if not hub_server.running():
         hub_server.start()
+    # bloom-48's steps discovered: phase 2 (the server stopped) reads the recorded list
     fetch, rest, config = run_with_the_server_stopped_after_prefetch(hub_server, tmp_path, shared_data,
-                                                                     "--cores", "2")
+                                                                     "--cores", "2", discover=("bloom-48",))
     check_results(hub_server, tmp_path, config, fetch, rest)
+    again = rerun_after_a_new_branch(hub_server, tmp_path, fetch, rest)
     with capsys.disabled():
         print(f"\nhub.yaml locally: prefetch {fetch.seconds:.0f} s ({sum(ran_jobs(fetch.stdout + fetch.stderr).values())} "
-              f"jobs), rest {rest.seconds:.0f} s ({sum(ran_jobs(rest.stdout + rest.stderr).values())} jobs)",
-              file=sys.stderr)
+              f"jobs), rest {rest.seconds:.0f} s ({sum(ran_jobs(rest.stdout + rest.stderr).values())} jobs), "
+              f"dry rerun after a new branch {again.seconds:.0f} s ({planned_jobs(again)})", file=sys.stderr)
+
+
+PER_STEP = ("download_checkpoint", "dump_activations", "probe", "compute_overlap", "transfer", "similarity", "lm_loss")
+
+
+def rerun_after_a_new_branch(hub, workdir: Path, fetch, rest):
+    """bloom-48 global_step3000 published after the run: the same command (dry) plans that step's jobs, as
+    many per rule as each earlier step had, and the aggregates; nothing of the other steps. The branch is
+    removed afterwards (the server is shared by the session's tests)."""
+    from xlprobe.localhub import DEFAULT_MODELS, add_step, repo_dir, served_tokenizer
+
+    spec = DEFAULT_MODELS[1]
+    hub.start()
+    add_step(hub.mirrors, spec, served_tokenizer(hub.mirrors), 3000)
+    try:
+        configfile = workdir / "config.yaml"
+        again = snakemake(workdir, "--cores", "2", "-n", configfile=configfile, env=hub.env(cache=workdir))
+    finally:
+        served = str(repo_dir(hub.mirrors, spec.intermediate_repo))
+        for args in (["checkout", "-q", "main"], ["branch", "-D", "global_step3000"]):
+            subprocess.run(["git", "-C", served, *args], check=True, capture_output=True)
+    assert again.returncode == 0, again.stderr[-3000:]
+    ran = ran_jobs(fetch.stdout + fetch.stderr + rest.stdout + rest.stderr)
+    per_step = {rule: ran[rule] // 6 for rule in PER_STEP}  # the first run: 3 steps of each model
+    # a dump per treebank with something to probe (2 of the 3 at 120 sentences), a transfer per task
+    assert per_step["dump_activations"] >= 1 and per_step["transfer"] == 2, per_step
+    assert planned_jobs(again) == {**per_step, "alignment_table": 1, "correlations": 1, "plot_figures": 1, "all": 1}
+    assert {(job["model"], job["step"]) for rule in PER_STEP for job in planned_wildcards(again, rule)} == {
+        ("bloom-48", "3000")}
+    return again
 
 
 @pytest.mark.slurm
@@ -144,3 +225,4 @@ def test_hub_config_through_slurm_with_the_server_stopped_after_prefetch(
     with capsys.disabled():
         print(f"\nhub.yaml through SLURM: prefetch {fetch.seconds:.0f} s (local rules), rest {rest.seconds:.0f} s "
               f"({submitted} SLURM jobs)", file=sys.stderr)
+

@@ -4,11 +4,19 @@ import pandas as pd
 import pytest
 from results_layout import record_point
 
-from xlprobe.alignment import write_alignment_table
+from xlprobe.alignment import read_table, write_alignment_table
 from xlprobe.correlation import write_correlations
-from xlprobe.io import write_tsv
+from xlprobe.io import write_json, write_tsv
 from xlprobe.overlap import overlap_table
-from xlprobe.plots import FIGURE_NAMES, plot_figures, plot_overlap_heatmaps, step_label, treebank_order
+from xlprobe.plots import (
+    FIGURE_NAMES,
+    plot_figures,
+    plot_overlap_heatmaps,
+    plot_overlap_vs_lm_loss,
+    plot_overlap_vs_step,
+    step_label,
+    treebank_order,
+)
 
 NAMES = [
     "overlap_vs_step",
@@ -16,6 +24,7 @@ NAMES = [
     "overlap_vs_transfer",
     "overlap_heatmaps",
     "overlap_vs_k",
+    "overlap_vs_lm_loss",
     "similarity_vs_step",
 ]
 
@@ -69,8 +78,19 @@ def synthetic_results(root, with_transfer=True):
                 )
                 record_point(path, "similarity")
                 similarity.append(path)
+    # LM loss falls with the step; tiny's step 100 is broken (suspect), small's 100 repeats its 50
+    checks = []
+    for model, steps in (("tiny", [0, 100, "final"]), ("small", [0, 50, 100])):
+        for i, step in enumerate(steps):
+            loss = 9.0 if (model, step) == ("tiny", 100) else 6.0 - i
+            sha = "same" if (model, step) in {("small", 50), ("small", 100)} else f"{model}{step}"
+            path = root / f"lm_loss/{model}/{step}.json"
+            write_json(path, {"model": model, "step": str(step), "lm_loss": loss,
+                              "weights": {"model.safetensors": {"sha256": sha, "from": "file"}}})
+            checks.append(path)
     write_alignment_table(
-        overlap, transfer, similarity, root / "alignment.tsv", root / "alignment_attributes.tsv"
+        overlap, transfer, similarity, root / "alignment.tsv", root / "alignment_attributes.tsv",
+        check_paths=checks,
     )
     write_correlations(root / "alignment.tsv", root / "correlations.tsv", resamples=50, seed=0)
     return overlap, similarity
@@ -147,6 +167,30 @@ def test_treebank_order_recovers_config_order():
     )
     second = pd.DataFrame({"attribute": ["Case"], "treebank_a": ["xa"], "treebank_b": ["xb"]})
     assert treebank_order([first, second]) == ["xa", "xb", "xc"]
+
+
+def marked(fig, marker_size):
+    """The (x, y) of the points drawn with the duplicate (140) or suspect (110) mark, per axes."""
+    return [[tuple(xy) for c in ax.collections if list(c.get_sizes()) == [marker_size] for xy in c.get_offsets()]
+            for ax in fig.axes]
+
+
+def test_figures_mark_duplicates_and_suspects(tmp_path):
+    synthetic_results(tmp_path)
+    alignment = read_table(tmp_path / "alignment.tsv")
+    attributes = read_table(tmp_path / "alignment_attributes.tsv")
+    row = alignment.set_index(["model", "step"])
+    assert row.at[("tiny", 100), "suspect"] and row.at[("small", 100), "duplicate_of"] == 50
+    fig = plot_overlap_vs_step(alignment, attributes)
+    steps = [0, 50, 100, "final"]  # the ordinal axis of every model's steps
+    # the mean panel: tiny's 100 crossed, small's 100 ringed, at their overlap; nothing else marked
+    assert marked(fig, 110)[0] == [(steps.index(100), row.at[("tiny", 100), "overlap"])]
+    assert marked(fig, 140)[0] == [(steps.index(100), row.at[("small", 100), "overlap"])]
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "suspect: LM loss far above its neighbours" in legend and any("duplicate" in t for t in legend)
+    fig = plot_overlap_vs_lm_loss(alignment)
+    assert marked(fig, 110)[0] == [(9.0, row.at[("tiny", 100), "overlap"])]
+    assert fig.axes[0].xaxis_inverted()
 
 
 def test_heatmaps_frame_same_language_pairs_apart():

@@ -112,8 +112,9 @@ def test_adding_a_step_schedules_only_that_step_and_the_aggregates(demo_run, tmp
     assert jobs.get("compute_overlap") == n_layers
     assert jobs.get("transfer") == len(config["transfer"]["tasks"])
     assert jobs.get("similarity") == 1
+    assert jobs.get("lm_loss") == 1
     assert set(jobs) <= {
-        "dump_activations", "probe", "compute_overlap", "transfer", "similarity",
+        "dump_activations", "probe", "compute_overlap", "transfer", "similarity", "lm_loss",
         "alignment_table", "correlations", "plot_figures", "all",
     }, jobs
 

@@ -15,6 +15,10 @@ Choices, stated once:
 - Similarity, one definition per column: `similarity` is the mean cosine over language pairs at the
   probed layer (NaN where that layer was not measured; the config check stops such a config), and
   `similarity_all_layers` the mean over every measured layer. Correlations name the column they use.
+- Checkpoint checks (from the rule lm_loss's records, where given): `lm_loss` (nats per token on the
+  fixed sample, xlprobe.lm_loss), `suspect` (the suspect rule over the model's steps, step order,
+  `final` last) and `duplicate_of` (the first earlier step of the model with identical weight files,
+  empty otherwise; xlprobe.weights). Each suspect and each duplicate is also a warning in the log.
 """
 
 from __future__ import annotations
@@ -27,9 +31,11 @@ import numpy as np
 import pandas as pd
 
 from xlprobe.io import read_json, read_tsv, write_json, write_tsv
+from xlprobe.lm_loss import DEFAULT_MARGIN, read_checks, suspects
 from xlprobe.overlap import COLUMNS as OVERLAP_FILE_COLUMNS
 from xlprobe.overlap import same_language
 from xlprobe.provenance import provenance, sidecar_path
+from xlprobe.weights import duplicates
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +86,11 @@ def sort_points(frame: pd.DataFrame, model_order: Sequence[str] | None = None) -
 
 def read_table(path: str | os.PathLike) -> pd.DataFrame:
     """Read alignment.tsv or alignment_attributes.tsv with steps as int or 'final'."""
-    frame = read_tsv(path)
+    frame = read_tsv(path, dtype={"duplicate_of": str})
     if "step" in frame:
         frame["step"] = frame["step"].map(step_value).astype(object)
+    if "duplicate_of" in frame:  # a step or empty; the same type as `step`
+        frame["duplicate_of"] = frame["duplicate_of"].map(lambda s: step_value(s) if isinstance(s, str) and s else "")
     return frame
 
 
@@ -234,14 +242,46 @@ def similarity_scores(frame: pd.DataFrame, layer: int) -> dict[str, float]:
 
 
 # ----------------------------------------------------------------------------- the table
+def checkpoint_checks(check_paths: Iterable[str | os.PathLike], margin: float = DEFAULT_MARGIN) -> pd.DataFrame:
+    """One row per (model, step) of the lm_loss records: `lm_loss`, `duplicate_of` (the first earlier
+    step with identical weights, else empty) and `suspect`; a warning for each duplicate and suspect."""
+    records = read_checks(list(check_paths))
+    frame = pd.DataFrame(
+        [{"model": r["model"], "step": step_value(r["step"]),
+          "lm_loss": np.nan if r["lm_loss"] is None else float(r["lm_loss"]), "weights": r["weights"]}
+         for r in records], columns=["model", "step", "lm_loss", "weights"],
+    )
+    frame = sort_points(frame)
+    twins = duplicates(frame[["model", "step", "weights"]].itertuples(index=False))
+    frame["duplicate_of"] = [str(twins.get((m, s), "")) for m, s in zip(frame["model"], frame["step"])]
+    flagged = {(model, step) for model, rows in frame.groupby("model", sort=False)
+               for step in suspects(list(zip(rows["step"], rows["lm_loss"])), margin)}
+    frame["suspect"] = [(m, s) in flagged for m, s in zip(frame["model"], frame["step"])]
+    for model, step, twin in frame.loc[frame["duplicate_of"] != "", ["model", "step", "duplicate_of"]].itertuples(index=False):
+        log.warning("%s: step %s holds the same weights as step %s (identical weight files): a duplicate, "
+                    "not a new checkpoint", model, step, twin)
+    for index in frame.index[frame["suspect"]]:
+        model, step = frame.at[index, "model"], frame.at[index, "step"]
+        rows = frame[frame["model"] == model].reset_index(drop=True)
+        at = rows.index[rows["step"] == step][0]
+        neighbours = ", ".join(f"step {rows.at[j, 'step']}: {rows.at[j, 'lm_loss']:.3f}"
+                               for j in (at - 1, at + 1) if 0 <= j < len(rows))
+        log.warning("%s: step %s is suspect: LM loss %.3f nats, more than %.2f above its neighbours (%s); "
+                    "a broken checkpoint?", model, step, frame.at[index, "lm_loss"], margin, neighbours)
+    return frame.drop(columns="weights")
+
+
 def build_alignment(
     overlap_paths: Iterable[str | os.PathLike],
     transfer_paths: Iterable[str | os.PathLike] = (),
     similarity_paths: Iterable[str | os.PathLike] = (),
     targets: Mapping[str, Sequence[str] | None] | None = None,
     alpha: float = 0.05,
+    check_paths: Iterable[str | os.PathLike] = (),
+    margin: float = DEFAULT_MARGIN,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(alignment, per-attribute table) from the overlap, transfer and similarity files."""
+    """(alignment, per-attribute table) from the overlap, transfer and similarity files, and the
+    checkpoint checks where given."""
     targets = dict(targets or {})
     attribute_rows, point_rows, models = [], [], []
     for path in overlap_paths:
@@ -300,6 +340,13 @@ def build_alignment(
             log.warning("similarity of %s step %s: layer %d not measured; `similarity` left empty", m, s, layer)
         alignment = pd.concat([alignment, scores], axis=1)
 
+    check_paths = list(check_paths)
+    if check_paths:
+        checks = checkpoint_checks(check_paths, margin)
+        alignment = alignment.merge(checks, on=["model", "step"], how="left", validate="many_to_one")
+        alignment["duplicate_of"] = alignment["duplicate_of"].fillna("")
+        alignment["suspect"] = alignment["suspect"].fillna(False).astype(bool)
+
     alignment.insert(2, "final", alignment["step"].map(lambda s: str(s) == FINAL))
     order = list(dict.fromkeys(models))
     attributes = pd.concat(attribute_rows, ignore_index=True) if attribute_rows else pd.DataFrame()
@@ -321,19 +368,23 @@ def write_alignment_table(
     attributes_out: str | os.PathLike,
     targets: Mapping[str, Sequence[str] | None] | None = None,
     alpha: float = 0.05,
+    check_paths: Iterable[str | os.PathLike] = (),
+    margin: float = DEFAULT_MARGIN,
 ) -> pd.DataFrame:
     """Build the alignment tables and write both TSVs, each with its provenance sidecar.
 
     The sidecars list the input files; the checkpoints are in the inputs' own sidecars.
     """
-    overlap_paths, transfer_paths, similarity_paths = (
-        [str(p) for p in paths] for paths in (overlap_paths, transfer_paths, similarity_paths)
+    overlap_paths, transfer_paths, similarity_paths, check_paths = (
+        [str(p) for p in paths] for paths in (overlap_paths, transfer_paths, similarity_paths, check_paths)
     )
-    alignment, attributes = build_alignment(overlap_paths, transfer_paths, similarity_paths, targets, alpha)
+    alignment, attributes = build_alignment(overlap_paths, transfer_paths, similarity_paths, targets, alpha,
+                                            check_paths, margin)
     log.info("alignment table: %d points, %d attribute rows", len(alignment), len(attributes))
     record = provenance(
-        {"alpha": alpha, "targets": dict(targets or {})},
-        inputs={"overlap": overlap_paths, "transfer": transfer_paths, "similarity": similarity_paths},
+        {"alpha": alpha, "targets": dict(targets or {}), "suspect_margin": margin},
+        inputs={"overlap": overlap_paths, "transfer": transfer_paths, "similarity": similarity_paths,
+                "lm_loss": check_paths},
     )
     for out in (alignment_out, attributes_out):
         write_json(sidecar_path(out), record)

@@ -276,6 +276,17 @@ def similarity_seconds(similarity: Mapping[str, Any], params: int, costs) -> flo
     return flops / (costs["similarity_gpu_gflops"] * 1e9)
 
 
+def lm_loss_seconds(similarity: Mapping[str, Any], checks: Mapping[str, Any], params: int, costs) -> float:
+    """One lm_loss job: a forward pass over `lm_loss_sentences` sentences of each similarity language
+    (priced as the similarity's forward passes)."""
+    from xlprobe.lm_loss import DEFAULT_SENTENCES
+
+    languages = {language for pair in similarity.get("pairs", []) for language in pair}
+    sentences = len(languages) * checks.get("lm_loss_sentences", DEFAULT_SENTENCES)
+    flops = 2 * params * sentences * costs["similarity_tokens_per_sentence"]
+    return flops / (costs["similarity_gpu_gflops"] * 1e9)
+
+
 # ----------------------------------------------------------------------------- device
 def probe_device(probe_config: Mapping[str, Any]) -> str:
     """The device a workflow probe job runs on: a GPU only when the config names one (cuda, cuda:N).

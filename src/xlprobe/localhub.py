@@ -54,6 +54,15 @@ class TinyBloom:
     n_layer: int = 2
     n_head: int = 2
     org: str = ORG
+    # Weights from a short pre-training on the served text (xlprobe.demo.pretrain, this many updates,
+    # the steps' checkpoints evenly spaced, the final model at the end) instead of random ones: the LM
+    # loss then falls with the step, and a scrambled step stands out. 0: random weights.
+    train_steps: int = 0
+    # (step, earlier step): the step's branch republishes the earlier step's weights (as public reports
+    # say bloom-560m-intermediate's global_step500000 does global_step10000's).
+    same_weights: tuple[tuple[int, int], ...] = ()
+    # Steps whose branch holds their checkpoint's weights shuffled (`scramble`): broken checkpoints.
+    scrambled: tuple[int, ...] = ()
 
     @property
     def intermediate_repo(self) -> str:
@@ -64,7 +73,12 @@ class TinyBloom:
         return f"{self.org}/{self.name}"
 
 
-DEFAULT_MODELS = (TinyBloom("bloom-32", hidden_size=32), TinyBloom("bloom-48", hidden_size=48))
+# bloom-32's global_step2000 holds global_step1000's weights; bloom-48 is trained and its global_step2000
+# is scrambled: the checkpoint checks (xlprobe.weights, xlprobe.lm_loss) must flag both.
+DEFAULT_MODELS = (
+    TinyBloom("bloom-32", hidden_size=32, same_weights=((2000, 1000),)),
+    TinyBloom("bloom-48", hidden_size=48, train_steps=300, scrambled=(2000,)),
+)
 
 
 # ----------------------------------------------------------------------------- git
@@ -138,12 +152,15 @@ def build_tokenizer_repo(mirrors: str | os.PathLike, tokenizer, repo_id: str = T
     return commit_files(repo_dir(mirrors, repo_id), "main", files, "tokenizer")
 
 
-def _model_files(tokenizer, spec: TinyBloom, seed: int, both_formats: bool) -> dict[str, bytes]:
+def _model_files(tokenizer, spec: TinyBloom, seed: int, both_formats: bool, model=None) -> dict[str, bytes]:
+    """A checkpoint's files: `model`'s weights, or random ones seeded by `seed`."""
     import torch
 
     from xlprobe.demo.pretrain import init_model
 
-    model = init_model(tokenizer, hidden_size=spec.hidden_size, n_layer=spec.n_layer, n_head=spec.n_head, seed=seed)
+    if model is None:
+        model = init_model(tokenizer, hidden_size=spec.hidden_size, n_layer=spec.n_layer, n_head=spec.n_head,
+                           seed=seed)
     with tempfile.TemporaryDirectory() as tmp:
         model.save_pretrained(tmp)  # config.json, model.safetensors
         tokenizer.save_pretrained(tmp)
@@ -163,20 +180,84 @@ def served_tokenizer(mirrors: str | os.PathLike, repo_id: str = TOKENIZER_REPO):
     return AutoTokenizer.from_pretrained(directory)
 
 
-def add_step(mirrors: str | os.PathLike, spec: TinyBloom, tokenizer, step: int) -> str:
-    """A `global_step{step}` branch of the intermediate repo (random weights, seeded by the step)."""
+def add_step(mirrors: str | os.PathLike, spec: TinyBloom, tokenizer, step: int,
+             folder: str | os.PathLike | None = None, seed: int | None = None) -> str:
+    """A `global_step{step}` branch of the intermediate repo: random weights seeded by `seed` (default the
+    step), or the files of a checkpoint `folder` (one trained by xlprobe.demo.pretrain, or `scramble`d)."""
     directory = repo_dir(mirrors, spec.intermediate_repo)
     if not (directory / ".git").is_dir():
         commit_files(directory, "main", {"README.md": _card(spec.intermediate_repo, "Intermediate checkpoints: "
                                                             "one global_step{N} branch per step.")}, "card")
-    return commit_files(directory, f"global_step{step}", _model_files(tokenizer, spec, step, False),
-                        f"step {step}")
+    files = _folder_files(Path(folder)) if folder else _model_files(tokenizer, spec, step if seed is None else seed, False)
+    return commit_files(directory, f"global_step{step}", files, f"step {step}")
 
 
-def build_model_repos(mirrors: str | os.PathLike, spec: TinyBloom, tokenizer) -> dict[str, str]:
-    """The intermediate repo (a branch per step) and the final repo (main); commit id per revision."""
-    commits = {f"global_step{step}": add_step(mirrors, spec, tokenizer, step) for step in spec.steps}
-    final = _model_files(tokenizer, spec, seed=10**6, both_formats=True)
+def scramble(folder: str | os.PathLike, out: str | os.PathLike, seed: int = 0) -> Path:
+    """A copy of the checkpoint in `folder` whose every weight tensor has its entries shuffled (seeded):
+    the shapes and value distribution of the original, none of its function (a broken checkpoint)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            flat = parameter.view(-1)
+            flat.copy_(flat[torch.randperm(flat.numel(), generator=generator)])
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(folder).save_pretrained(out)
+    return Path(out)
+
+
+def _trained(spec: TinyBloom, tokenizer, text_lines: list[str], out: Path) -> list[Path]:
+    """Checkpoint folders of a short pre-training, one per step then the final model's."""
+    import torch
+
+    from xlprobe.demo.pretrain import pretrain
+
+    tokenizer.save_pretrained(out / "tokenizer")
+    text = out / "text.txt"
+    text.write_text("\n".join(text_lines) + "\n", encoding="utf-8")
+    n = len(spec.steps)
+    saves = [spec.train_steps * (i + 1) // (n + 1) for i in range(n)] + [spec.train_steps]
+    # One thread: a model this small trains 20x slower on a busy machine with torch's default threads.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        pretrain(out / "tokenizer", [text], out / "trained", hidden_size=spec.hidden_size, n_layer=spec.n_layer,
+                 n_head=spec.n_head, train_steps=spec.train_steps, save_steps=saves, batch_size=8, seq_len=32,
+                 lr=5e-3)
+    finally:
+        torch.set_num_threads(threads)
+    return [out / "trained" / str(save) for save in saves]
+
+
+def build_model_repos(mirrors: str | os.PathLike, spec: TinyBloom, tokenizer,
+                      text_lines: list[str] | None = None) -> dict[str, str]:
+    """The intermediate repo (a branch per step) and the final repo (main); commit id per revision.
+
+    `text_lines`: the pre-training text of a spec with `train_steps`.
+    """
+    from transformers import AutoModelForCausalLM
+
+    same = dict(spec.same_weights)
+    commits = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        folders = _trained(spec, tokenizer, text_lines or [], Path(tmp)) if spec.train_steps else []
+        folder_of = dict(zip(spec.steps, folders))
+        for step in spec.steps:
+            source = same.get(step, step)  # the step whose weights this branch holds
+            folder = folder_of.get(source)
+            if step in spec.scrambled:
+                if folder is None:  # random weights, as the branch would hold, then shuffled
+                    folder = Path(tmp, "random", str(source))
+                    for name, content in _model_files(tokenizer, spec, source, False).items():
+                        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+                        (folder / name).write_bytes(content)
+                folder = scramble(folder, Path(tmp, "scrambled", str(step)), seed=step)
+            commits[f"global_step{step}"] = add_step(mirrors, spec, tokenizer, step, folder, seed=source)
+        model = AutoModelForCausalLM.from_pretrained(folders[-1]) if folders else None
+        final = _model_files(tokenizer, spec, seed=10**6, both_formats=True, model=model)
     commits["final"] = commit_files(repo_dir(mirrors, spec.final_repo), "main", final, "final model")
     return commits
 
@@ -317,10 +398,11 @@ def build_all(mirrors: str | os.PathLike, data: str | os.PathLike, models: Itera
               per_split: int = 200) -> dict[str, Any]:
     """Every repo the hub tests use: tokenizer, models, datasets. Returns the model commits."""
     mirrors, data = Path(mirrors), Path(data)
-    tokenizer = build_tokenizer(tokenizer_text(data), mirrors.parent / "tokenizer-build")
+    text = tokenizer_text(data)
+    tokenizer = build_tokenizer(text, mirrors.parent / "tokenizer-build")
     built = {"tokenizer": build_tokenizer_repo(mirrors, tokenizer)}
     for spec in models:
-        built[spec.name] = build_model_repos(mirrors, spec, tokenizer)
+        built[spec.name] = build_model_repos(mirrors, spec, tokenizer, text)
     build_dataset_repos(mirrors, data, per_split)
     return built
 

@@ -115,6 +115,40 @@ def _legend_below(fig, handles, labels, ncol: int | None = None):
     )
 
 
+def flagged_points(alignment: pd.DataFrame) -> tuple[set, set]:
+    """((model, step) of duplicates, (model, step) of suspects) from the checkpoint-check columns."""
+    duplicate, suspect = set(), set()
+    if "duplicate_of" in alignment:
+        rows = alignment[alignment["duplicate_of"].fillna("").astype(str) != ""]
+        duplicate = set(zip(rows["model"], rows["step"]))
+    if "suspect" in alignment:
+        rows = alignment[alignment["suspect"].astype(str).str.lower().eq("true")]
+        suspect = set(zip(rows["model"], rows["step"]))
+    return duplicate, suspect
+
+
+def _mark_checks(ax, model: str, steps: Sequence, x: Sequence, y: Sequence, flags: tuple[set, set]) -> None:
+    """Ring the duplicate points (grey square) and cross the suspect ones (red) of one model's line."""
+    duplicate, suspect = flags
+    for step, xi, yi in zip(steps, x, y):
+        if (model, step) in duplicate:
+            ax.scatter([xi], [yi], s=140, marker="s", facecolor="none", edgecolor="grey", linewidth=1.5, zorder=3)
+        if (model, step) in suspect:
+            ax.scatter([xi], [yi], s=110, marker="X", color="red", zorder=4)
+
+
+def _check_handles(flags: tuple[set, set]) -> tuple[list, list]:
+    """Legend entries for the marks that a figure shows."""
+    handles, labels = [], []
+    if flags[0]:
+        handles.append(Line2D([], [], marker="s", markerfacecolor="none", markeredgecolor="grey", linestyle=""))
+        labels.append("duplicate weights (same as an earlier step)")
+    if flags[1]:
+        handles.append(Line2D([], [], marker="X", color="red", linestyle=""))
+        labels.append("suspect: LM loss far above its neighbours")
+    return handles, labels
+
+
 def save_figure(fig, png: str | os.PathLike, pdf: str | os.PathLike) -> None:
     """Write the figure as PNG and PDF, each atomically."""
     for path, fmt in ((png, "png"), (pdf, "pdf")):
@@ -179,6 +213,7 @@ def plot_overlap_vs_step(alignment: pd.DataFrame, attributes: pd.DataFrame, laye
         )
         for name in names
     ]
+    flags = flagged_points(alignment)
     fig, axes = _grid(len(panels), ncols=4, sharey=True)
     for ax, (title, frame) in zip(axes, panels):
         position = _step_axis(ax, steps, xlabel="")
@@ -189,6 +224,7 @@ def plot_overlap_vs_step(alignment: pd.DataFrame, attributes: pd.DataFrame, laye
             x = rows["step"].map(position)
             ax.plot(x, rows["overlap"], marker="o", color=colours[model], label=model)
             ax.plot(x, rows["chance"], linestyle="--", color=colours[model], linewidth=1)
+            _mark_checks(ax, model, rows["step"], x, rows["overlap"], flags)
         ax.set_title(title, fontweight="bold" if frame is alignment else "normal")
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     fig.supxlabel(STEP_AXIS_LABEL, fontsize="medium")
@@ -197,7 +233,8 @@ def plot_overlap_vs_step(alignment: pd.DataFrame, attributes: pd.DataFrame, laye
     axes[0].set_ylim(bottom=0)
     handles = [Line2D([], [], color=colours[m], marker="o") for m in models]
     handles.append(Line2D([], [], color="grey", linestyle="--"))
-    _legend_below(fig, handles, [*models, "chance (k/D), per model"])
+    marks, mark_labels = _check_handles(flags)
+    _legend_below(fig, handles + marks, [*models, "chance (k/D), per model", *mark_labels])
     k = alignment["k"].dropna()
     fig.suptitle(f"Cross-lingual neuron overlap (layer {layer}, k = {int(k.iloc[0]) if len(k) else '?'})")
     fig.tight_layout()
@@ -217,6 +254,7 @@ def plot_transfer_vs_step(alignment: pd.DataFrame, layer: int | None = None):
     models = list(dict.fromkeys(alignment["model"]))
     colours = model_colours(models)
     steps = ordered_steps(alignment["step"])
+    flags = flagged_points(alignment)
     fig, axes = _grid(len(tasks), ncols=3, width=5.2 if len(tasks) == 1 else 4.4, height=3.4)
     for ax, column in zip(axes, tasks):
         position = _step_axis(ax, steps)
@@ -224,6 +262,7 @@ def plot_transfer_vs_step(alignment: pd.DataFrame, layer: int | None = None):
             rows = alignment[alignment["model"] == model]
             x = rows["step"].map(position)
             ax.plot(x, rows[column], marker="o", color=colours[model])
+            _mark_checks(ax, model, rows["step"], x, rows[column], flags)
             if f"{column}_source" in rows:
                 ax.plot(x, rows[f"{column}_source"], linestyle=":", marker=".", color=colours[model])
         metric = next((m for m in alignment.get(f"{column}_metric", pd.Series(dtype=str)) if m), "score")
@@ -234,10 +273,11 @@ def plot_transfer_vs_step(alignment: pd.DataFrame, layer: int | None = None):
         Line2D([], [], color="grey", marker="o"),
         Line2D([], [], color="grey", linestyle=":", marker="."),
     ]
+    marks, mark_labels = _check_handles(flags)
     _legend_below(
         fig,
-        handles,
-        [*models, "mean over target languages (zero-shot)", "source language"],
+        handles + marks,
+        [*models, "mean over target languages (zero-shot)", "source language", *mark_labels],
         ncol=min(len(models) + 2, 3),
     )
     fig.suptitle("Zero-shot transfer after fine-tuning on the source language")
@@ -513,6 +553,40 @@ def plot_similarity_vs_step(
     return fig
 
 
+def plot_overlap_vs_lm_loss(alignment: pd.DataFrame, layer: int | None = None):
+    """Mean overlap (and chance, dashed) against each checkpoint's LM loss, one line per model in step
+    order; the loss axis runs from high to low, the way training goes. Duplicates and suspects marked."""
+    if "lm_loss" not in alignment or alignment["lm_loss"].isna().all():
+        return _empty_figure("no LM loss measured (the config names no similarity text)")
+    alignment, layer = _pick_layer(alignment, layer)
+    if alignment["overlap"].isna().all():
+        return _empty_figure("no attribute was kept in two languages: no overlap to show")
+    models = list(dict.fromkeys(alignment["model"]))
+    colours = model_colours(models)
+    flags = flagged_points(alignment)
+    fig, ax = plt.subplots(figsize=(5.6, 4.0))
+    for model in models:
+        rows = alignment[alignment["model"] == model].sort_values("step", key=lambda s: s.map(step_key))
+        rows = rows.dropna(subset=["lm_loss"])
+        ax.plot(rows["lm_loss"], rows["overlap"], marker="o", color=colours[model], label=model)
+        if len(rows):  # chance k/D is one value per model
+            ax.axhline(rows["chance"].iloc[0], linestyle="--", color=colours[model], linewidth=1)
+        for step, x, y in zip(rows["step"], rows["lm_loss"], rows["overlap"]):
+            ax.annotate(step_label(step), (x, y), textcoords="offset points", xytext=(3, 4), fontsize="x-small")
+        _mark_checks(ax, model, rows["step"], rows["lm_loss"], rows["overlap"], flags)
+    ax.invert_xaxis()
+    ax.set_xlabel("LM loss on the fixed sample (nats per token; training goes →)")
+    ax.set_ylabel("overlap of top-k neurons")
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    handles = [Line2D([], [], color=colours[m], marker="o") for m in models]
+    handles.append(Line2D([], [], color="grey", linestyle="--"))
+    marks, mark_labels = _check_handles(flags)
+    _legend_below(fig, handles + marks, [*models, "chance (k/D), per model", *mark_labels], ncol=2)
+    fig.suptitle(f"Cross-lingual neuron overlap against LM loss (layer {layer})")
+    fig.tight_layout()
+    return fig
+
+
 # ----------------------------------------------------------------------------- all figures
 FIGURE_NAMES = (
     "overlap_vs_step",
@@ -520,6 +594,7 @@ FIGURE_NAMES = (
     "overlap_vs_transfer",
     "overlap_heatmaps",
     "overlap_vs_k",
+    "overlap_vs_lm_loss",
     "similarity_vs_step",
 )
 
@@ -548,6 +623,7 @@ def plot_figures(
         "overlap_vs_transfer": lambda: plot_overlap_vs_transfer(alignment, correlations),
         "overlap_heatmaps": lambda: plot_overlap_heatmaps(overlaps, alpha=alpha),
         "overlap_vs_k": lambda: plot_overlap_vs_k(overlaps),
+        "overlap_vs_lm_loss": lambda: plot_overlap_vs_lm_loss(alignment),
         "similarity_vs_step": lambda: plot_similarity_vs_step(alignment, similarity),
     }
     for name, (png, pdf) in outputs.items():

@@ -1,6 +1,7 @@
-"""Rule alignment_table: overlap, transfer and similarity of every (model, step, layer) in one table."""
+"""Rule alignment_table: overlap, transfer, similarity and the checkpoint checks of every (model, step, layer)."""
 
 from xlprobe.alignment import write_alignment_table
+from xlprobe.lm_loss import DEFAULT_MARGIN
 from xlprobe.logs import log_to
 
 with log_to(snakemake.log[0]):
@@ -12,4 +13,6 @@ with log_to(snakemake.log[0]):
         snakemake.output.attributes,
         targets=snakemake.params.tasks,
         alpha=snakemake.params.analysis.get("alpha", 0.05),
+        check_paths=list(snakemake.input.lm_loss),
+        margin=snakemake.params.checks.get("suspect_margin", DEFAULT_MARGIN),
     )

@@ -1,0 +1,122 @@
+"""Which checkpoints hold the same weights: a sha256 per weight file, and duplicates among a model's steps.
+
+Public reports say some published BLOOM branches hold another step's weights (bloom-560m-intermediate
+`global_step500000` = `global_step10000`). A checkpoint's weights are named by the sha256 of each weight
+file (`*.safetensors`, or `*.bin` where the revision has no safetensors): the hub's own LFS sha256 where
+its metadata gives one (no download needed to know it), else the sha256 of the file on disk. Both are
+the sha256 of the file's bytes, so records from either source compare with each other.
+
+Two steps are duplicates when they have the same weight files with the same hashes. Identical bytes
+are what a republished or mislabelled branch gives; two different trainings never do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from fnmatch import fnmatch
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+WEIGHT_PATTERNS = ("*.safetensors", "*.bin")
+_CHUNK = 1 << 20
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes (read in 1 MiB chunks: weight files are large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def weight_files(folder: str | os.PathLike) -> list[Path]:
+    """The weight files of a checkpoint folder: its safetensors files, else its .bin files (one format,
+    as the loader reads one)."""
+    folder = Path(folder)
+    for pattern in WEIGHT_PATTERNS:
+        found = sorted(p for p in folder.iterdir() if p.is_file() and fnmatch(p.name, pattern))
+        if found:
+            return found
+    return []
+
+
+def hash_folder(folder: str | os.PathLike) -> dict[str, dict[str, str]]:
+    """file name -> {sha256, from: "file"} of a checkpoint folder's weight files."""
+    files = weight_files(folder)
+    if not files:
+        raise ValueError(f"{folder}: no weight files ({', '.join(WEIGHT_PATTERNS)})")
+    return {p.name: {"sha256": file_sha256(p), "from": "file"} for p in files}
+
+
+def lfs_hashes(siblings: Iterable[Any]) -> dict[str, str]:
+    """file name -> the hub's LFS sha256, for the files whose metadata has one (`RepoSibling.lfs`)."""
+    hashes = {}
+    for sibling in siblings or ():
+        lfs = getattr(sibling, "lfs", None)
+        sha = (lfs.get("sha256") if isinstance(lfs, Mapping) else getattr(lfs, "sha256", None)) if lfs else None
+        if sha:
+            hashes[sibling.rfilename] = sha
+    return hashes
+
+
+def hub_hashes(folder: str | os.PathLike, siblings: Iterable[Any] | None) -> dict[str, dict[str, str]]:
+    """The weight files of a downloaded hub snapshot: the LFS sha256 from the revision's metadata where
+    it has one, else the file hashed (a server without LFS metadata, such as olah's git mirrors)."""
+    lfs = lfs_hashes(siblings or ())
+    hashes = {}
+    for path in weight_files(folder):
+        hashes[path.name] = (
+            {"sha256": lfs[path.name], "from": "lfs"} if path.name in lfs else {"sha256": file_sha256(path), "from": "file"}
+        )
+    if not hashes:
+        raise ValueError(f"{folder}: no weight files ({', '.join(WEIGHT_PATTERNS)})")
+    return hashes
+
+
+def revision_siblings(repo: str, revision: str) -> list[Any] | None:
+    """The revision's file metadata (`model_info(..., files_metadata=True).siblings`), or None offline or
+    where the hub does not answer it (the hashes then come from the files)."""
+    from huggingface_hub import HfApi
+
+    from xlprobe.checkpoints import is_offline
+
+    if is_offline():
+        return None
+    try:
+        return list(HfApi().model_info(repo, revision=revision, files_metadata=True).siblings or [])
+    except Exception as error:  # noqa: BLE001 - any failure here only means: hash the files
+        log.warning("%s@%s: no file metadata from the hub (%s); hashing the files", repo, revision, error)
+        return None
+
+
+# ----------------------------------------------------------------------------- duplicates
+def fingerprint(weights: Mapping[str, Mapping[str, str]] | None) -> tuple | None:
+    """What two checkpoints with the same weights share: their (file, sha256) pairs; None if unknown."""
+    if not weights:
+        return None
+    return tuple(sorted((name, entry["sha256"]) for name, entry in weights.items()))
+
+
+def duplicates(points: Iterable[tuple[str, Any, Mapping | None]]) -> dict[tuple[str, Any], Any]:
+    """(model, step) -> the first earlier step of that model with the same weights.
+
+    `points` are (model, step, weights) in step order per model; a step with no weights record is
+    never a duplicate.
+    """
+    first: dict[tuple[str, tuple], Any] = {}
+    found = {}
+    for model, step, weights in points:
+        key = fingerprint(weights)
+        if key is None:
+            continue
+        if (model, key) in first:
+            found[(model, step)] = first[(model, key)]
+        else:
+            first[(model, key)] = step
+    return found
