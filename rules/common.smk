@@ -106,6 +106,12 @@ def model_shape(model):
     return costs.model_shape(model, config["models"][model], strict=False)
 
 
+def dumped_width(shape):
+    """D of a dump: the hidden size, or 4 x hidden for activations.site mlp (BLOOM's and GPT-NeoX's
+    MLP; an estimate for other families). Only for the probes' requests before the .npy exists."""
+    return shape[0] * (4 if config["activations"].get("site") == "mlp" else 1)
+
+
 def probe_request(wildcards, input):
     shape = model_shape(wildcards.model)
     return costs.probe_request(
@@ -113,7 +119,7 @@ def probe_request(wildcards, input):
         attributes_path=input.attributes,
         activations_path=input.activations,
         tokens=treebank_rows(wildcards.treebank),
-        dim=shape[0] if shape else None,
+        dim=dumped_width(shape) if shape else None,
     )
 
 
@@ -121,6 +127,7 @@ def dump_request(wildcards, input):
     shape = model_shape(wildcards.model)
     if not shape:
         return costs.unsized("dump")
+    # The forward pass costs the same at either site; the mlp site's 4x wider output is small next to it.
     return costs.dump_request(treebank_rows(wildcards.treebank), shape[0], shape[2], LAYERS)
 
 
