@@ -14,7 +14,7 @@ def load(name: str) -> dict:
     return yaml.safe_load((REPO / name).read_text())
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "config/demo.yaml", "config/test.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "config/demo.yaml", "config/test.yaml", "config/showcase.yaml"])
 def test_shipped_configs_are_valid(name, tmp_path):
     check_config(load(name), workdir=tmp_path, schema_path=SCHEMA)
 
