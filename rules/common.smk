@@ -106,12 +106,6 @@ def model_shape(model):
     return costs.model_shape(model, config["models"][model], strict=False)
 
 
-def dumped_width(shape):
-    """D of a dump: the hidden size, or 4 x hidden for activations.site mlp (BLOOM's and GPT-NeoX's
-    MLP; an estimate for other families). Only for the probes' requests before the .npy exists."""
-    return shape[0] * (4 if config["activations"].get("site") == "mlp" else 1)
-
-
 def probe_request(wildcards, input):
     shape = model_shape(wildcards.model)
     return costs.probe_request(
@@ -119,7 +113,7 @@ def probe_request(wildcards, input):
         attributes_path=input.attributes,
         activations_path=input.activations,
         tokens=treebank_rows(wildcards.treebank),
-        dim=dumped_width(shape) if shape else None,
+        dim=costs.dumped_width(shape[0], config["activations"]) if shape else None,
     )
 
 
