@@ -113,7 +113,7 @@ def probe_request(wildcards, input):
         attributes_path=input.attributes,
         activations_path=input.activations,
         tokens=treebank_rows(wildcards.treebank),
-        dim=shape[0] if shape else None,
+        dim=costs.dumped_width(shape[0], config["activations"]) if shape else None,
     )
 
 
@@ -121,6 +121,7 @@ def dump_request(wildcards, input):
     shape = model_shape(wildcards.model)
     if not shape:
         return costs.unsized("dump")
+    # The forward pass costs the same at either site; the mlp site's 4x wider output is small next to it.
     return costs.dump_request(treebank_rows(wildcards.treebank), shape[0], shape[2], LAYERS)
 
 

@@ -11,6 +11,7 @@ from xlprobe.activations import (
     dump_activations,
     dump_word_activations,
     encode,
+    mlp_width,
     sentences_from_table,
     word_vectors,
 )
@@ -177,6 +178,13 @@ def test_bad_input_fails_clearly(tiny, tmp_path):
         dump_word_activations(model, tokenizer, words, {5: tmp_path / "l.npy"}, progress=False)
     with pytest.raises(ValueError, match="activations.pooling: 'mean'"):
         dump_word_activations(model, tokenizer, words, {2: tmp_path / "l.npy"}, pooling="mean", progress=False)
+    # Layer 4 is the residual stream's last (3 blocks + embeddings) but there is no fourth MLP.
+    with pytest.raises(ValueError, match=r"activations.layers: \[4\] out of range; this model has layers 1..3 "
+                                         r"\(activations.site mlp"):
+        dump_word_activations(model, tokenizer, words, {4: tmp_path / "l.npy"}, site="mlp", progress=False)
+    with pytest.raises(ValueError, match="activations.site: 'attention' is not one of residual, mlp"):
+        dump_word_activations(model, tokenizer, words, {2: tmp_path / "l.npy"}, site="attention", progress=False)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_multiword_token_ids_order_words(tiny):
@@ -245,3 +253,56 @@ def test_forward_stops_early_in_other_model_families_too(tiny):
     assert max(ran) == 1
     reference = one_at_a_time(model, tokenizer, words, [2], "natural")
     np.testing.assert_allclose(out[2], reference[2], rtol=1e-4, atol=1e-5)
+
+
+def mlp_reference(model, tokenizer, words, layers):
+    """Every sentence alone: each block's MLP neurons recomputed from the module's weights,
+    gelu(dense_h_to_4h(post_attention_layernorm(r))) with r the residual that the block hands its MLP."""
+    width = 4 * model.config.hidden_size
+    out = {layer: np.zeros((len(words), width), dtype=np.float32) for layer in layers}
+    blocks = model.transformer.h
+    residual = {}
+    for sentence in sentences_from_table(words):
+        (enc,) = encode(tokenizer, [sentence], "natural")
+        residual.clear()
+        hooks = [blocks[layer - 1].mlp.register_forward_hook(
+            lambda module, args, output, layer=layer: residual.update({layer: args[1]})) for layer in layers]
+        with torch.no_grad():
+            model(input_ids=torch.from_numpy(enc.ids)[None])
+        for hook in hooks:
+            hook.remove()
+        for layer in layers:
+            block = blocks[layer - 1]
+            with torch.no_grad():
+                x = block.post_attention_layernorm(residual[layer][0])
+                neurons = torch.nn.functional.gelu(torch.nn.functional.linear(
+                    x, block.mlp.dense_h_to_4h.weight, block.mlp.dense_h_to_4h.bias), approximate="tanh")
+            for w, row in enumerate(sentence.rows):
+                out[layer][row] = neurons[enc.token[enc.word == w]].mean(0).numpy()
+    return out
+
+
+def test_mlp_site_is_the_gelu_output_of_each_block(tiny, tmp_path):
+    _, tokenizer, model, words = tiny
+    layers = [1, 2, 3]
+    assert mlp_width(model) == 4 * model.config.hidden_size
+    meta = dump_word_activations(model, tokenizer, words, {layer: tmp_path / f"layer{layer}.npy" for layer in layers},
+                                 pooling="natural", batch_size=5, site="mlp", progress=False)
+    assert meta["site"] == "mlp" and meta["width"] == 4 * model.config.hidden_size
+    reference = mlp_reference(model, tokenizer, words, layers)
+    for layer in layers:
+        dumped = np.load(tmp_path / f"layer{layer}.npy").astype(np.float32)
+        assert dumped.shape == (len(words), 4 * model.config.hidden_size)
+        np.testing.assert_allclose(dumped, reference[layer], rtol=2e-3, atol=2e-3)
+
+
+def test_mlp_site_fails_when_the_down_projection_is_bypassed(tiny, tmp_path):
+    """BLOOM with pretraining_tp > 1 and slow_but_exact slices the down projection's weight instead of
+    calling it: the hook would see nothing, so the dump must fail rather than write zeros."""
+    _, tokenizer, model, words = tiny
+    sliced = copy.deepcopy(model)
+    for block in sliced.transformer.h:
+        block.mlp.pretraining_tp, block.mlp.slow_but_exact = 2, True
+    with pytest.raises(RuntimeError, match=r"down projection of block\(s\) \[2\] was never called"):
+        dump_word_activations(sliced, tokenizer, words, {2: tmp_path / "layer2.npy"}, site="mlp", progress=False)
+    assert list(tmp_path.iterdir()) == []

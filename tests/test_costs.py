@@ -178,6 +178,18 @@ def test_probe_jobs_ask_for_a_gpu_only_when_the_config_names_one(device, gpus, t
     assert all(int(j["mem_mb"]) == want["mem_mb"] for j in english)
 
 
+def test_plan_counts_the_mlp_sites_four_times_wider_dumps(tmp_path):
+    config = yaml.safe_load((REPO / "config/demo.yaml").read_text())
+    residual = {r["rule"]: r for r in plan(config, workdir=tmp_path)}
+    config["activations"]["site"] = "mlp"
+    mlp = {r["rule"]: r for r in plan(config, workdir=tmp_path)}
+    assert mlp["dump_activations"]["disk_gb"] == pytest.approx(4 * residual["dump_activations"]["disk_gb"])
+    hours = residual["dump_activations"]["gpu_hours"]
+    assert hours > 0 and mlp["dump_activations"]["gpu_hours"] == hours  # the same forward pass
+    # A probe's epochs and greedy picks are both linear in D.
+    assert mlp["probe"]["cpu_hours"] == pytest.approx(4 * residual["probe"]["cpu_hours"])
+
+
 def test_plan_command_prints_the_table_with_its_totals(capsys, tmp_path):
     from xlprobe.cli import main
 

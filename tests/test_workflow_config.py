@@ -16,7 +16,7 @@ def load(name: str) -> dict:
     return yaml.safe_load((REPO / name).read_text())
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "config/demo.yaml", "config/test.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "config/demo.yaml", "config/test.yaml", "config/showcase.yaml"])
 def test_shipped_configs_are_valid(name, tmp_path):
     check_config(load(name), workdir=tmp_path, schema_path=SCHEMA)
 
@@ -30,6 +30,20 @@ def test_unknown_key_and_wrong_type_are_named():
     message = str(error.value)
     assert "probe.patiense: unknown key" in message
     assert "probe.k: 'ten' is not of type 'integer'" in message
+
+
+def test_activation_site_is_named_and_checked_against_the_demo_models_depth():
+    config = load("config/demo.yaml")
+    config["activations"]["site"] = "attention"
+    with pytest.raises(ConfigError, match=r"activations.site: 'attention' is not one of \['residual', 'mlp'\]"):
+        check_config(config, schema_path=SCHEMA)
+    # Residual layer 5 of a 4-block model is its last hidden state; there is no fifth MLP.
+    config["activations"].update(site="mlp", layers=[4, 5])
+    config["similarity"]["layers"] = [4, 5]
+    with pytest.raises(ConfigError, match=r"activations.layers: \[5\] beyond the 4 blocks of models.demo-64 "):
+        check_config(config, schema_path=SCHEMA)
+    config["activations"]["site"] = "residual"
+    check_config(config, schema_path=SCHEMA)
 
 
 def test_unknown_top_level_key_is_named():

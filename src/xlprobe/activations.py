@@ -4,8 +4,14 @@ Pooling modes:
 - `paper`: each word tokenized alone and the pieces concatenated, no BOS (what the released code
   did, so the model sees the words glued together without spaces);
 - `natural`: the sentence with its spaces, words mapped to subwords by the fast tokenizer's offsets.
-A word's vector is the mean of its subwords' vectors. Layer L is `hidden_states[L-1]`
-(layer 1 is the embedding output).
+A word's vector is the mean of its subwords' vectors.
+
+Sites (`activations.site`):
+- `residual` (the paper's): layer L is `hidden_states[L-1]` (layer 1 is the embedding output);
+- `mlp`: layer L is the MLP neurons of decoder block L (1-based), the input of its down projection
+  (BLOOM: gelu(dense_h_to_4h(x)), 4 x hidden wide), read by a forward pre-hook. The residual stream
+  has no privileged basis (any rotation of it is an equivalent model), so a neuron-level overlap can
+  miss alignment there; the elementwise nonlinearity gives the MLP's neurons one.
 
 Batching is exact: sentences are right-padded and masked. Causal attention means that a real token
 never sees the padding after it, and BLOOM's ALiBi positions come from the mask's cumulative sum,
@@ -38,6 +44,9 @@ from xlprobe.wordtable import read_word_table, sentence_rows
 log = logging.getLogger(__name__)
 
 POOLINGS = ("paper", "natural")
+SITES = ("residual", "mlp")
+# The down projection whose input is a block's MLP neurons (BLOOM and GPT-NeoX, Llama, GPT-2).
+DOWN_PROJECTIONS = ("dense_4h_to_h", "down_proj", "c_proj")
 
 
 @dataclass
@@ -124,13 +133,22 @@ def encode(tokenizer, sentences: Sequence[Sentence], pooling: str) -> list[Encod
 
 
 # ----------------------------------------------------------------------------- forward passes
-def check_layers(model, layers: Sequence[int], key: str = "activations.layers") -> list[int]:
-    """Layers as ints, each within 1..n_layers+1 (the number of hidden states); `key` names the setting."""
-    n_states = model.config.num_hidden_layers + 1
-    bad = [layer for layer in layers if not 1 <= int(layer) <= n_states]
+def check_site(site: str) -> str:
+    if site not in SITES:
+        raise ValueError(f"activations.site: '{site}' is not one of {', '.join(SITES)}")
+    return site
+
+
+def check_layers(model, layers: Sequence[int], key: str = "activations.layers", site: str = "residual") -> list[int]:
+    """Layers as ints within the site's range (residual 1..n_layers+1, mlp 1..n_layers); `key` names the setting."""
+    if check_site(site) == "mlp":
+        n, meaning = model.config.num_hidden_layers, "layer L = the MLP neurons of block L"
+    else:
+        n, meaning = model.config.num_hidden_layers + 1, "layer L = hidden_states[L-1], layer 1 = embedding output"
+    bad = [layer for layer in layers if not 1 <= int(layer) <= n]
     if bad:
-        raise ValueError(f"{key}: {bad} out of range; this model has layers 1..{n_states} "
-                         f"(layer L = hidden_states[L-1], layer 1 = embedding output)")
+        raise ValueError(f"{key}: {bad} out of range; this model has layers 1..{n} "
+                         f"(activations.site {site}: {meaning})")
     return [int(layer) for layer in layers]
 
 
@@ -172,6 +190,48 @@ def hidden_states(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
                     use_cache=False).hidden_states
 
 
+def down_projection(block) -> torch.nn.Linear:
+    """The linear layer of a decoder block's MLP whose input is the MLP's neurons."""
+    mlp = getattr(block, "mlp", None)
+    for name in DOWN_PROJECTIONS:
+        module = getattr(mlp, name, None)
+        if module is not None:
+            return module
+    raise ValueError(f"activations.site mlp: no MLP down projection ({', '.join(DOWN_PROJECTIONS)}) "
+                     f"in block {type(block).__name__}")
+
+
+def mlp_width(model) -> int:
+    """D of the mlp site: the down projection's input features (BLOOM: 4 x hidden_size)."""
+    projection = down_projection(decoder_blocks(model.base_model)[1][0])
+    return int(getattr(projection, "in_features", None) or projection.weight.shape[0])  # GPT-2's Conv1D is [in, out]
+
+
+def mlp_neurons(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, layers: Sequence[int]):
+    """{layer: [batch, length, D]} the MLP neurons of blocks `layers` (1-based), captured on their way
+    into the down projection; the blocks after the highest are not run."""
+    body = model.base_model
+    found = decoder_blocks(body)
+    if found is None:
+        raise ValueError(f"activations.site mlp: {type(body).__name__} keeps its blocks where this code cannot find them")
+    captured, handles = {}, []
+    for layer in layers:
+        def keep(module, args, layer=layer):
+            captured[layer] = args[0]
+        handles.append(down_projection(found[1][layer - 1]).register_forward_pre_hook(keep))
+    try:
+        with stopping_after(body, max(layers)):
+            body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    finally:
+        for handle in handles:
+            handle.remove()
+    missing = sorted(set(layers) - set(captured))
+    if missing:
+        # e.g. BLOOM with pretraining_tp > 1 and slow_but_exact slices the weight instead of calling the layer
+        raise RuntimeError(f"activations.site mlp: the down projection of block(s) {missing} was never called")
+    return captured
+
+
 def load_base_model(model: Mapping[str, Any], step: int | str, **kwargs: Any):
     """(base model, tokenizer, checkpoint record) of a config model at a step, as the dumps and the
     similarity stage load it: without the LM head, whose weights nothing here uses."""
@@ -191,12 +251,13 @@ def word_vectors(
     *,
     pad_id: int = 0,
     progress: bool = True,
+    site: str = "residual",
 ) -> Iterator[tuple[list[int], dict[int, np.ndarray]]]:
     """Yield (sentence indices, {layer: float32 [their words, D]}) batch by batch, longest sentences first.
 
     Word rows come in the order of the yielded sentences, each sentence's words in order.
     """
-    layers = check_layers(model, layers)
+    layers = check_layers(model, layers, site=site)
     device = next(model.parameters()).device
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i].ids))
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
@@ -217,10 +278,14 @@ def word_vectors(
         tokens = torch.from_numpy(np.concatenate(flat_tokens)).to(device)
         words = torch.from_numpy(np.concatenate(flat_words)).to(device)
         counts = torch.bincount(words, minlength=n_words).clamp(min=1).unsqueeze(1).float()
-        states = hidden_states(model, ids.to(device), mask.to(device), layers)
+        if site == "mlp":
+            states = mlp_neurons(model, ids.to(device), mask.to(device), layers)
+        else:
+            hidden = hidden_states(model, ids.to(device), mask.to(device), layers)
+            states = {layer: hidden[layer - 1] for layer in layers}
         pooled = {}
         for layer in layers:
-            hidden = states[layer - 1].reshape(len(batch) * width, -1)
+            hidden = states[layer].reshape(len(batch) * width, -1)
             sums = torch.zeros((n_words, hidden.shape[1]), dtype=torch.float32, device=device)
             sums.index_add_(0, words, hidden.index_select(0, tokens).float())
             pooled[layer] = (sums / counts).cpu().numpy()
@@ -269,16 +334,17 @@ def dump_word_activations(
     max_subwords: int = 2048,
     source: str = "word table",
     progress: bool = True,
+    site: str = "residual",
 ) -> dict[str, Any]:
     """Write one float16 .npy per layer, row-aligned with `words`; return the facts for meta.json."""
-    layers = check_layers(model, list(layer_paths))
+    layers = check_layers(model, list(layer_paths), site=site)
     sentences = sentences_from_table(words, source)
     encoded = encode(tokenizer, sentences, pooling)
     keep = [i for i, e in enumerate(encoded) if len(e.ids) < max_subwords]
     skipped = [sentences[i].id for i, e in enumerate(encoded) if len(e.ids) >= max_subwords]
     if skipped:
         log.warning("%d sentences with >= %d subwords skipped (rows left zero)", len(skipped), max_subwords)
-    width = model.config.hidden_size
+    width = mlp_width(model) if site == "mlp" else model.config.hidden_size
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     with contextlib.ExitStack() as stack:
@@ -286,7 +352,8 @@ def dump_word_activations(
         writers = {layer: RowWriter(temps[layer], len(words), width) for layer in layers}
         try:
             kept = [encoded[i] for i in keep]
-            for batch, pooled in word_vectors(model, kept, layers, batch_size, pad_id=pad_id, progress=progress):
+            for batch, pooled in word_vectors(model, kept, layers, batch_size, pad_id=pad_id, progress=progress,
+                                              site=site):
                 rows = np.concatenate([sentences[keep[i]].rows for i in batch])
                 for layer, vectors in pooled.items():
                     half = vectors.astype(np.float16)
@@ -302,6 +369,7 @@ def dump_word_activations(
         "rows": len(words),
         "width": width,
         "layers": layers,
+        "site": site,
         "pooling": pooling,
         "dtype": "float16",
         "compute_dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
@@ -326,6 +394,7 @@ def dump_activations(
     """The rule dump_activations: load the (model, step) checkpoint, dump every layer, write meta.json."""
     from xlprobe.checkpoints import select_device
 
+    site = check_site(activations.get("site", "residual"))
     device = select_device(activations.get("device", "auto"))
     net, tokenizer, checkpoint = load_base_model(model, model["step"], demo_dir=demo_dir, cache_dir=cache_dir,
                                                  device=device, dtype=activations.get("dtype", "auto"))
@@ -336,6 +405,7 @@ def dump_activations(
         batch_size=int(activations.get("batch_size", 16)),
         max_subwords=max_subwords,
         source=str(words_path),
+        site=site,
     )
     meta.update(model=model["name"], step=str(model["step"]), device=str(device))
     meta["provenance"] = provenance(

@@ -175,6 +175,12 @@ def model_shape(name: str, spec: Mapping[str, Any], strict: bool = True) -> tupl
     raise ValueError(f"models.{name}: shape of {repo!r} unknown; add it to xlprobe.costs.MODEL_SHAPES")
 
 
+def dumped_width(hidden: int, activations: Mapping[str, Any]) -> int:
+    """D of a dump: the hidden size, or 4 x hidden with activations.site mlp (BLOOM's and GPT-NeoX's
+    MLP; an estimate for other families). For estimates only: the probes read D from the .npy."""
+    return hidden * (4 if activations.get("site") == "mlp" else 1)
+
+
 # ----------------------------------------------------------------------------- per job
 def probe_epochs(probe_config: Mapping[str, Any], costs: Mapping[str, float]) -> int:
     settings = {**PROBE_DEFAULTS, **probe_config}

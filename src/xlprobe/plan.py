@@ -63,9 +63,10 @@ def plan(
         disk_checkpoints += 2 * params / 1e9 if config["models"][model]["source"] != "demo" else 0
         for tb in probed:
             tokens, attributes, _ = sizes[tb]
+            width = cost.dumped_width(hidden, config["activations"])
             dump_h += cost.dump_seconds(tokens, hidden, max(layers), costs) / 3600
-            disk_activations += tokens * hidden * 2 * len(layers) / 1e9
-            probe_h += len(layers) * cost.probe_seconds(attributes, hidden, config["probe"], costs) / 3600
+            disk_activations += tokens * width * 2 * len(layers) / 1e9
+            probe_h += len(layers) * cost.probe_seconds(attributes, width, config["probe"], costs) / 3600
 
     tasks = config.get("transfer", {}).get("tasks", {})
     settings = {k: v for k, v in config.get("transfer", {}).items() if k != "tasks"}
