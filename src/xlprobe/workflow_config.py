@@ -112,11 +112,12 @@ def check_config(config: dict[str, Any], workdir: str | Path = ".", schema_path:
                         f"'{config['ud_root']}' (available: {', '.join(available) or 'none'})"
                     )
 
-    if config["activations"].get("site") == "mlp":
+    activations = config.get("activations") or {}
+    if activations.get("site") == "mlp":
         # Layer L of the mlp site is block L's MLP: a demo model's depth is known before any job runs.
         for name, model in config["models"].items():
             blocks = (model.get("pretrain") or {}).get("n_layer")
-            beyond = [layer for layer in config["activations"]["layers"] if blocks is not None and layer > blocks]
+            beyond = [layer for layer in activations.get("layers", []) if blocks is not None and layer > blocks]
             if beyond:
                 errors.append(f"activations.layers: {beyond} beyond the {blocks} blocks of models.{name} "
                               "(activations.site mlp: layer L = the MLP neurons of block L)")
