@@ -1,6 +1,6 @@
 # Is each checkpoint what its name says? Its LM loss on a fixed multilingual sample (the similarity
 # section's sentences) and its weight hashes (recorded at prefetch for hub checkpoints), one JSON per
-# checkpoint; the alignment table flags duplicates and suspects from them (xlprobe.lm_loss, xlprobe.weights).
+# checkpoint; the alignment table flags duplicates and suspects from them (xlprobe.checks).
 
 
 rule lm_loss:

@@ -13,10 +13,11 @@ from huggingface_hub.hf_api import RepoSibling
 from results_layout import record_point
 
 from xlprobe.alignment import read_table, write_alignment_table
+from xlprobe.checks import duplicates, suspects
 from xlprobe.io import write_json, write_tsv
-from xlprobe.lm_loss import sample_sentences, sentence_losses, suspects
+from xlprobe.lm_loss import sample_sentences, sentence_losses
 from xlprobe.overlap import overlap_table
-from xlprobe.weights import duplicates, hash_folder, hub_hashes
+from xlprobe.weights import hash_folder, hub_hashes
 
 
 # ----------------------------------------------------------------------------- the suspect rule

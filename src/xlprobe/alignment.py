@@ -16,9 +16,9 @@ Choices, stated once:
   probed layer (NaN where that layer was not measured; the config check stops such a config), and
   `similarity_all_layers` the mean over every measured layer. Correlations name the column they use.
 - Checkpoint checks (from the rule lm_loss's records, where given): `lm_loss` (nats per token on the
-  fixed sample, xlprobe.lm_loss), `suspect` (the suspect rule over the model's steps, step order,
+  fixed sample, xlprobe.lm_loss), `suspect` (xlprobe.checks: the suspect rule over the model's steps, step order,
   `final` last) and `duplicate_of` (the first earlier step of the model with identical weight files,
-  empty otherwise; xlprobe.weights). Each suspect and each duplicate is also a warning in the log.
+  empty otherwise; xlprobe.checks). Each suspect and each duplicate is also a warning in the log.
 """
 
 from __future__ import annotations
@@ -30,12 +30,11 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from xlprobe.checks import DEFAULT_MARGIN, duplicates, read_checks, suspects
 from xlprobe.io import read_json, read_tsv, write_json, write_tsv
-from xlprobe.lm_loss import DEFAULT_MARGIN, read_checks, suspects
 from xlprobe.overlap import COLUMNS as OVERLAP_FILE_COLUMNS
 from xlprobe.overlap import same_language
 from xlprobe.provenance import provenance, sidecar_path
-from xlprobe.weights import duplicates
 
 log = logging.getLogger(__name__)
 

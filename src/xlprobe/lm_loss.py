@@ -1,5 +1,5 @@
-"""Is a checkpoint what its name says? Its language-model loss on a fixed multilingual sample, the rule
-that flags a broken one (`suspect`), and the per-checkpoint record that also carries its weight hashes.
+"""Is a checkpoint what its name says? Its language-model loss on a fixed multilingual sample,
+and the per-checkpoint record that also carries its weight hashes.
 
 The sample: the sentences of the config's `similarity` section (its `files`, its `hub` corpus, or the
 demo's parallel files), the first `checks.lm_loss_sentences` non-empty aligned pairs of each configured
@@ -11,14 +11,7 @@ The loss: each sentence preceded by the EOS token (the document separator of pre
 first word is predicted too), mean cross-entropy in nats per predicted token within a language
 (transformers' causal-LM loss, which shifts the labels itself), then the mean over languages.
 
-The suspect rule: a checkpoint whose loss is more than `checks.suspect_margin` nats (default 1.0,
-a perplexity e times higher) above both neighbouring steps of its model. A difference of losses in nats
-is a log ratio of perplexities, so one margin suits small and large vocabularies and early and late
-training. The last step has one neighbour and is compared with it (a broken newest checkpoint is the
-likeliest case when steps are discovered); the first step never is: loss falls fastest at the start,
-so the first listed step is legitimately the highest. Healthy neighbouring BLOOM checkpoints differ by a
-small fraction of a nat; the reported broken bloom-560m `global_step600000` (perplexity about 3·10⁵,
-about 12.6 nats) is many nats above its neighbours. Two broken neighbours hide each other (a limitation).
+The verdicts drawn from these records (duplicate, suspect) are in xlprobe.checks.
 """
 
 from __future__ import annotations
@@ -27,7 +20,6 @@ import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
@@ -38,7 +30,6 @@ from xlprobe.provenance import provenance
 log = logging.getLogger(__name__)
 
 DEFAULT_SENTENCES = 100
-DEFAULT_MARGIN = 1.0  # nats
 # The similarity settings that decide the sample's text (not its layers or pooling).
 TEXT_KEYS = ("pairs", "files", "hub")
 
@@ -115,23 +106,6 @@ def lm_loss(model, tokenizer, sample: Mapping[str, Sequence[str]], batch_size: i
 
 
 # ----------------------------------------------------------------------------- the suspect rule
-def suspects(losses: Sequence[tuple[Any, float]], margin: float = DEFAULT_MARGIN) -> set:
-    """The steps of one model flagged by the suspect rule; `losses` is [(step, loss)] in step order.
-
-    Interior step: loss > both neighbours' + margin. Last step: > its one neighbour's + margin.
-    First step: never. A step with no loss (NaN) is never suspect and is no one's neighbour.
-    """
-    known = [(step, loss) for step, loss in losses if loss is not None and not math.isnan(loss)]
-    flagged = set()
-    for i, (step, loss) in enumerate(known):
-        if i == 0:
-            continue
-        neighbours = [known[i - 1][1]] + ([known[i + 1][1]] if i + 1 < len(known) else [])
-        if all(loss > other + margin for other in neighbours):
-            flagged.add(step)
-    return flagged
-
-
 # ----------------------------------------------------------------------------- the stage
 def checkpoint_weights(model: Mapping[str, Any], step: int | str, marker: str | os.PathLike | None,
                        demo_dir: str | os.PathLike, cache_dir: str | None) -> dict[str, Any]:
@@ -185,15 +159,3 @@ def run_lm_loss(
     }
     write_json(output, record)
     return record
-
-
-def read_checks(paths: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
-    """The records of `run_lm_loss` (model, step, lm_loss, weights), each checked for its keys."""
-    records = []
-    for path in paths:
-        record = read_json(path)
-        missing = {"model", "step", "lm_loss", "weights"} - set(record)
-        if missing:
-            raise ValueError(f"{path}: missing keys {sorted(missing)} (made by an older xlprobe: rerun it)")
-        records.append({**record, "path": str(Path(path))})
-    return records

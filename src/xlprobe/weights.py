@@ -93,30 +93,3 @@ def revision_siblings(repo: str, revision: str) -> list[Any] | None:
     except Exception as error:  # noqa: BLE001 - any failure here only means: hash the files
         log.warning("%s@%s: no file metadata from the hub (%s); hashing the files", repo, revision, error)
         return None
-
-
-# ----------------------------------------------------------------------------- duplicates
-def fingerprint(weights: Mapping[str, Mapping[str, str]] | None) -> tuple | None:
-    """What two checkpoints with the same weights share: their (file, sha256) pairs; None if unknown."""
-    if not weights:
-        return None
-    return tuple(sorted((name, entry["sha256"]) for name, entry in weights.items()))
-
-
-def duplicates(points: Iterable[tuple[str, Any, Mapping | None]]) -> dict[tuple[str, Any], Any]:
-    """(model, step) -> the first earlier step of that model with the same weights.
-
-    `points` are (model, step, weights) in step order per model; a step with no weights record is
-    never a duplicate.
-    """
-    first: dict[tuple[str, tuple], Any] = {}
-    found = {}
-    for model, step, weights in points:
-        key = fingerprint(weights)
-        if key is None:
-            continue
-        if (model, key) in first:
-            found[(model, step)] = first[(model, key)]
-        else:
-            first[(model, key)] = step
-    return found

@@ -1,7 +1,7 @@
 """Rule alignment_table: overlap, transfer, similarity and the checkpoint checks of every (model, step, layer)."""
 
 from xlprobe.alignment import write_alignment_table
-from xlprobe.lm_loss import DEFAULT_MARGIN
+from xlprobe.checks import DEFAULT_MARGIN
 from xlprobe.logs import log_to
 
 with log_to(snakemake.log[0]):
