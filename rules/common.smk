@@ -5,7 +5,7 @@ import functools
 import os
 from pathlib import Path
 
-from snakemake.exceptions import IncompleteCheckpointException
+from snakemake.exceptions import IncompleteCheckpointException, WorkflowError
 from snakemake.logging import logger
 
 from xlprobe import costs
@@ -247,7 +247,16 @@ def dry_run_note():
 
 
 def probe_files(model, step, layer):
-    return [PROBE.format(model=model, step=step, layer=layer, treebank=tb) for tb in TREEBANKS if probed(tb)]
+    files = [PROBE.format(model=model, step=step, layer=layer, treebank=tb) for tb in TREEBANKS if probed(tb)]
+    if not files:
+        # Said here, before any dump: compute_overlap would otherwise fail on an empty input list.
+        tables = ", ".join(attributes_path(tb) for tb in TREEBANKS)
+        raise WorkflowError(
+            "no treebank has an attribute to probe: every value needs words.min_count "
+            f"({config['words']['min_count']}) tokens in each split; the attribute tables say what each "
+            f"treebank has ({tables})"
+        )
+    return files
 
 
 def all_overlap_files():

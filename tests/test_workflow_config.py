@@ -162,3 +162,36 @@ def test_the_workflow_starts_without_importing_torch(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "LOADED []" in done.stdout, done.stdout[-3000:]
+
+
+def test_a_run_with_nothing_to_probe_stops_naming_the_key(tmp_path):
+    from workflow_runs import snakemake
+
+    from xlprobe.wordtable import build_word_table, probed_attributes
+
+    config = load("config/test.yaml")
+    config["words"]["min_count"] = 1000  # more tokens than the tiny treebank below has
+    conllu = tmp_path / "tiny.conllu"
+    conllu.write_text(
+        "".join(
+            f"# sent_id = s{i}\n1\tdogs\tdog\tNOUN\t_\tNumber=Plur\t0\troot\t_\t_\n"
+            f"2\tcat\tcat\tNOUN\t_\tNumber=Sing\t1\tdep\t_\t_\n\n"
+            for i in range(30)
+        )
+    )
+    tables = []
+    for tb, spec in config["treebanks"].items():
+        words_out = tmp_path / config["results"] / "words" / f"{tb}.tsv"
+        attributes_out = words_out.with_suffix(".attributes.tsv")
+        build_word_table([conllu], tmp_path / "w.tsv", attributes_out, {"id": tb, **spec}, config["words"], 0)
+        assert probed_attributes(attributes_out) == []
+        tables.append(str(attributes_out.relative_to(tmp_path)))
+    configfile = tmp_path / "config.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    # The word tables themselves are missing: the dry run reads the attribute tables that exist.
+    done = snakemake(tmp_path, "-n", configfile=configfile, timeout=300)
+    assert done.returncode != 0
+    message = done.stdout + done.stderr
+    assert "no treebank has an attribute to probe" in message, message[-3000:]
+    assert "words.min_count (1000)" in message
+    assert all(table in message for table in tables), message[-3000:]
