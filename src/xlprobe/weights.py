@@ -12,7 +12,6 @@ are what a republished or mislabelled branch gives; two different trainings neve
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Iterable, Mapping
@@ -20,19 +19,11 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
+from xlprobe.ud_release import sha256_of
+
 log = logging.getLogger(__name__)
 
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin")
-_CHUNK = 1 << 20
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """The sha256 of a file's bytes (read in 1 MiB chunks: weight files are large)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def weight_files(folder: str | os.PathLike) -> list[Path]:
@@ -51,7 +42,7 @@ def hash_folder(folder: str | os.PathLike) -> dict[str, dict[str, str]]:
     files = weight_files(folder)
     if not files:
         raise ValueError(f"{folder}: no weight files ({', '.join(WEIGHT_PATTERNS)})")
-    return {p.name: {"sha256": file_sha256(p), "from": "file"} for p in files}
+    return {p.name: {"sha256": sha256_of(p), "from": "file"} for p in files}
 
 
 def lfs_hashes(siblings: Iterable[Any]) -> dict[str, str]:
@@ -72,7 +63,7 @@ def hub_hashes(folder: str | os.PathLike, siblings: Iterable[Any] | None) -> dic
     hashes = {}
     for path in weight_files(folder):
         hashes[path.name] = (
-            {"sha256": lfs[path.name], "from": "lfs"} if path.name in lfs else {"sha256": file_sha256(path), "from": "file"}
+            {"sha256": lfs[path.name], "from": "lfs"} if path.name in lfs else {"sha256": sha256_of(path), "from": "file"}
         )
     if not hashes:
         raise ValueError(f"{folder}: no weight files ({', '.join(WEIGHT_PATTERNS)})")
