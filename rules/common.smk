@@ -121,8 +121,9 @@ def dump_request(wildcards, input):
     shape = model_shape(wildcards.model)
     if not shape:
         return costs.unsized("dump")
-    # The forward pass costs the same at either site; the mlp site's 4x wider output is small next to it.
-    return costs.dump_request(treebank_rows(wildcards.treebank), shape[0], shape[2], LAYERS)
+    # The forward pass costs the same at either site; the mlp site's output is 4x wider.
+    width = costs.dumped_width(shape[0], config["activations"])
+    return costs.dump_request(treebank_rows(wildcards.treebank), shape[0], shape[2], LAYERS, width=width)
 
 
 def transfer_request(wildcards):

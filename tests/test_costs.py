@@ -160,22 +160,50 @@ def test_plan_counts_the_jobs_of_a_dry_run(name, tmp_path):
     assert {rule: n for rule, n in counted.items() if n} == dry
 
 
-@pytest.mark.parametrize("device, gpus", [("auto", "0"), ("cuda", "1")])
-def test_probe_jobs_ask_for_a_gpu_only_when_the_config_names_one(device, gpus, tmp_path):
+def english_bloom560m_requests(tmp_path, section, key, value):
+    """config.yaml with config[section][key] = value, its dry run's requests per rule: (the config,
+    a function from a rule to the resources of its jobs on bloom-560m and English EWT, the dry run)."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())
-    config["probe"]["device"] = device
+    config[section][key] = value
     configfile = tmp_path / "config.yaml"
     configfile.write_text(yaml.safe_dump(config))
     result = snakemake(tmp_path, "-n", configfile=configfile, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
+
+    def english(rule):
+        jobs = planned_pairs(result, rule, "resources")
+        where = [(w["model"], w["treebank"]) for w in planned_wildcards(result, rule)]
+        return [job for job, at in zip(jobs, where) if at == ("bloom-560m", "en")]
+
+    return config, english, result
+
+
+@pytest.mark.parametrize("device, gpus", [("auto", "0"), ("cuda", "1")])
+def test_probe_jobs_ask_for_a_gpu_only_when_the_config_names_one(device, gpus, tmp_path):
+    config, english_jobs, result = english_bloom560m_requests(tmp_path, "probe", "device", device)
     jobs = planned_pairs(result, "probe", "resources")
     assert len(jobs) == 350 and {job["gpu"] for job in jobs} == {gpus}
     # English (254,854 tokens) at bloom-560m's width asks what the formula gives for its estimated size
     want = costs.probe_request(config["probe"], tokens=254_854, dim=1024)
-    where = [(w["model"], w["treebank"]) for w in planned_wildcards(result, "probe")]
-    english = [job for job, at in zip(jobs, where) if at == ("bloom-560m", "en")]
+    english = english_jobs("probe")
     assert english and all(int(j["runtime"]) == want["runtime"] for j in english)
     assert all(int(j["mem_mb"]) == want["mem_mb"] for j in english)
+
+
+@pytest.mark.parametrize("site, widen", [("residual", 1), ("mlp", 4)])
+def test_dump_jobs_ask_for_the_memory_of_the_width_they_write(site, widen, tmp_path):
+    """At the mlp site a dump writes 4 x hidden values per word and layer; its mem_mb counts them."""
+    config, english_jobs, _ = english_bloom560m_requests(tmp_path, "activations", "site", site)
+    english = english_jobs("dump_activations")
+    hidden, _, params = costs.model_shape("bloom-560m", config["models"]["bloom-560m"])
+    layers = config["activations"]["layers"]
+    want = costs.dump_request(254_854, hidden, params, layers, width=widen * hidden)
+    # float16 outputs of 254,854 words: 0.5 GB at the residual stream, 2.1 GB at the mlp site (x 1.5,
+    # in steps of 100 MB)
+    assert want["mem_mb"] - costs.dump_request(254_854, hidden, params, layers)["mem_mb"] == pytest.approx(
+        1.5 * 254_854 * 2 * (widen - 1) * hidden * len(layers) / 1e6, abs=100
+    )
+    assert english and all(int(job["mem_mb"]) == want["mem_mb"] for job in english)
 
 
 def test_plan_counts_the_mlp_sites_four_times_wider_dumps(tmp_path):

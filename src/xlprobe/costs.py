@@ -253,10 +253,14 @@ def dump_seconds(
     return flops / (costs["dump_gpu_gflops" if gpu else "dump_cpu_gflops"] * 1e9)
 
 
-def dump_request(tokens: int, hidden: int, params: int, layers: list[int], costs=None) -> dict[str, int]:
-    """runtime/mem_mb for a dump job: float32 weights, the float16 output of every layer, the table."""
+def dump_request(
+    tokens: int, hidden: int, params: int, layers: list[int], costs=None, width: int | None = None
+) -> dict[str, int]:
+    """runtime/mem_mb for a dump job: float32 weights, the float16 output of every layer (`width`
+    values per word: `dumped_width`, the hidden size unless another site is dumped), the table."""
     costs = costs or unit_costs()
-    memory = BASE_MB + 4 * params / 1e6 + tokens * (2 * hidden * len(layers) + WORD_TABLE_BYTES) / 1e6
+    width = width or hidden
+    memory = BASE_MB + 4 * params / 1e6 + tokens * (2 * width * len(layers) + WORD_TABLE_BYTES) / 1e6
     return request(dump_seconds(tokens, hidden, max(layers), costs), memory)
 
 
