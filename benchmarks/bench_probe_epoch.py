@@ -6,10 +6,19 @@
 The reference is src/xlprobe/probe.py as of commit REFERENCE, loaded with `git show`: the code that
 ran before, not a copy. Old and new alternate `--rounds` times (CPU time); each round's ratio compares
 two runs adjacent in time, and the median ratio is reported with its spread (the machine is shared:
-the load changes between rounds). `--mode fresh` runs each fit in a new process, as a probe job does;
-`--mode same` runs both in this one, where the old code runs about twice as fast once earlier fits
-have left the heap large enough to hold its [2s, B, D] tensors without fresh pages; `both` (the
-default) prints both.
+the load changes between rounds).
+
+The old code's speed depends on the memory allocator: each step allocates [2s, B, D] float tensors
+(10 MB at D = 1024) that glibc hands back to the kernel when freed, so that the next step faults
+their pages in again, unless the heap happens to keep them. Modes (`--mode`, default `all`):
+  fresh      each fit in a new process with glibc's defaults, as a probe job runs (the old code
+             faults all along: 12 epochs of one fit stay at the same speed);
+  kept-heap  each fit in a new process whose glibc keeps freed memory (MALLOC_TRIM_THRESHOLD_,
+             MALLOC_MMAP_THRESHOLD_, MALLOC_TOP_PAD_): the old code at its best, no page faults,
+             which no job of the workflow sets;
+  same       both in this process, alternating: what the old code gets depends on what the heap
+             kept from earlier fits (between the two speeds above, from run to run).
+Minor page faults per epoch (getrusage) are printed beside the times.
 
 Selections. The new probe draws its masks from another random stream (numpy's PCG64, a byte at a
 time, instead of torch's Mersenne Twister 16 bits at a time), so old and new cannot be compared draw
@@ -27,6 +36,7 @@ import argparse
 import importlib.util
 import itertools
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -40,6 +50,7 @@ from xlprobe.greedy import greedy_select
 from xlprobe.probe import LatentSubsetProbe
 
 REFERENCE = "54f479798bde9675be01c150838e249569985654"  # main before issue 17
+MODES = ["fresh", "kept-heap", "same"]
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -61,11 +72,23 @@ def reference_probe_class():
     return module.LatentSubsetProbe
 
 
+# glibc keeps freed memory in the heap instead of handing it back (and never serves large
+# allocations from fresh mappings): the old step's tensors then reuse pages already mapped.
+KEPT_HEAP = {
+    "MALLOC_TRIM_THRESHOLD_": str(2**36),
+    "MALLOC_MMAP_THRESHOLD_": str(2**32),
+    "MALLOC_TOP_PAD_": str(2**28),
+}
+
+
 def timed_fit(cls, X, y, n_classes, epochs, seed):
+    """(wall, CPU, minor page faults) per epoch of one fit."""
     probe = cls(max_epochs=epochs, patience=epochs + 1, seed=seed, progress=False)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     wall, cpu = time.perf_counter(), time.process_time()
     probe.fit(X, y, n_classes=n_classes)
-    return (time.perf_counter() - wall) / epochs, (time.process_time() - cpu) / epochs
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return wall / epochs, cpu / epochs, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / epochs
 
 
 def speed_data(dim, n_train, n_classes, seed):
@@ -73,14 +96,14 @@ def speed_data(dim, n_train, n_classes, seed):
     return rng.normal(size=(n_train, dim)).astype(np.float32), rng.integers(0, n_classes, n_train)
 
 
-def fit_in_fresh_process(which, dim, n_train, n_classes, epochs, seed, threads):
-    """(wall, CPU) seconds per epoch of one fit in a new Python process (after one untimed epoch):
-    the memory allocator starts from scratch, as in a probe job, whichever code ran before."""
+def fit_in_fresh_process(which, dim, n_train, n_classes, epochs, seed, threads, kept_heap):
+    """(wall, CPU, page faults) per epoch of one fit in a new Python process (after one untimed
+    epoch): the allocator starts from scratch, as in a probe job, whichever code ran before."""
     command = [sys.executable, __file__, "--child", which, "--dims", str(dim), "--n-train", str(n_train)]
     command += ["--classes", str(n_classes), "--epochs", str(epochs), "--threads", str(threads)]
-    out = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT).stdout
-    wall, cpu = out.split()[-2:]
-    return float(wall), float(cpu)
+    env = {**os.environ, **(KEPT_HEAP if kept_heap else {})}
+    out = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT, env=env).stdout
+    return tuple(float(v) for v in out.split()[-3:])
 
 
 def child(which, dim, n_train, n_classes, epochs, seed) -> None:
@@ -90,34 +113,32 @@ def child(which, dim, n_train, n_classes, epochs, seed) -> None:
     print(*timed_fit(cls, X, y, n_classes, epochs, seed))
 
 
-def bench_speed(old_cls, dim, n_train, n_classes, epochs, rounds, seed, threads, fresh) -> np.ndarray:
+def bench_speed(old_cls, dim, n_train, n_classes, epochs, rounds, seed, threads, mode) -> np.ndarray:
     """Old and new alternate, `rounds` times: each round's ratio compares two runs adjacent in time,
     so a change of load on the shared machine between rounds cancels out; the median ratio is reported
-    with its spread (quartiles, min, max). With `fresh` each fit runs in a new process; otherwise both
-    run in this one (after one untimed fit of each), where the old code's speed depends on what the
-    allocator kept from earlier fits: its [2s, B, D] tensors run about twice as fast after other
-    fits left the heap large than in a new process, where each step's fresh pages are faulted in."""
+    with its spread (quartiles, min, max). `mode`: see the module's docstring."""
     X, y = speed_data(dim, n_train, n_classes, seed)
-    if not fresh:
+    if mode == "same":
         for cls in (old_cls, LatentSubsetProbe):
             timed_fit(cls, X, y, n_classes, 1, seed)
     load = os.getloadavg()[0]
     times = {"old": [], "new": []}
     for _ in range(rounds):
         for name, cls in (("old", old_cls), ("new", LatentSubsetProbe)):
-            if fresh:
-                times[name].append(fit_in_fresh_process(name, dim, n_train, n_classes, epochs, seed, threads))
-            else:
+            if mode == "same":
                 times[name].append(timed_fit(cls, X, y, n_classes, epochs, seed))
-    old, new = (np.array(times[k]) for k in ("old", "new"))  # [rounds, (wall, cpu)] seconds per epoch
+            else:
+                run = (name, dim, n_train, n_classes, epochs, seed, threads, mode == "kept-heap")
+                times[name].append(fit_in_fresh_process(*run))
+    old, new = (np.array(times[k]) for k in ("old", "new"))  # [rounds, (wall, cpu, faults)] per epoch
     ratios = old[:, 1] / new[:, 1]
     q1, q3 = np.percentile(ratios, [25, 75])
     print(
-        f"{'fresh processes' if fresh else 'one process'}, {threads} thread(s): D={dim} N_train={n_train} "
-        f"C={n_classes}, {rounds} rounds x {epochs} epochs, CPU s per epoch: "
-        f"old median {np.median(old[:, 1]):.3f} (min {old[:, 1].min():.3f}), "
-        f"new median {np.median(new[:, 1]):.3f} (min {new[:, 1].min():.3f}); "
-        f"speed-up per round {' '.join(f'{r:.1f}' for r in ratios)} -> median {np.median(ratios):.2f}x CPU "
+        f"{mode}, {threads} thread(s): D={dim} N_train={n_train} C={n_classes}, {rounds} rounds x {epochs} "
+        f"epochs, CPU s per epoch: old median {np.median(old[:, 1]):.3f} (min {old[:, 1].min():.3f}), "
+        f"new median {np.median(new[:, 1]):.3f} (min {new[:, 1].min():.3f}); page faults per epoch: old "
+        f"{np.median(old[:, 2]):.0f}, new {np.median(new[:, 2]):.0f}; speed-up per round "
+        f"{' '.join(f'{r:.1f}' for r in ratios)} -> median {np.median(ratios):.2f}x CPU "
         f"(quartiles {q1:.2f}-{q3:.2f}, min {ratios.min():.2f}, max {ratios.max():.2f}), "
         f"{np.median(old[:, 0] / new[:, 0]):.2f}x wall; load average {load:.1f} -> {os.getloadavg()[0]:.1f}",
         flush=True,
@@ -194,9 +215,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1], help="timed once per count")
     parser.add_argument(
         "--mode",
-        choices=["fresh", "same", "both"],
-        default="both",
-        help="each fit in a fresh process, both in this one, or both ways (default)",
+        choices=[*MODES, "all"],
+        default="all",
+        help="fresh processes as jobs run them, fresh processes keeping freed memory, one process (see above)",
     )
     parser.add_argument("--child", choices=["old", "new"], help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -207,10 +228,10 @@ def main() -> None:
         return
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()}", flush=True)
     old_cls = reference_probe_class()
-    modes = {"fresh": [True], "same": [False], "both": [True, False]}[args.mode]
-    for fresh, threads, dim in itertools.product(modes, args.threads, args.dims):
+    modes = MODES if args.mode == "all" else [args.mode]
+    for mode, threads, dim in itertools.product(modes, args.threads, args.dims):
         torch.set_num_threads(threads)
-        bench_speed(old_cls, dim, args.n_train, args.classes, args.epochs, args.rounds, 0, threads, fresh)
+        bench_speed(old_cls, dim, args.n_train, args.classes, args.epochs, args.rounds, 0, threads, mode)
     torch.set_num_threads(args.threads[0])
     if args.seeds:
         check_selections(
