@@ -6,7 +6,7 @@
 rule lm_loss:
     input:
         checkpoint=checkpoint_input,
-        parallel=lambda wc: similarity_data_input(wc) if config.get("similarity") else [],
+        parallel=similarity_data_input,
         hub=similarity_hub_input,
     output:
         LM_LOSS,

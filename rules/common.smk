@@ -334,4 +334,5 @@ def similarity_hub_input(wildcards):
 
 
 def similarity_data_input(wildcards):
-    return similarity_data_files(config["similarity"], DEMO_DIR)
+    """The parallel text files the similarity (and the LM-loss sample) read: none without `similarity`."""
+    return similarity_data_files(config["similarity"], DEMO_DIR) if config.get("similarity") else []
