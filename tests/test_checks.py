@@ -17,7 +17,7 @@ from xlprobe.checks import duplicates, suspects
 from xlprobe.io import write_json, write_tsv
 from xlprobe.lm_loss import sample_sentences, sentence_losses
 from xlprobe.overlap import overlap_table
-from xlprobe.weights import hash_folder, hub_hashes
+from xlprobe.weights import hash_folder
 
 
 # ----------------------------------------------------------------------------- the suspect rule
@@ -52,13 +52,13 @@ def test_folder_hashes_are_the_files_sha256_and_one_weight_format(tmp_path):
         hash_folder(tmp_path)
 
 
-def test_hub_hashes_take_the_lfs_sha256_where_the_metadata_has_it(tmp_path):
+def test_hashes_take_the_lfs_sha256_where_the_metadata_has_it(tmp_path):
     for name in ("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"):
         (tmp_path / name).write_bytes(name.encode())
     lfs = "ab" * 32
     siblings = [RepoSibling("model-00001-of-00002.safetensors", lfs={"sha256": lfs, "size": 1, "pointerSize": 1}),
                 RepoSibling("model-00002-of-00002.safetensors", lfs=None), RepoSibling("config.json")]
-    assert hub_hashes(tmp_path, siblings) == {
+    assert hash_folder(tmp_path, siblings) == {
         "model-00001-of-00002.safetensors": {"sha256": lfs, "from": "lfs"},
         "model-00002-of-00002.safetensors": {
             "sha256": hashlib.sha256(b"model-00002-of-00002.safetensors").hexdigest(), "from": "file"},

@@ -312,16 +312,15 @@ def download(
     hub's LFS sha256 where its metadata has one, else the file's (xlprobe.weights): two steps with the
     same weights are found from these records.
     """
-    from xlprobe.weights import hash_folder, hub_hashes, revision_siblings
+    from xlprobe.weights import hash_folder, revision_siblings
 
     checkpoint = resolve_checkpoint(model, step)
     model_dir, tokenizer_dir = local_files(checkpoint, cache_dir, offline=None)
     # The cache folder too: where the rule put the files on this host.
     record = {**checkpoint.record(model_dir, tokenizer_dir), "path": str(model_dir)}
-    if checkpoint.on_hub:  # the resolved commit: the metadata of the very files downloaded
-        record["weights"] = hub_hashes(model_dir, revision_siblings(checkpoint.location, record["commit"]))
-    else:
-        record["weights"] = hash_folder(model_dir)
+    # On the hub, the resolved commit's metadata: that of the very files downloaded.
+    siblings = revision_siblings(checkpoint.location, record["commit"]) if checkpoint.on_hub else None
+    record["weights"] = hash_folder(model_dir, siblings)
     record["provenance"] = provenance(
         {k: v for k, v in model.items() if k != "pretrain"}, checkpoint=asdict(checkpoint), cache_dir=cache_dir
     )

@@ -280,10 +280,15 @@ def transfer_request(task, settings, params: int, costs=None) -> dict[str, int]:
     return request(transfer_seconds(task, settings, params, costs), BASE_MB + 8 * params / 1e6)
 
 
-def similarity_seconds(similarity: Mapping[str, Any], params: int, costs) -> float:
-    sentences = 2 * len(similarity.get("pairs", [])) * similarity.get("max_pairs", 30_000)
+def forward_seconds(sentences: int, params: int, costs) -> float:
+    """GPU time of forward passes over `sentences` (2 FLOP per parameter and token)."""
     flops = 2 * params * sentences * costs["similarity_tokens_per_sentence"]
     return flops / (costs["similarity_gpu_gflops"] * 1e9)
+
+
+def similarity_seconds(similarity: Mapping[str, Any], params: int, costs) -> float:
+    sentences = 2 * len(similarity.get("pairs", [])) * similarity.get("max_pairs", 30_000)
+    return forward_seconds(sentences, params, costs)
 
 
 def lm_loss_seconds(similarity: Mapping[str, Any], checks: Mapping[str, Any], params: int, costs) -> float:
@@ -293,8 +298,7 @@ def lm_loss_seconds(similarity: Mapping[str, Any], checks: Mapping[str, Any], pa
 
     languages = {language for pair in similarity.get("pairs", []) for language in pair}
     sentences = len(languages) * checks.get("lm_loss_sentences", DEFAULT_SENTENCES)
-    flops = 2 * params * sentences * costs["similarity_tokens_per_sentence"]
-    return flops / (costs["similarity_gpu_gflops"] * 1e9)
+    return forward_seconds(sentences, params, costs)
 
 
 # ----------------------------------------------------------------------------- device

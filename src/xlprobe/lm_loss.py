@@ -63,7 +63,7 @@ def sample_sentences(
 def sentence_losses(model, tokenizer, sentences: Sequence[str], batch_size: int = 16,
                     max_length: int = 128) -> tuple[float, int]:
     """(summed cross-entropy in nats, predicted tokens) over `sentences`, each preceded by EOS."""
-    import torch  # here: the analysis stage imports this module for the suspect rule alone
+    import torch  # here: Snakemake's start (rules/common.smk) and `xlprobe plan` import this module
 
     with torch.no_grad():
         return _sentence_losses(torch, model, tokenizer, sentences, batch_size, max_length)
@@ -105,7 +105,6 @@ def lm_loss(model, tokenizer, sample: Mapping[str, Sequence[str]], batch_size: i
     return {"lm_loss": sum(losses) / len(losses) if losses else math.nan, "languages": languages}
 
 
-# ----------------------------------------------------------------------------- the suspect rule
 # ----------------------------------------------------------------------------- the stage
 def checkpoint_weights(model: Mapping[str, Any], step: int | str, marker: str | os.PathLike | None,
                        demo_dir: str | os.PathLike, cache_dir: str | None) -> dict[str, Any]:

@@ -61,9 +61,9 @@ def plan(
     for model, _ in points:
         hidden, _, params = shapes[model]
         disk_checkpoints += 2 * params / 1e9 if config["models"][model]["source"] != "demo" else 0
+        width = cost.dumped_width(hidden, config["activations"])
         for tb in probed:
             tokens, attributes, _ = sizes[tb]
-            width = cost.dumped_width(hidden, config["activations"])
             dump_h += cost.dump_seconds(tokens, hidden, max(layers), costs) / 3600
             disk_activations += tokens * width * 2 * len(layers) / 1e9
             probe_h += len(layers) * cost.probe_seconds(attributes, width, config["probe"], costs) / 3600

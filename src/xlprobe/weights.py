@@ -37,14 +37,6 @@ def weight_files(folder: str | os.PathLike) -> list[Path]:
     return []
 
 
-def hash_folder(folder: str | os.PathLike) -> dict[str, dict[str, str]]:
-    """file name -> {sha256, from: "file"} of a checkpoint folder's weight files."""
-    files = weight_files(folder)
-    if not files:
-        raise ValueError(f"{folder}: no weight files ({', '.join(WEIGHT_PATTERNS)})")
-    return {p.name: {"sha256": sha256_of(p), "from": "file"} for p in files}
-
-
 def lfs_hashes(siblings: Iterable[Any]) -> dict[str, str]:
     """file name -> the hub's LFS sha256, for the files whose metadata has one (`RepoSibling.lfs`)."""
     hashes = {}
@@ -56,9 +48,10 @@ def lfs_hashes(siblings: Iterable[Any]) -> dict[str, str]:
     return hashes
 
 
-def hub_hashes(folder: str | os.PathLike, siblings: Iterable[Any] | None) -> dict[str, dict[str, str]]:
-    """The weight files of a downloaded hub snapshot: the LFS sha256 from the revision's metadata where
-    it has one, else the file hashed (a server without LFS metadata, such as olah's git mirrors)."""
+def hash_folder(folder: str | os.PathLike, siblings: Iterable[Any] | None = None) -> dict[str, dict[str, str]]:
+    """file name -> {sha256, from} of a checkpoint folder's weight files: the hub's LFS sha256 where the
+    revision's metadata (`siblings`) has one (`from: lfs`), else the file hashed (`from: file`: a local
+    or demo checkpoint, or a server without LFS metadata, such as olah's git mirrors)."""
     lfs = lfs_hashes(siblings or ())
     hashes = {}
     for path in weight_files(folder):
