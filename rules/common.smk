@@ -14,10 +14,13 @@ from xlprobe.hubdata import PREFETCH_MARKER, config_datasets, marker_name, repo_
 from xlprobe.inputs import hub_pairs, similarity_data_files, task_data_files, task_hub_datasets
 from xlprobe.provenance import sidecar_path
 from xlprobe.ud_release import UD_2_1_URL as UD_RELEASE_URL
-from xlprobe.workflow_config import check_config
+from xlprobe.workflow_config import check_config, with_defaults
 
 # JSON Schema (config/schema.yaml) plus the checks a schema cannot express; every error names its key.
-check_config(config, workdir=os.getcwd(), schema_path=workflow.source_path("../config/schema.yaml"))
+# The schema's defaults are filled in first: config/schema.yaml is the one place they are written.
+SCHEMA = workflow.source_path("../config/schema.yaml")
+with_defaults(config, SCHEMA)
+check_config(config, workdir=os.getcwd(), schema_path=SCHEMA)
 
 # Steps given as a selector are listed from the hub here, in the submit host's Snakemake (before
 # offline mode is set below), and recorded; SLURM jobs' own Snakemake processes read the record.

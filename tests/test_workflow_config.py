@@ -195,3 +195,27 @@ def test_a_run_with_nothing_to_probe_stops_naming_the_key(tmp_path):
     assert "no treebank has an attribute to probe" in message, message[-3000:]
     assert "words.min_count (1000)" in message
     assert all(table in message for table in tables), message[-3000:]
+
+
+def test_schema_defaults_fill_absent_keys_and_only_those():
+    from xlprobe.workflow_config import with_defaults
+
+    config = load("config/test.yaml")
+    del config["words"]["max_subwords"]
+    config["words"]["min_count"] = 7
+    with_defaults(config, SCHEMA)
+    assert config["words"]["max_subwords"] == 2048
+    assert config["words"]["min_count"] == 7  # given, kept
+    assert "hf_cache" not in config  # no default in the schema, nothing invented
+
+
+def test_a_config_without_an_optional_key_runs_with_the_schema_default(tmp_path):
+    from workflow_runs import snakemake
+
+    config = load("config/test.yaml")
+    del config["words"]["max_subwords"]
+    configfile = tmp_path / "config.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    done = snakemake(tmp_path, "-n", "-p", "--forceall", configfile=configfile, timeout=300)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert "KeyError" not in done.stdout + done.stderr

@@ -5,6 +5,7 @@ Each error names the config key at fault, so that a bad config stops before any 
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,42 @@ def schema_errors(config: dict[str, Any], schema_path: str | Path) -> list[str]:
                 continue
         errors.append(f"{key}: {error.message}")
     return errors
+
+
+def with_defaults(config: dict[str, Any], schema_path: str | Path) -> dict[str, Any]:
+    """The config with every `default:` of the schema filled in where the key is absent, in place.
+
+    A default applies inside an object that is present (or itself has a default): a config without
+    `similarity:` stays without one. The schema is the only place a default is written.
+    """
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    _fill_defaults(config, schema, schema)
+    return config
+
+
+def _fill_defaults(value: Any, node: dict[str, Any], root: dict[str, Any]) -> None:
+    if "$ref" in node:
+        node = _resolve_ref(node["$ref"], root)
+    if not isinstance(value, dict):
+        return
+    for name, sub in (node.get("properties") or {}).items():
+        if "$ref" in sub:
+            sub = _resolve_ref(sub["$ref"], root)
+        if name not in value and "default" in sub:
+            value[name] = copy.deepcopy(sub["default"])
+        if name in value:
+            _fill_defaults(value[name], sub, root)
+    extra = node.get("additionalProperties")
+    if isinstance(extra, dict):
+        for name in set(value) - set(node.get("properties") or {}):
+            _fill_defaults(value[name], extra, root)
+
+
+def _resolve_ref(ref: str, root: dict[str, Any]) -> dict[str, Any]:
+    node: Any = root
+    for part in ref.removeprefix("#/").split("/"):
+        node = node[part]
+    return node
 
 
 def check_config(config: dict[str, Any], workdir: str | Path = ".", schema_path: str | Path | None = None) -> None:
