@@ -19,7 +19,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from workflow_runs import REPO
 
 from xlprobe import costs
-from xlprobe.gpucheck import SHAPES, planted_splits, write_unit_costs
+from xlprobe.gpucheck import SHAPES, measured_unit_costs, planted_splits, table_rows, write_unit_costs
 from xlprobe.plan import plan
 
 SHIPPED = costs.DATA / "unit_costs.tsv"
@@ -147,3 +147,12 @@ def test_the_plan_reads_measured_gpu_rates_in_place_of_the_assumed(tmp_path):
     measured = {r["rule"]: r for r in plan(config, costs.unit_costs(str(path)), tmp_path)}
     assert measured["dump_activations"]["gpu_hours"] == pytest.approx(assumed["dump_activations"]["gpu_hours"] / 2)
     assert measured["transfer"]["gpu_hours"] == assumed["transfer"]["gpu_hours"]
+
+
+def test_a_failed_stage_is_a_line_of_the_table_and_no_unit_cost(check):
+    _, _, report, _ = check
+    results = [*report["results"], {"stage": "dump", "model": "bloom-560m", "failed": "OutOfMemoryError: CUDA"}]
+    lines = table_rows(results)
+    assert lines[-1] == ["dump", "bloom-560m", "", "failed", "", "OutOfMemoryError: CUDA"]
+    assert measured_unit_costs(results, gpu=False) == measured_unit_costs(report["results"], gpu=False)
+    assert measured_unit_costs(results, gpu=True) == []  # no GPU row from CPU results

@@ -303,7 +303,7 @@ def transfer_stage(entry, corpus: Corpus, settings: Settings, method: str) -> di
 
     name = entry["name"]
     device = torch.device(settings.device)
-    row = {"stage": "transfer", "model": name, "method": method, "steps": settings.steps,
+    row = {"stage": "transfer", "model": name, "device": device.type, "method": method, "steps": settings.steps,
            "batch_size": settings.batch_size, "lr": settings.lr}
     if method == "qlora":
         reason = qlora_missing(device)
@@ -440,6 +440,10 @@ def table_rows(results: list[dict[str, Any]]) -> list[list[str]]:
     """One line per measurement, in TABLE_COLUMNS."""
     lines = []
     for r in results:
+        if "failed" in r:
+            setting = r.get("method", "")
+            lines.append([r["stage"], r["model"], setting, "failed", "", r["failed"]])
+            continue
         memory = "" if r.get("peak_gib") is None or math.isnan(r["peak_gib"]) else f"{r['peak_gib']:.2f} GiB"
         if r["stage"] == "dump":
             setting = f"{r['device']} {r['dtype']}, batch {r['batch_size']}, layer {r['layer']}"
@@ -487,6 +491,7 @@ def measured_unit_costs(results: list[dict[str, Any]], gpu: bool) -> list[tuple[
     """(name, value, unit, note) rows from the results: the slowest model's rate, so that requests
     cover it. On a GPU the plan's GPU rates; on a CPU the CPU ones."""
     rows = []
+    results = [r for r in results if "failed" not in r]
 
     def slowest(candidates, key, name, unit, describe):
         if candidates:
@@ -505,7 +510,8 @@ def measured_unit_costs(results: list[dict[str, Any]], gpu: bool) -> list[tuple[
     kind = "gpu" if gpu else "cpu"
     slowest(dumps, "gflops", f"dump_{kind}_gflops", "GFLOP/s", dump_note)
     slowest(dumps, "words_per_second", f"dump_{kind}_words_per_second", "words/s", dump_note)
-    transfers = [r for r in results if r["stage"] == "transfer" and "skipped" not in r]
+    transfers = [r for r in results
+                 if r["stage"] == "transfer" and "skipped" not in r and (r["device"] != "cpu") == gpu]
     if any(r["method"] == "qlora" for r in transfers):  # the paper's method, the workflow's default
         transfers = [r for r in transfers if r["method"] == "qlora"]
 
@@ -539,16 +545,56 @@ def write_unit_costs(path: Path, base: Path, measured_rows, source: str) -> pd.D
 
 
 # ----------------------------------------------------------------------------- the run
-def run(settings: Settings, out: Path, work: Path, base_costs: Path) -> dict[str, Any]:
+def run(settings: Settings, out: Path, work: Path, base_costs: Path, budget: float | None = None) -> dict[str, Any]:
+    """Every stage in turn; the report files are rewritten after each one, so that a run stopped by
+    its time limit leaves what it measured. A stage that fails is a line of the table (with its error)
+    and the run goes on. A model whose stages would, at the previous model's pace scaled by size,
+    end past `budget` seconds is left out."""
     from xlprobe.demo.pretrain import train_tokenizer
     from xlprobe.provenance import provenance
 
     started = time.perf_counter()
     device = torch.device(settings.device)
     name = device_name(device)
+    stamp = datetime.date.today().isoformat()
+    gpu = device.type == "cuda"
 
     def progress(message: str) -> None:
         print(f"[gpu-check {time.perf_counter() - started:6.1f} s] {message}", file=sys.stderr, flush=True)
+
+    results: list[dict[str, Any]] = []
+    report: dict[str, Any] = {"device": name, "settings": asdict(settings), "complete": False}
+
+    def write_report(final: bool = False) -> None:
+        elapsed = time.perf_counter() - started
+        header = (f"gpu-check on {name} ({settings.device}), {stamp}: random-weight models "
+                  f"{', '.join(settings.models)}, {settings.sentences} generated sentences, {elapsed:.0f} s in all"
+                  f"{'' if final else ' (unfinished)'}; torch {torch.__version__}.")
+        if settings.skipped:
+            header += " Left out: " + "; ".join(settings.skipped) + "."
+        lines = table_rows(results)
+        write_text(out / "gpu_check.md", header + "\n\n" + markdown_table(lines))
+        report.update(seconds=elapsed, results=results, complete=final, skipped=settings.skipped)
+        if final:
+            measured_rows = measured_unit_costs(results, gpu)
+            write_unit_costs(out / "unit_costs.tsv", base_costs, measured_rows, f"measured {stamp} on {name}")
+            report["unit_costs"] = [dict(zip(("name", "value", "unit", "note"), r)) for r in measured_rows]
+            report["provenance"] = provenance({"gpu_check": asdict(settings)})
+        write_json(out / "gpu_check.json", report)
+        if final:
+            print(header)
+            print(pd.DataFrame(lines, columns=TABLE_COLUMNS).to_string(index=False))
+            print(f"wrote {out / 'gpu_check.md'}, {out / 'gpu_check.json'}, {out / 'unit_costs.tsv'}")
+
+    def stage(what: dict[str, Any], function, *args) -> None:
+        progress(" ".join(str(v) for v in what.values()))
+        try:
+            made = function(*args)
+        except Exception as error:  # one stage's failure is a result; the others still run
+            log.exception("%s failed", what)
+            made = [{**what, "failed": f"{type(error).__name__}: {error}"}]
+        results.extend(made if isinstance(made, list) else [made])
+        write_report()
 
     progress(f"{name}; models {settings.models}; dtypes {settings.dtypes}")
     corpus = generated_corpus(settings.sentences, settings.seed)
@@ -557,44 +603,35 @@ def run(settings: Settings, out: Path, work: Path, base_costs: Path) -> dict[str
     tokenizer = train_tokenizer([work / "text.txt"], work / "tokenizer", settings.tokenizer_vocab)
     first = corpus.words["sentence_id"].drop_duplicates().iloc[: settings.reference_sentences]
     reference_words = corpus.words[corpus.words["sentence_id"].isin(first)]
-    gpu = device.type == "cuda"
     bound = matmul_bound(device, torch.bfloat16 if gpu else torch.float32, 8192 if gpu else 512)
+    report["bound_gflops"] = bound
     progress(f"matrix-product bound {bound:,.0f} GFLOP/s ({'bfloat16' if gpu else 'float32'})")
-    results: list[dict[str, Any]] = []
-    for model_name in settings.models:
+    previous = None  # (model, seconds) of the last model's stages
+    for model_name in list(settings.models):
+        model_started = time.perf_counter()
+        if budget and previous:
+            scale = costs.MODEL_SHAPES.get(model_name, (0, 0, 1))[2] / costs.MODEL_SHAPES.get(previous[0], (0, 0, 1))[2]
+            expected = model_started - started + previous[1] * scale
+            if expected > budget:
+                settings.skipped.append(f"{model_name}: {previous[1]:.0f} s for {previous[0]} x {scale:.1f} "
+                                        f"would end at {expected:.0f} s, past the budget of {budget:.0f} s")
+                settings.models.remove(model_name)
+                progress(settings.skipped[-1])
+                continue
         entry = checkpoint_entry(model_name, work / "models")
         save_random_model(model_name, tokenizer, Path(entry["path"].format(step=0)), settings.seed, settings.device)
         blocks = SHAPES[model_name][1]
         layer = PAPER_LAYER if blocks > PAPER_LAYER else blocks - 1
-        progress(f"{model_name}: dumps")
-        results += dump_stage(entry, corpus.words, reference_words, layer, settings, work, bound)
+        stage({"stage": "dump", "model": model_name}, dump_stage, entry, corpus.words, reference_words, layer,
+              settings, work, bound)
         for method in ("lora", "qlora"):
-            progress(f"{model_name}: transfer {method}")
-            results.append(transfer_stage(entry, corpus, settings, method))
-        progress(f"{model_name}: similarity and lm_loss")
-        results += similarity_stage(entry, corpus, settings, work, layer)
-    progress("probe")
-    results += probe_stage(settings)
-    elapsed = time.perf_counter() - started
-    progress(f"done in {elapsed:.0f} s")
-
-    stamp = datetime.date.today().isoformat()
-    lines = table_rows(results)
-    header = (f"gpu-check on {name} ({settings.device}), {stamp}: random-weight models {', '.join(settings.models)}, "
-              f"{settings.sentences} generated sentences, {elapsed:.0f} s in all; torch {torch.__version__}.")
-    if settings.skipped:
-        header += " Left out: " + "; ".join(settings.skipped) + "."
-    write_text(out / "gpu_check.md", header + "\n\n" + markdown_table(lines))
-    measured_rows = measured_unit_costs(results, gpu)
-    write_unit_costs(out / "unit_costs.tsv", base_costs, measured_rows, f"measured {stamp} on {name}")
-    report = {"device": name, "settings": asdict(settings), "bound_gflops": bound, "seconds": elapsed,
-              "results": results, "unit_costs": [dict(zip(("name", "value", "unit", "note"), r))
-                                                 for r in measured_rows],
-              "provenance": provenance({"gpu_check": asdict(settings)})}
-    write_json(out / "gpu_check.json", report)
-    print(header)
-    print(pd.DataFrame(lines, columns=TABLE_COLUMNS).to_string(index=False))
-    print(f"wrote {out / 'gpu_check.md'}, {out / 'gpu_check.json'}, {out / 'unit_costs.tsv'}")
+            stage({"stage": "transfer", "model": model_name, "method": method}, transfer_stage, entry, corpus,
+                  settings, method)
+        stage({"stage": "similarity", "model": model_name}, similarity_stage, entry, corpus, settings, work, layer)
+        previous = (model_name, time.perf_counter() - model_started)
+    stage({"stage": "probe", "model": "planted"}, probe_stage, settings)
+    progress(f"done in {time.perf_counter() - started:.0f} s")
+    write_report(final=True)
     return report
 
 
@@ -611,6 +648,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, help="dump batch size (default: activations.batch_size, 16)")
     parser.add_argument("--threads", type=int,
                         help="torch CPU threads (default: torch's own; --small: 1, for a shared CI machine)")
+    parser.add_argument("--budget", type=float, default=450,
+                        help="seconds: a model whose stages would end later is left out (default 450)")
     parser.add_argument("--workdir", help="keep the models, tokenizer and dumps here (default: a temporary folder)")
     parser.add_argument("--unit-costs", default=str(costs.DATA / "unit_costs.tsv"),
                         help="the table whose other rows the written unit costs keep (default: the shipped one)")
@@ -631,8 +670,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             work.mkdir(parents=True, exist_ok=True)
         else:
             work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gpu-check-")))
-        run(settings, out, work, Path(args.unit_costs))
-    return 0
+        report = run(settings, out, work, Path(args.unit_costs), args.budget)
+    failed = [r for r in report["results"] if "failed" in r]
+    for r in failed:
+        print(f"gpu-check: {r['stage']} {r['model']} {r.get('method', '')} failed: {r['failed']}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
