@@ -32,7 +32,7 @@ def check(tmp_path_factory):
     out, work = root / "out", root / "work"
     done = subprocess.run(
         [str(REPO / "scripts" / "gpu-check"), "--device", "cpu", "--small", "--out", str(out),
-         "--workdir", str(work)],
+         "--workdir", str(work), "--table", str(root / "docs_table.md")],
         capture_output=True, text=True, timeout=600, check=False, env={**os.environ, "PYTHON": sys.executable},
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -92,6 +92,8 @@ def test_the_table_has_one_line_per_measurement(check):
     (half,) = [r for r in results_of(report, "dump") if r["dtype"] == "bfloat16"]
     assert dump["rate"].startswith(f"{half['words'] / half['seconds']:,.0f} words/s")
     assert f"{half['largest_relative_difference']:.2e}" in dump["check"]
+    assert (out / "gpu_check.md").read_text() == (out.parent / "docs_table.md").read_text()
+    assert not report["skipped"] and report["complete"]
     qlora = lines[lines["setting"].str.startswith("qlora")].iloc[0]
     assert (qlora["rate"], qlora["check"]) == ("skipped", "needs CUDA (device cpu)")
     assert "needs CUDA" in stdout and "planted neurons picked first: yes" in stdout

@@ -55,8 +55,9 @@ SHAPES = {
     "tiny": (64, 4, 4, 0),
 }
 PAPER_LAYER = 17  # the paper's probed layer of the 24-block models
-# GPU memory (GiB) below which bloom-1b7 is left out: its LoRA step in float32 holds about 30 GiB.
-MEMORY_FOR_1B7_GIB = 40
+# GPU memory (GiB) below which bloom-1b7 is left out: an estimate (3.4 GB of bfloat16 weights, twice
+# over while a dtype's model replaces the last, plus activations), to be replaced by a measured peak.
+MEMORY_FOR_1B7_GIB = 16
 TABLE_COLUMNS = ["stage", "model", "setting", "rate", "peak memory", "check"]
 
 
@@ -545,11 +546,12 @@ def write_unit_costs(path: Path, base: Path, measured_rows, source: str) -> pd.D
 
 
 # ----------------------------------------------------------------------------- the run
-def run(settings: Settings, out: Path, work: Path, base_costs: Path, budget: float | None = None) -> dict[str, Any]:
+def run(settings: Settings, out: Path, work: Path, base_costs: Path, budget: float | None = None,
+        table: Path | None = None) -> dict[str, Any]:
     """Every stage in turn; the report files are rewritten after each one, so that a run stopped by
     its time limit leaves what it measured. A stage that fails is a line of the table (with its error)
     and the run goes on. A model whose stages would, at the previous model's pace scaled by size,
-    end past `budget` seconds is left out."""
+    end past `budget` seconds is left out. `table`: a second copy of the finished table (docs/gpu_check.md)."""
     from xlprobe.demo.pretrain import train_tokenizer
     from xlprobe.provenance import provenance
 
@@ -574,6 +576,8 @@ def run(settings: Settings, out: Path, work: Path, base_costs: Path, budget: flo
             header += " Left out: " + "; ".join(settings.skipped) + "."
         lines = table_rows(results)
         write_text(out / "gpu_check.md", header + "\n\n" + markdown_table(lines))
+        if final and table:
+            write_text(table, header + "\n\n" + markdown_table(lines))
         report.update(seconds=elapsed, results=results, complete=final, skipped=settings.skipped)
         if final:
             measured_rows = measured_unit_costs(results, gpu)
@@ -648,6 +652,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, help="dump batch size (default: activations.batch_size, 16)")
     parser.add_argument("--threads", type=int,
                         help="torch CPU threads (default: torch's own; --small: 1, for a shared CI machine)")
+    parser.add_argument("--table", help="also write the finished table here (docs/gpu_check.md: docs/gpu.md)")
     parser.add_argument("--budget", type=float, default=450,
                         help="seconds: a model whose stages would end later is left out (default 450)")
     parser.add_argument("--workdir", help="keep the models, tokenizer and dumps here (default: a temporary folder)")
@@ -670,7 +675,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             work.mkdir(parents=True, exist_ok=True)
         else:
             work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gpu-check-")))
-        report = run(settings, out, work, Path(args.unit_costs), args.budget)
+        report = run(settings, out, work, Path(args.unit_costs), args.budget, args.table and Path(args.table))
     failed = [r for r in report["results"] if "failed" in r]
     for r in failed:
         print(f"gpu-check: {r['stage']} {r['model']} {r.get('method', '')} failed: {r['failed']}", file=sys.stderr)
