@@ -90,6 +90,7 @@ def test_the_table_has_one_line_per_measurement(check):
     assert lines["stage"].tolist() == ["dump", "dump", "transfer", "transfer", "similarity", "lm_loss", "probe"]
     dump = lines[lines["setting"].str.startswith("cpu bfloat16")].iloc[0]
     (half,) = [r for r in results_of(report, "dump") if r["dtype"] == "bfloat16"]
+    assert f"{half['subwords'] / half['words']:.2f} subwords/word" in dump["setting"]
     assert dump["rate"].startswith(f"{half['words'] / half['seconds']:,.0f} words/s")
     assert f"{half['largest_relative_difference']:.2e}" in dump["check"]
     assert (out / "gpu_check.md").read_text() == (out.parent / "docs_table.md").read_text()

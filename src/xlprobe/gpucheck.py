@@ -78,7 +78,7 @@ class Settings:
     probe_dim: int
     probe_epochs: int
     k: int
-    sample_sentences: int  # similarity pairs and lm_loss sentences
+    sample_sentences: int  # similarity pairs and lm_loss sentences compared with the CPU
     tokenizer_vocab: int
     seed: int = 0
     skipped: list[str] = field(default_factory=list)
@@ -103,7 +103,7 @@ def settings_for(device: str, small: bool, models: Sequence[str] | None, dtypes:
     return Settings(device, chosen, list(dtypes or (["bfloat16", "float16"] if gpu else ["float32"])),
                     sentences=2000, reference_sentences=100, dump_batch_size=batch_size or 16, steps=200,
                     batch_size=32, lr=1e-3, probe_rows=8000, probe_dim=1024, probe_epochs=100, k=20,
-                    sample_sentences=128, tokenizer_vocab=4000, skipped=skipped)
+                    sample_sentences=64, tokenizer_vocab=4000, skipped=skipped)
 
 
 # ----------------------------------------------------------------------------- data
@@ -395,44 +395,59 @@ def probe_stage(settings: Settings) -> list[dict[str, Any]]:
 
 
 def similarity_stage(entry, corpus: Corpus, settings: Settings, work: Path, layer: int) -> list[dict[str, Any]]:
-    """Parallel similarity and lm_loss on a small sample: the device's auto dtype against CPU float32.
+    """Parallel similarity and lm_loss: timed on the device over every sentence (lm_loss: up to 512),
+    compared with CPU float32 on the first `sample_sentences`, in the device's automatic dtype.
 
     The 'translation' of a sentence is its words reversed: a pair shares its words, not their order.
     """
     from xlprobe.lm_loss import lm_loss
     from xlprobe.similarity import parallel_similarity
 
-    sample = corpus.text[: settings.sample_sentences]
+    text, compared = corpus.text, settings.sample_sentences
     files = {"xa": work / "xa.txt", "xb": work / "xb.txt"}
-    files["xa"].write_text("\n".join(sample) + "\n", encoding="utf-8")
-    files["xb"].write_text("\n".join(" ".join(s.split()[::-1]) for s in sample) + "\n", encoding="utf-8")
+    files["xa"].write_text("\n".join(text) + "\n", encoding="utf-8")
+    files["xb"].write_text("\n".join(" ".join(s.split()[::-1]) for s in text) + "\n", encoding="utf-8")
     files = {language: str(path) for language, path in files.items()}
     params = parameters_of(entry)
-    results = {}
+    runs = {}
     for device in dict.fromkeys([settings.device, "cpu"]):
         model, tokenizer = load(entry, device, "auto")
+
+        def similarity(pairs, model=model, tokenizer=tokenizer):
+            return parallel_similarity(model, tokenizer, files, [("xa", "xb")], [1, layer], max_pairs=pairs)
+
+        def loss(sentences, model=model, tokenizer=tokenizer):
+            return lm_loss(model, tokenizer, {"xa": text[:sentences]})
+
+        # the device's rate over all sentences; the CPU's over the compared ones only
+        pairs, sentences = (len(text), min(512, len(text))) if device == settings.device else (compared, compared)
         with measured(torch.device(device)) as timing:
-            table = parallel_similarity(model, tokenizer, files, [("xa", "xb")], [1, layer])
+            table = similarity(pairs)
         with measured(torch.device(device)) as loss_timing:
-            loss = lm_loss(model, tokenizer, {"xa": sample})
-        tokens = sum(len(tokenizer(s)["input_ids"]) for s in sample) * 2
-        results[device] = (table, timing, loss, loss_timing, tokens, str(next(model.parameters()).dtype).removeprefix("torch."))
-        del model
+            losses = loss(sentences)
+        runs[device] = {
+            "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+            "pairs": pairs, "timing": timing, "sentences": sentences, "loss_timing": loss_timing,
+            "tokens": sum(len(ids) for ids in tokenizer(text[:pairs] * 2)["input_ids"]),
+            "predicted": losses["languages"]["xa"]["tokens"],
+            "cosine": (table if pairs == compared else similarity(compared)).set_index(["layer", "pooling"])["cosine"],
+            "loss": (losses if sentences == compared else loss(compared))["lm_loss"],
+        }
+        del model, similarity, loss
         release()
-    rows = []
-    reference_table, _, reference_loss, *_ = results["cpu"]
-    for device, (table, timing, loss, loss_timing, tokens, dtype) in results.items():
-        cosine = table.set_index(["layer", "pooling"])["cosine"]
-        difference = float((cosine - reference_table.set_index(["layer", "pooling"])["cosine"]).abs().max())
-        rows.append({"stage": "similarity", "model": entry["name"], "device": device, "dtype": dtype,
-                     "pairs": len(sample), "tokens": tokens, "seconds": timing["seconds"],
-                     "gflops": 2 * params * tokens / timing["seconds"] / 1e9, "peak_gib": timing["peak_gib"],
-                     "cosine_last": float(cosine[(layer, "last")]), "cosine_difference": difference})
-        predicted = loss["languages"]["xa"]["tokens"]
-        rows.append({"stage": "lm_loss", "model": entry["name"], "device": device, "dtype": dtype,
-                     "sentences": len(sample), "tokens": predicted, "seconds": loss_timing["seconds"],
-                     "tokens_per_second": predicted / loss_timing["seconds"], "peak_gib": loss_timing["peak_gib"],
-                     "loss": loss["lm_loss"], "loss_difference": abs(loss["lm_loss"] - reference_loss["lm_loss"])})
+    rows, reference = [], runs["cpu"]
+    for device, run in runs.items():
+        timing, loss_timing = run["timing"], run["loss_timing"]
+        rows.append({"stage": "similarity", "model": entry["name"], "device": device, "dtype": run["dtype"],
+                     "pairs": run["pairs"], "tokens": run["tokens"], "seconds": timing["seconds"],
+                     "gflops": 2 * params * run["tokens"] / timing["seconds"] / 1e9, "peak_gib": timing["peak_gib"],
+                     "compared_pairs": compared, "cosine_last": float(run["cosine"][(layer, "last")]),
+                     "cosine_difference": float((run["cosine"] - reference["cosine"]).abs().max())})
+        rows.append({"stage": "lm_loss", "model": entry["name"], "device": device, "dtype": run["dtype"],
+                     "sentences": run["sentences"], "tokens": run["predicted"], "seconds": loss_timing["seconds"],
+                     "tokens_per_second": run["predicted"] / loss_timing["seconds"],
+                     "peak_gib": loss_timing["peak_gib"], "compared_sentences": compared, "loss": run["loss"],
+                     "loss_difference": abs(run["loss"] - reference["loss"])})
     return rows
 
 
@@ -447,7 +462,8 @@ def table_rows(results: list[dict[str, Any]]) -> list[list[str]]:
             continue
         memory = "" if r.get("peak_gib") is None or math.isnan(r["peak_gib"]) else f"{r['peak_gib']:.2f} GiB"
         if r["stage"] == "dump":
-            setting = f"{r['device']} {r['dtype']}, batch {r['batch_size']}, layer {r['layer']}"
+            setting = (f"{r['device']} {r['dtype']}, batch {r['batch_size']}, layer {r['layer']}, "
+                       f"{r['subwords'] / r['words']:.2f} subwords/word")
             rate = f"{r['words_per_second']:,.0f} words/s, {r['gflops']:,.1f} GFLOP/s"
             if r["fraction_of_bound"] is not None:
                 rate += f", {r['fraction_of_bound']:.1%} of bound"
@@ -474,11 +490,13 @@ def table_rows(results: list[dict[str, Any]]) -> list[list[str]]:
         elif r["stage"] == "similarity":
             setting = f"{r['device']} {r['dtype']}, {r['pairs']} pairs"
             rate = f"{r['gflops']:,.1f} GFLOP/s"
-            check = f"max cosine difference vs CPU float32 {r['cosine_difference']:.2e}"
+            check = (f"max cosine difference vs CPU float32 {r['cosine_difference']:.2e} "
+                     f"({r['compared_pairs']} pairs)")
         else:
             setting = f"{r['device']} {r['dtype']}, {r['sentences']} sentences"
             rate = f"{r['tokens_per_second']:,.0f} tokens/s"
-            check = f"loss {r['loss']:.4f} nats, {r['loss_difference']:.2e} from CPU float32"
+            check = (f"loss {r['loss']:.4f} nats, {r['loss_difference']:.2e} from CPU float32 "
+                     f"({r['compared_sentences']} sentences)")
         lines.append([r["stage"], r["model"], setting, rate, memory, check])
     return lines
 
