@@ -159,3 +159,13 @@ def test_a_failed_stage_is_a_line_of_the_table_and_no_unit_cost(check):
     assert lines[-1] == ["dump", "bloom-560m", "", "failed", "", "OutOfMemoryError: CUDA"]
     assert measured_unit_costs(results, gpu=False) == measured_unit_costs(report["results"], gpu=False)
     assert measured_unit_costs(results, gpu=True) == []  # no GPU row from CPU results
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is here")
+def test_asking_for_cuda_without_a_gpu_names_the_fix(tmp_path, capsys):
+    from xlprobe.gpucheck import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["--device", "cuda", "--out", str(tmp_path)])
+    assert stopped.value.code == 2
+    assert "sees no CUDA GPU" in capsys.readouterr().err and not any(tmp_path.iterdir())
