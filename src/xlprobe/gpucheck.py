@@ -242,40 +242,42 @@ def largest_relative_difference(values: np.ndarray, reference: np.ndarray) -> fl
 
 
 # ----------------------------------------------------------------------------- stages
-def dump_stage(entry, tokenizer_words: pd.DataFrame, reference_words: pd.DataFrame, layer: int,
-               settings: Settings, work: Path, bound_gflops: float) -> list[dict[str, Any]]:
-    """The CPU float32 dump of the reference sentences, then every dtype's dump on the device."""
+def reference_dump(entry, words: pd.DataFrame, layer: int, settings: Settings, work: Path) -> dict[str, Any]:
+    """The CPU float32 dump of the reference sentences (`<model>.cpu.float32.npy` in `work`)."""
     from xlprobe.activations import dump_word_activations
 
     name = entry["name"]
-    rows = []
-    cpu_model, tokenizer = load(entry, "cpu", "float32")
-    reference_path = work / f"{name}.cpu.float32.npy"
+    model, tokenizer = load(entry, "cpu", "float32")
     with measured(torch.device("cpu")) as timing:
-        meta = dump_word_activations(cpu_model.base_model, tokenizer, reference_words, {layer: reference_path},
+        meta = dump_word_activations(model.base_model, tokenizer, words, {layer: work / f"{name}.cpu.float32.npy"},
                                      batch_size=settings.dump_batch_size, progress=False)
-    reference = np.load(reference_path)
-    rows.append(dump_row(name, "cpu", "float32", settings.dump_batch_size, layer, meta, timing, reference_words,
-                         bound=None, difference=None))
-    del cpu_model
+    del model
     release()
-    device = torch.device(settings.device)
-    for dtype in settings.dtypes:
-        model, tokenizer = load(entry, settings.device, dtype)
-        path = work / f"{name}.{device.type}.{dtype}.npy"
-        # a first pass loads the kernels; the clock measures the second
-        dump_word_activations(model.base_model, tokenizer, reference_words, {layer: path},
-                              batch_size=settings.dump_batch_size, progress=False)
-        with measured(device) as timing:
-            meta = dump_word_activations(model.base_model, tokenizer, tokenizer_words, {layer: path},
-                                         batch_size=settings.dump_batch_size, progress=False)
-        dumped = np.load(path, mmap_mode="r")[: len(reference_words)]
-        difference = largest_relative_difference(np.asarray(dumped), reference)
-        rows.append(dump_row(name, device.type, dtype, settings.dump_batch_size, layer, meta, timing,
-                             tokenizer_words, bound_gflops, difference))
-        del model
-        release()
-    return rows
+    return dump_row(name, "cpu", "float32", settings.dump_batch_size, layer, meta, timing, words,
+                    bound=None, difference=None)
+
+
+def device_dump(entry, dtype: str, words: pd.DataFrame, reference_words: pd.DataFrame, layer: int,
+                settings: Settings, work: Path, bound_gflops: float) -> dict[str, Any]:
+    """One dtype's dump of every sentence on the device, its first rows against the CPU reference."""
+    from xlprobe.activations import dump_word_activations
+
+    name, device = entry["name"], torch.device(settings.device)
+    model, tokenizer = load(entry, settings.device, dtype)
+    path = work / f"{name}.{device.type}.{dtype}.npy"
+    # a first pass loads the kernels; the clock measures the second
+    dump_word_activations(model.base_model, tokenizer, reference_words, {layer: path},
+                          batch_size=settings.dump_batch_size, progress=False)
+    with measured(device) as timing:
+        meta = dump_word_activations(model.base_model, tokenizer, words, {layer: path},
+                                     batch_size=settings.dump_batch_size, progress=False)
+    del model
+    release()
+    reference = np.load(work / f"{name}.cpu.float32.npy")
+    dumped = np.load(path, mmap_mode="r")[: len(reference_words)]
+    difference = largest_relative_difference(np.asarray(dumped), reference)
+    return dump_row(name, device.type, dtype, settings.dump_batch_size, layer, meta, timing, words, bound_gflops,
+                    difference)
 
 
 def dump_row(name, device, dtype, batch_size, layer, meta, timing, words, bound, difference) -> dict[str, Any]:
@@ -457,7 +459,7 @@ def table_rows(results: list[dict[str, Any]]) -> list[list[str]]:
     lines = []
     for r in results:
         if "failed" in r:
-            setting = r.get("method", "")
+            setting = r.get("method", r.get("dtype", ""))
             lines.append([r["stage"], r["model"], setting, "failed", "", r["failed"]])
             continue
         memory = "" if r.get("peak_gib") is None or math.isnan(r["peak_gib"]) else f"{r['peak_gib']:.2f} GiB"
@@ -644,8 +646,11 @@ def run(settings: Settings, out: Path, work: Path, base_costs: Path, budget: flo
         save_random_model(model_name, tokenizer, Path(entry["path"].format(step=0)), settings.seed, settings.device)
         blocks = SHAPES[model_name][1]
         layer = PAPER_LAYER if blocks > PAPER_LAYER else blocks - 1
-        stage({"stage": "dump", "model": model_name}, dump_stage, entry, corpus.words, reference_words, layer,
-              settings, work, bound)
+        stage({"stage": "dump", "model": model_name, "dtype": "float32"}, reference_dump, entry, reference_words,
+              layer, settings, work)
+        for dtype in settings.dtypes:
+            stage({"stage": "dump", "model": model_name, "dtype": dtype}, device_dump, entry, dtype, corpus.words,
+                  reference_words, layer, settings, work, bound)
         for method in ("lora", "qlora"):
             stage({"stage": "transfer", "model": model_name, "method": method}, transfer_stage, entry, corpus,
                   settings, method)
