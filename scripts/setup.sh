@@ -25,6 +25,12 @@ else
     : >"$constraints"
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -c "$constraints" "$TORCH_SPEC"
-.venv/bin/python -m pip install --quiet -c "$constraints" -e ".[dev]"
+# Unquoted: the spec may carry pip options (an index for another CUDA build: docs/gpu.md).
+.venv/bin/python -m pip install --quiet -c "$constraints" $TORCH_SPEC
+# A CUDA build of torch gets QLoRA's bitsandbytes too (the qlora extra; scripts/gpu-check uses it).
+extras=dev
+if .venv/bin/python -c 'import sys, torch; sys.exit(torch.version.cuda is None)'; then
+    extras=dev,qlora
+fi
+.venv/bin/python -m pip install --quiet -c "$constraints" -e ".[$extras]"
 echo "xlprobe installed in .venv ($(.venv/bin/python -c 'import torch, xlprobe; print("torch", torch.__version__)'))"

@@ -186,7 +186,7 @@ def plan_cli(args: argparse.Namespace) -> int:
     table = format_table(plan(config, costs, args.directory), markdown=args.markdown)
     print(
         f"Estimates for {args.config} from unit costs in {args.unit_costs or cost.DATA / 'unit_costs.tsv'} "
-        "(measured on one CPU thread, GPU rates assumed; see the table's source column). Requests add x"
+        "(its source column says which rates were measured, on what, and which are assumed). Requests add x"
         f"{cost.RUNTIME_SAFETY:g} runtime, x{cost.MEMORY_SAFETY:g} memory."
     )
     print(table)
