@@ -169,7 +169,8 @@ def _verify(parser: argparse.ArgumentParser):
 
         checked, damaged = verify_results(args.results, args.configfile)
         for error in damaged:
-            print(f"DAMAGED {error.path}: {error.problem}\n  rebuild: {error.rebuild}")
+            label = "MISSING" if error.problem == "missing" else "DAMAGED"
+            print(f"{label} {error.path}: {error.problem}\n  rebuild: {error.rebuild}")
         print(f"{checked} files checked, {len(damaged)} damaged or missing")
         return 1 if damaged else 0
 

@@ -63,15 +63,15 @@ def file_record(path: str | os.PathLike) -> dict[str, Any]:
     return {"size": os.path.getsize(path), ALGORITHM: digest.hexdigest()}
 
 
-def file_problem(path: str | os.PathLike, record: Mapping[str, Any]) -> str | None:
+def file_problem(path: str | os.PathLike, record: Mapping[str, Any], checksum: bool = True) -> str | None:
     """What is wrong with a file against its record: None if nothing. The size is compared first
-    (a truncated file is found without reading it)."""
+    (a truncated file is found without reading it); `checksum=False`: the size alone."""
     if not os.path.isfile(path):
         return "missing"
     size = os.path.getsize(path)
     if size != record["size"]:
         return f"{size} bytes, {record['size']} recorded (damaged)"
-    if file_record(path)[ALGORITHM] != record[ALGORITHM]:
+    if checksum and file_record(path)[ALGORITHM] != record[ALGORITHM]:
         return f"{ALGORITHM} checksum differs from the one recorded (damaged)"
     return None
 
@@ -154,8 +154,11 @@ def seal(obj: Mapping[str, Any]) -> dict[str, Any]:
     return {**body, "checksum": {"size": len(text), ALGORITHM: checksum_bytes(text)}}
 
 
-def write_sealed_json(path: str | os.PathLike, obj: Mapping[str, Any]) -> None:
-    write_json(path, seal(obj))
+def write_sealed_json(path: str | os.PathLike, obj: Mapping[str, Any]) -> dict[str, Any]:
+    """Write `obj` sealed; return what was written."""
+    sealed = seal(obj)
+    write_json(path, sealed)
+    return sealed
 
 
 def sealed_problem(path: str | os.PathLike) -> str | None:
@@ -201,47 +204,61 @@ def _read_record_file(path: str | os.PathLike, rebuild: str | None = None) -> di
 
 # ----------------------------------------------------------------------------- xlprobe verify
 def verify_results(
-    results: str | os.PathLike, configfile: str | os.PathLike | None = None
+    results: str | os.PathLike, configfile: str | os.PathLike | None = None, quick: bool = False
 ) -> tuple[int, list[DamagedFileError]]:
     """Check every recorded file under a results folder and the checkpoints its dumps used.
 
     Returns (files checked, the damaged or missing ones, each with the command that rebuilds exactly
     it). Relative paths in the records are read from the current directory (the workflow's).
+    `quick`: sizes and presence only, no file read but the JSON records (what a workflow start affords).
     """
     results = Path(results)
     if not results.is_dir():
         raise FileNotFoundError(f"{results}: no such results folder")
-    checked, damaged = 0, []
+    checked = 0
+    # Listed upstream first: a dump's rebuild needs its checkpoint whole, a probe's its activations.
+    damaged: dict[str, list[DamagedFileError]] = {"checkpoints": [], "activations": [], "probes": []}
     checkpoint_inputs: dict[str, None] = {}
 
-    def check(path: Path, problem: str | None, rebuild: str) -> None:
+    def check(path: Path, problem: str | None, rebuild: str, kind: str) -> None:
         nonlocal checked
         checked += 1
         if problem:
-            damaged.append(DamagedFileError(path, problem, rebuild))
+            damaged[kind].append(DamagedFileError(path, problem, rebuild))
 
     for meta_path in sorted(results.glob("activations/**/meta.json")):
         try:
             meta = read_record_json(meta_path, rebuild_command(meta_path, configfile))
         except DamagedFileError as error:
-            check(meta_path, error.problem, error.rebuild)
+            check(meta_path, error.problem, error.rebuild, "activations")
             continue
-        check(meta_path, None, "")
+        check(meta_path, None, "", "activations")
         for name, record in (meta.get("files") or {}).items():
             path = meta_path.parent / name
-            check(path, file_problem(path, record), rebuild_command(path, configfile))
+            check(path, file_problem(path, record, not quick), rebuild_command(path, configfile), "activations")
         checkpoint = (meta.get("provenance") or {}).get("checkpoint_input")
         if checkpoint:
             checkpoint_inputs.setdefault(checkpoint)
-    for probe_path in sorted(results.glob("probes/**/*.json")):
-        check(probe_path, sealed_problem(probe_path), rebuild_command(probe_path, configfile))
+    for probe_path in [] if quick else sorted(results.glob("probes/**/*.json")):
+        check(probe_path, sealed_problem(probe_path), rebuild_command(probe_path, configfile), "probes")
+    # Inputs that results name but that are gone (a failed job's outputs are deleted, and Snakemake
+    # does not remake an input whose consumers are up to date): the probes of each overlap.
+    for sidecar in sorted(results.glob("overlap/**/*.provenance.json")):
+        try:
+            probes = read_record_json(sidecar).get("inputs") or []
+        except DamagedFileError:
+            continue  # a sidecar is rewritten with its overlap; nothing here depends on it
+        for probe in probes:
+            if not Path(probe).exists():
+                check(Path(probe), "missing", rebuild_command(probe, configfile), "probes")
     for checkpoint in checkpoint_inputs:
         try:
             folder, records = checkpoint_records(checkpoint)
         except DamagedFileError as error:
-            check(Path(error.path), error.problem, rebuild_command(checkpoint, configfile))
+            check(Path(error.path), error.problem, rebuild_command(checkpoint, configfile), "checkpoints")
             continue
         for name, record in records.items():
             path = folder / name
-            check(path, file_problem(path, record), checkpoint_rebuild(checkpoint, path, configfile))
-    return checked, damaged
+            check(path, file_problem(path, record, not quick), checkpoint_rebuild(checkpoint, path, configfile),
+                  "checkpoints")
+    return checked, [error for errors in damaged.values() for error in errors]

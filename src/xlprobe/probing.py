@@ -201,8 +201,7 @@ def probe_treebank(
             threads=threads,
         ),
     }
-    write_sealed_json(out_path, result)
-    return result
+    return write_sealed_json(out_path, result)
 
 
 def _kept_values(attributes: pd.DataFrame, path) -> dict[str, list[str]]:
