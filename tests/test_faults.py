@@ -80,6 +80,28 @@ def test_a_sealed_json_finds_a_changed_number_and_a_truncation(tmp_path):
     assert integrity.sealed_problem(path) is None
 
 
+def test_a_damaged_cached_checkpoint_names_the_blob_to_remove_and_the_marker_to_rebuild(tmp_path):
+    snapshot, blobs = tmp_path / "snapshots" / "abc123", tmp_path / "blobs"
+    snapshot.mkdir(parents=True)
+    blobs.mkdir()
+    (blobs / "e7a9").write_bytes(b"weights" * 100)
+    (snapshot / "model.safetensors").symlink_to(blobs / "e7a9")
+    marker = tmp_path / "resources/checkpoints/m/100.json"
+    write_json(marker, {"source": "hub", "path": str(snapshot),
+                        "files": integrity.folder_records(snapshot, ["model.safetensors"])})
+    integrity.check_checkpoint(marker)
+    truncate(blobs / "e7a9")
+    with pytest.raises(DamagedFileError) as error:
+        integrity.check_checkpoint(marker)
+    assert str(error.value) == (
+        f"{snapshot}/model.safetensors: 350 bytes, 700 recorded (damaged); rebuild it with: "
+        f"rm -f {blobs}/e7a9 {snapshot}/model.safetensors && snakemake --cores 1 --force {marker}"
+    )
+    write_json(marker, {**integrity.read_record_json(marker), "source": "local"})
+    with pytest.raises(DamagedFileError, match="restore .*model.safetensors from where the local checkpoint"):
+        integrity.check_checkpoint(marker)
+
+
 # ----------------------------------------------------------------------------- impossible settings
 def load(name: str) -> dict:
     return yaml.safe_load((REPO / name).read_text())

@@ -138,12 +138,17 @@ def check_checkpoint(checkpoint_input: str | os.PathLike) -> None:
 
 def checkpoint_rebuild(checkpoint_input: str | os.PathLike, damaged: str | os.PathLike,
                        configfile: str | os.PathLike | None = None) -> str:
-    """A demo model folder is rebuilt whole; a cached hub or local checkpoint file must go first (the
-    hub client keeps a file it has), then its marker's job fetches and records it again."""
+    """A demo model folder is rebuilt whole; a cached hub file must go first, the blob behind the
+    snapshot's link too (the hub client keeps a blob it has), then its marker's job fetches and
+    records it again."""
     command = rebuild_command(checkpoint_input, configfile)
     if Path(checkpoint_input).is_dir():
         return command
-    return f"rm {damaged} && {command}"
+    if read_json(checkpoint_input).get("source") == "local":  # the user's own files: nothing to fetch
+        return f"restore {damaged} from where the local checkpoint came from, then {command}"
+    blob = os.path.realpath(damaged)
+    files = f"{blob} {damaged}" if blob != os.path.abspath(damaged) else str(damaged)
+    return f"rm -f {files} && {command}"
 
 
 # ----------------------------------------------------------------------------- sealed JSON
