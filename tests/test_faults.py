@@ -245,6 +245,12 @@ def verify(workdir: Path, results: str, *args: str) -> subprocess.CompletedProce
                           capture_output=True, text=True, timeout=300, check=False)
 
 
+def test_verify_names_a_results_folder_that_is_not_there(tmp_path):
+    done = verify(tmp_path, "results/nowhere")
+    assert done.returncode == 2
+    assert done.stderr == "xlprobe verify: results/nowhere: no such results folder\n"
+
+
 @pytest.mark.slow
 def test_verify_names_each_damaged_file_and_the_rebuild_restores_the_clean_results(demo_run, tmp_path):
     workdir, configfile, config = copy_run(demo_run, tmp_path)

@@ -167,7 +167,11 @@ def _verify(parser: argparse.ArgumentParser):
     def run(args: argparse.Namespace) -> int:
         from xlprobe.integrity import verify_results
 
-        checked, damaged = verify_results(args.results, args.configfile)
+        try:
+            checked, damaged = verify_results(args.results, args.configfile)
+        except FileNotFoundError as error:
+            print(f"xlprobe verify: {error}", file=sys.stderr)
+            return 2
         for error in damaged:
             label = "MISSING" if error.problem == "missing" else "DAMAGED"
             print(f"{label} {error.path}: {error.problem}\n  rebuild: {error.rebuild}")
