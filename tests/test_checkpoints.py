@@ -5,6 +5,7 @@ from pathlib import Path
 import huggingface_hub
 import pytest
 import torch
+import xxhash
 import yaml
 from huggingface_hub.errors import RevisionNotFoundError
 
@@ -18,6 +19,7 @@ from xlprobe.checkpoints import (
     select_device,
     select_dtype,
 )
+from xlprobe.integrity import check_checkpoint
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 TOKENIZER_COMMIT = "fedcba9876543210fedcba9876543210fedcba98"
@@ -157,6 +159,12 @@ def test_download_writes_marker_with_resolved_commit(cache, tmp_path, monkeypatc
     weights = sorted(Path(on_disk["path"]).glob("*.safetensors"))
     assert weights and on_disk["weights"] == {
         p.name: {"sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "from": "file"} for p in weights}
+    # size and xxh3_128 of the files a dump loads, which it checks before loading them
+    folder = Path(on_disk["path"])
+    assert on_disk["files"] == {
+        p.name: {"size": p.stat().st_size, "xxh3_128": xxhash.xxh3_128_hexdigest(p.read_bytes())}
+        for p in [*weights, folder / "config.json"]}
+    check_checkpoint(marker)
     assert on_disk["repo"] == "org/tiny-intermediate"
     assert on_disk["revision"] == "global_step7"
     assert on_disk["commit"] == COMMIT

@@ -44,8 +44,9 @@ def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
     return counts
 
 
-# Keys whose values differ between two runs of the same job: where and when it ran, how long it took.
-RUN_SPECIFIC = {"provenance", "seconds", "train_seconds"}
+# Keys whose values differ between two runs of the same job: where and when it ran, how long it took,
+# and the checksum of a JSON result (its text includes the provenance).
+RUN_SPECIFIC = {"provenance", "seconds", "train_seconds", "checksum"}
 
 
 def _without_run_specific(value):

@@ -37,6 +37,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from xlprobe.integrity import check_checkpoint, file_record
 from xlprobe.io import atomic_path, write_json
 from xlprobe.provenance import provenance
 from xlprobe.wordtable import read_word_table, sentence_rows
@@ -390,10 +391,18 @@ def dump_activations(
     max_subwords: int = 2048,
     cache_dir: str | os.PathLike | None = None,
     demo_dir: str | os.PathLike = "resources/demo",
+    checkpoint_input: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
-    """The rule dump_activations: load the (model, step) checkpoint, dump every layer, write meta.json."""
+    """The rule dump_activations: load the (model, step) checkpoint, dump every layer, write meta.json.
+
+    `checkpoint_input`: the demo model folder or checkpoint marker the job was given; its recorded
+    files are checked before the weights are loaded. meta.json records each layer file's size and
+    checksum (`files`), for the probes and `xlprobe verify`.
+    """
     from xlprobe.checkpoints import select_device
 
+    if checkpoint_input is not None:
+        check_checkpoint(checkpoint_input)
     site = check_site(activations.get("site", "residual"))
     device = select_device(activations.get("device", "auto"))
     net, tokenizer, checkpoint = load_base_model(model, model["step"], demo_dir=demo_dir, cache_dir=cache_dir,
@@ -408,10 +417,12 @@ def dump_activations(
         site=site,
     )
     meta.update(model=model["name"], step=str(model["step"]), device=str(device))
+    meta["files"] = {Path(path).name: file_record(path) for path in layer_paths.values()}
     meta["provenance"] = provenance(
         {"model": {k: v for k, v in model.items() if k != "pretrain"}, "activations": dict(activations),
          "max_subwords": max_subwords},
         checkpoint=checkpoint, words=str(words_path), outputs={str(k): str(v) for k, v in layer_paths.items()},
+        checkpoint_input=None if checkpoint_input is None else str(checkpoint_input),
     )
     write_json(meta_path, meta)
     return meta

@@ -312,7 +312,8 @@ def download(
     hub's LFS sha256 where its metadata has one, else the file's (xlprobe.weights): two steps with the
     same weights are found from these records.
     """
-    from xlprobe.weights import hash_folder, revision_siblings
+    from xlprobe.integrity import folder_records
+    from xlprobe.weights import hash_folder, revision_siblings, weight_files
 
     checkpoint = resolve_checkpoint(model, step)
     model_dir, tokenizer_dir = local_files(checkpoint, cache_dir, offline=None)
@@ -321,6 +322,8 @@ def download(
     # On the hub, the resolved commit's metadata: that of the very files downloaded.
     siblings = revision_siblings(checkpoint.location, record["commit"]) if checkpoint.on_hub else None
     record["weights"] = hash_folder(model_dir, siblings)
+    # Size and fast checksum of the files the dumps load, checked before each load (xlprobe.integrity).
+    record["files"] = folder_records(model_dir, [p.name for p in weight_files(model_dir)] + ["config.json"])
     record["provenance"] = provenance(
         {k: v for k, v in model.items() if k != "pretrain"}, checkpoint=asdict(checkpoint), cache_dir=cache_dir
     )

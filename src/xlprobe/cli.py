@@ -153,6 +153,34 @@ def _plan(parser: argparse.ArgumentParser):
     return run
 
 
+@command("verify")
+def _verify(parser: argparse.ArgumentParser):
+    parser.description = (
+        "Check every recorded file under a results folder (activations, their meta.json, probes) and the "
+        "checkpoints its dumps used against their recorded sizes and checksums. Run it from the "
+        "workflow's directory. Exits 1 if any file is damaged or missing, printing the command that "
+        "rebuilds exactly it."
+    )
+    parser.add_argument("results", help="results folder (the config's `results`)")
+    parser.add_argument("--configfile", help="the config the run used, written into the rebuild commands")
+
+    def run(args: argparse.Namespace) -> int:
+        from xlprobe.integrity import verify_results
+
+        try:
+            checked, damaged = verify_results(args.results, args.configfile)
+        except FileNotFoundError as error:
+            print(f"xlprobe verify: {error}", file=sys.stderr)
+            return 2
+        for error in damaged:
+            label = "MISSING" if error.problem == "missing" else "DAMAGED"
+            print(f"{label} {error.path}: {error.problem}\n  rebuild: {error.rebuild}")
+        print(f"{checked} files checked, {len(damaged)} damaged or missing")
+        return 1 if damaged else 0
+
+    return run
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="xlprobe", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)

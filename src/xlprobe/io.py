@@ -33,9 +33,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     os.close(fd)
     tmp = Path(tmp)
     # mkstemp creates 0600; give the result the permissions an ordinary open() would.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    os.chmod(tmp, 0o666 & ~current_umask())
     try:
         yield tmp
         os.replace(tmp, path)
@@ -44,9 +42,21 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
             tmp.unlink()
 
 
+def json_text(obj: Any) -> str:
+    """The text write_json writes: the same object always gives the same text."""
+    return json.dumps(obj, indent=1, ensure_ascii=False, default=_json_default) + "\n"
+
+
+def current_umask() -> int:
+    """The process's umask (reading it means setting it: set it back at once)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False, default=_json_default) + "\n")
+        tmp.write_text(json_text(obj))
 
 
 def read_json(path: str | os.PathLike) -> Any:

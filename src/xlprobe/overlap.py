@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import hypergeom
 
+from xlprobe.integrity import read_sealed_json
 from xlprobe.io import read_json, write_json, write_tsv
 from xlprobe.provenance import checkpoints_of, provenance, sidecar_path
 
@@ -224,6 +225,8 @@ def compute_overlap(
     probes'), the probe files and the checkpoint record their provenance carries; probes of different
     checkpoints, or of another point, are an error.
     """
+    for path in probe_paths:
+        read_sealed_json(path)  # a damaged probe file stops here, named with its rebuild command
     point = point_of_probes(probe_paths, point)
     checkpoints = check_one_checkpoint(probe_paths)
     width, selections, languages = load_selections(probe_paths)

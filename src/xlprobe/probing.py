@@ -22,7 +22,8 @@ import torch
 from scipy.special import expit
 
 from xlprobe.greedy import greedy_select
-from xlprobe.io import read_json, write_json
+from xlprobe.integrity import check_file, read_record_json, rebuild_command, write_sealed_json
+from xlprobe.io import write_json
 from xlprobe.probe import LatentSubsetProbe
 from xlprobe.provenance import provenance
 from xlprobe.wordtable import read_attribute_table, read_word_table
@@ -134,8 +135,11 @@ def probe_treebank(
     torch.set_num_threads(threads)
     words = read_word_table(words_path)
     attributes = read_attribute_table(attributes_path)
+    # The dump recorded what its files should be: a damaged one stops here, named, before any use.
+    meta = read_record_json(meta_path)
+    check_file(activations_path, (meta.get("files") or {}).get(Path(activations_path).name),
+               rebuild_command(activations_path))
     activations = np.load(activations_path, mmap_mode="r")
-    meta = read_json(meta_path)
     _check_inputs(words, attributes, activations, words_path, attributes_path, activations_path)
 
     skipped = {str(s) for s in meta.get("skipped_sentences", [])}
@@ -197,8 +201,7 @@ def probe_treebank(
             threads=threads,
         ),
     }
-    write_json(out_path, result)
-    return result
+    return write_sealed_json(out_path, result)
 
 
 def _kept_values(attributes: pd.DataFrame, path) -> dict[str, list[str]]:

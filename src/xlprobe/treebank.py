@@ -86,11 +86,18 @@ def check_token_line(line: str, path: str | os.PathLike, number: int) -> list[st
 def read_conllu(path: str | os.PathLike) -> Iterator[Sentence]:
     """The sentences of one CoNLL-U file, in file order."""
     path = str(path)
-    with open(path, encoding="utf-8") as handle:
+    # Bytes decoded line by line: a byte that is not UTF-8 is reported with its line.
+    with open(path, "rb") as handle:
         block: list[tuple[int, str]] = []
         number = 0
-        for number, line in enumerate(handle, start=1):
-            line = line.rstrip("\r\n")
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as error:
+                raise CoNLLUError(
+                    f"{path}:{number}: not UTF-8 (byte 0x{raw[error.start]:02x} at column {error.start + 1}): "
+                    f"{raw.rstrip()!r}"
+                ) from None
             if line.strip():
                 block.append((number, line))
             elif block:

@@ -171,17 +171,19 @@ def build_word_table(
     attributes = attribute_table(table[dims], table["split"].tolist(), int(words["min_count"]), dims)
     write_tsv(words_out, table)
     write_tsv(attributes_out, attributes)
-    kept = attributes[attributes["kept"]]
+    kept = attributes[attributes["kept"].astype(bool)]  # an empty table's column has no dtype: no mask
     summary = {
         "treebank": name,
         "sentences": int(table["sentence_id"].nunique()),
         "tokens": len(table),
-        "tokens_per_split": table["split"].value_counts().reindex(["train", "dev", "test"]).tolist(),
+        "tokens_per_split": table["split"].value_counts().reindex(["train", "dev", "test"], fill_value=0).tolist(),
         "probed_attributes": sorted(kept["attribute"].unique().tolist()),
         "probed_values": len(kept),
     }
     log.info("summary: %s", summary)
-    if not summary["probed_attributes"]:
+    if not len(table):
+        log.warning("treebank %s: no words in %s; nothing to probe", name, ", ".join(files))
+    elif not summary["probed_attributes"]:
         log.warning(
             "treebank %s: no attribute has >= 2 values with >= %s tokens in every split; nothing to probe",
             name,

@@ -6,6 +6,7 @@ Each error names the config key at fault, so that a bad config stops before any 
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -149,15 +150,9 @@ def check_config(config: dict[str, Any], workdir: str | Path = ".", schema_path:
                         f"'{config['ud_root']}' (available: {', '.join(available) or 'none'})"
                     )
 
-    activations = config.get("activations") or {}
-    if activations.get("site") == "mlp":
-        # Layer L of the mlp site is block L's MLP: a demo model's depth is known before any job runs.
-        for name, model in config["models"].items():
-            blocks = (model.get("pretrain") or {}).get("n_layer")
-            beyond = [layer for layer in activations.get("layers", []) if blocks is not None and layer > blocks]
-            if beyond:
-                errors.append(f"activations.layers: {beyond} beyond the {blocks} blocks of models.{name} "
-                              "(activations.site mlp: layer L = the MLP neurons of block L)")
+    errors += shape_errors(config, workdir)
+    if demo is None:
+        errors += language_errors(config)
 
     measured = (config.get("similarity") or {}).get("layers")
     if config.get("similarity") and measured:
@@ -176,3 +171,93 @@ def check_config(config: dict[str, Any], workdir: str | Path = ".", schema_path:
 
     if errors:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
+
+
+def known_shape(name: str, model: dict[str, Any], workdir: str | Path = ".") -> dict[str, Any] | None:
+    """A model's {hidden, blocks, mlp, source} where known before any job runs: a demo model's spec, a
+    local checkpoint's or a cached one's config.json (its download marker names the cache folder), else
+    the shape table of xlprobe.costs; None if unknown."""
+    from xlprobe.costs import model_shape
+
+    if model["source"] == "demo":
+        hidden, blocks, _ = model_shape(name, model)
+        return {"hidden": hidden, "blocks": blocks, "mlp": 4 * hidden, "source": f"models.{name}.pretrain"}
+    folders = []
+    if model["source"] == "local":
+        folders.append(Path(workdir, str(model["path"]).replace("{step}", str(_first_step(model)))))
+    for marker in sorted(Path(workdir, "resources", "checkpoints", name).glob("*.json")):
+        try:
+            folders.append(Path(json.loads(marker.read_text())["path"]))
+        except (OSError, ValueError, KeyError):
+            continue  # an unreadable marker: its download job writes it again
+    for folder in folders:
+        shape = _config_json_shape(folder / "config.json")
+        if shape:
+            return shape
+    shape = model_shape(name, model, strict=False)
+    if shape:
+        return {"hidden": shape[0], "blocks": shape[1], "mlp": 4 * shape[0], "source": "xlprobe.costs.MODEL_SHAPES"}
+    return None
+
+
+def _first_step(model: dict[str, Any]) -> Any:
+    steps = model["steps"]
+    return steps[0] if isinstance(steps, list) and steps else ""
+
+
+def _config_json_shape(path: Path) -> dict[str, Any] | None:
+    try:
+        spec = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    hidden = next((spec[k] for k in ("hidden_size", "n_embed", "d_model") if k in spec), None)
+    blocks = next((spec[k] for k in ("num_hidden_layers", "n_layer") if k in spec), None)
+    if hidden is None or blocks is None:
+        return None
+    return {"hidden": int(hidden), "blocks": int(blocks), "mlp": int(spec.get("intermediate_size") or 4 * hidden),
+            "source": str(path)}
+
+
+def shape_errors(config: dict[str, Any], workdir: str | Path = ".") -> list[str]:
+    """probe.k at or beyond a model's dumped width (every neuron picked: overlap = chance), and layers
+    beyond its depth, for each model whose shape is known before the run."""
+    activations = config.get("activations") or {}
+    site = activations.get("site", "residual")
+    k = (config.get("probe") or {}).get("k")
+    errors = []
+    for name, model in config["models"].items():
+        shape = known_shape(name, model, workdir)
+        if shape is None:
+            continue
+        width = shape["mlp"] if site == "mlp" else shape["hidden"]
+        if k is not None and int(k) >= width:
+            errors.append(f"probe.k: {k} is not below the {width} neurons of models.{name}'s {site} activations "
+                          f"(from {shape['source']}): the top-k would be every neuron")
+        if site == "mlp":
+            top, meaning = shape["blocks"], "activations.site mlp: layer L = the MLP neurons of block L"
+        else:
+            top, meaning = shape["blocks"] + 1, "layer 1 = the embedding output, layer L = block L-1's output"
+        beyond = [layer for layer in activations.get("layers", []) if not 1 <= int(layer) <= top]
+        if beyond:
+            errors.append(f"activations.layers: {beyond} beyond the {shape['blocks']} blocks of models.{name} "
+                          f"(layers 1..{top}; {meaning}; depth from {shape['source']})")
+    return errors
+
+
+def language_errors(config: dict[str, Any]) -> list[str]:
+    """Treebank languages the converter has no rules for and the config did not list in
+    generic_languages: a mistyped code (fe for fr) would build other word tables without a word."""
+    from xlprobe.unimorph import language_rules
+
+    known = language_rules()
+    generic = set(config.get("generic_languages") or [])
+    errors = []
+    for tb, spec in config["treebanks"].items():
+        code = spec["language"]
+        if code not in known and code not in generic:
+            errors.append(
+                f"treebanks.{tb}.language: '{code}' has no UniMorph rules (xlprobe/data/language_rules.yaml: "
+                f"{', '.join(sorted(known))}); if that is meant, list it in generic_languages to convert it "
+                "with the generic table alone"
+            )
+    return errors

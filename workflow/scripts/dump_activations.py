@@ -18,4 +18,5 @@ with log_to(snakemake.log[0]):
         max_subwords=snakemake.params.max_subwords,
         cache_dir=snakemake.params.cache_dir,
         demo_dir=snakemake.params.demo_dir,
+        checkpoint_input=snakemake.input.checkpoint,
     )

@@ -2,6 +2,7 @@
 
 import torch
 
+from xlprobe.integrity import check_checkpoint
 from xlprobe.lm_loss import run_lm_loss
 from xlprobe.logs import log_to
 
@@ -9,6 +10,7 @@ with log_to(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
     model = snakemake.params.model
     checkpoint = snakemake.input.checkpoint
+    check_checkpoint(snakemake.input.checkpoint)  # its recorded files, before loading it
     run_lm_loss(
         model,
         model["step"],

@@ -2,11 +2,13 @@
 
 import torch
 
+from xlprobe.integrity import check_checkpoint
 from xlprobe.logs import log_to
 from xlprobe.similarity import run_similarity
 
 with log_to(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
+    check_checkpoint(snakemake.input.checkpoint)  # its recorded files, before loading it
     run_similarity(
         snakemake.params.model,
         snakemake.wildcards.step,

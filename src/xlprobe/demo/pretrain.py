@@ -7,6 +7,7 @@ every configured step, step 0 (the random initialisation) included.
 
 from __future__ import annotations
 
+import glob
 import logging
 import math
 import os
@@ -28,7 +29,8 @@ from transformers import (
     get_cosine_schedule_with_warmup,
 )
 
-from xlprobe.io import write_tsv
+from xlprobe.integrity import write_folder_checksums
+from xlprobe.io import current_umask, write_tsv
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +189,13 @@ def pretrain(
 
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    # A killed earlier attempt left its hidden folder: this job is its only writer, so it goes.
+    prefix = f".{out_dir.name}.building-"
+    for leftover in out_dir.parent.glob(f"{glob.escape(prefix)}*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    building = Path(tempfile.mkdtemp(prefix=prefix, dir=out_dir.parent))
+    # mkdtemp makes the folder 0700; the finished model gets the mode an ordinary mkdir would.
+    os.chmod(building, 0o777 & ~current_umask())
     rows = []
     try:
 
@@ -218,6 +226,7 @@ def pretrain(
                              "lr": scheduler.get_last_lr()[0]})
         training_log = pd.DataFrame(rows)
         write_tsv(building / "training_log.tsv", training_log)
+        write_folder_checksums(building)  # what every file should be, for the dumps and xlprobe verify
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(building, out_dir)
