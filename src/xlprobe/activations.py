@@ -387,22 +387,22 @@ def dump_activations(
     *,
     model: Mapping[str, Any],
     activations: Mapping[str, Any],
-    max_subwords: int = 2048,
+    max_subwords: int,
     cache_dir: str | os.PathLike | None = None,
-    demo_dir: str | os.PathLike = "resources/demo",
+    demo_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """The rule dump_activations: load the (model, step) checkpoint, dump every layer, write meta.json."""
-    from xlprobe.checkpoints import select_device
+    from xlprobe.devices import select_device
 
-    site = check_site(activations.get("site", "residual"))
-    device = select_device(activations.get("device", "auto"))
+    site = check_site(activations["site"])
+    device = select_device(activations["device"])
     net, tokenizer, checkpoint = load_base_model(model, model["step"], demo_dir=demo_dir, cache_dir=cache_dir,
-                                                 device=device, dtype=activations.get("dtype", "auto"))
+                                                 device=device, dtype=activations["dtype"])
     words = read_word_table(words_path)
     meta = dump_word_activations(
         net, tokenizer, words, {int(k): v for k, v in layer_paths.items()},
-        pooling=activations.get("pooling", "paper"),
-        batch_size=int(activations.get("batch_size", 16)),
+        pooling=activations["pooling"],
+        batch_size=int(activations["batch_size"]),
         max_subwords=max_subwords,
         source=str(words_path),
         site=site,

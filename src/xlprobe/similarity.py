@@ -184,7 +184,7 @@ def run_similarity(
     step: int | str,
     settings: dict[str, Any],
     output: str | os.PathLike,
-    demo_dir: str | os.PathLike = "resources/demo",
+    demo_dir: str | os.PathLike | None = None,
     cache_dir: str | None = None,
 ) -> pd.DataFrame:
     """The workflow stage: load (model, step), score every configured pair, write the TSV.
@@ -200,11 +200,11 @@ def run_similarity(
     hub = settings.get("hub")
     files = similarity_files(settings, demo_dir)  # the DAG declares the same files (rules/common.smk)
     net, tokenizer, checkpoint = load_base_model(model, step, demo_dir=demo_dir, cache_dir=cache_dir,
-                                                 device=settings.get("device", "auto"),
-                                                 dtype=settings.get("dtype", "auto"))
+                                                 device=settings["device"],
+                                                 dtype=settings["dtype"])
     table = parallel_similarity(
         net, tokenizer, files, pairs, settings.get("layers"), settings.get("max_pairs"),
-        settings.get("batch_size", 32), hub, cache_dir,
+        settings["batch_size"], hub, cache_dir,
     )
     write_json(
         sidecar_path(output),

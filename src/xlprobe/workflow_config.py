@@ -6,6 +6,7 @@ Each error names the config key at fault, so that a bad config stops before any 
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,9 @@ import jsonschema
 import yaml
 
 from xlprobe.inputs import task_treebanks
+
+# The repository's schema (the package is used from its source tree: src/xlprobe -> config/).
+SCHEMA = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
 
 
 class ConfigError(ValueError):
@@ -49,14 +53,24 @@ def with_defaults(config: dict[str, Any], schema_path: str | Path) -> dict[str, 
     return config
 
 
+@functools.cache
+def _section_defaults(section: str, schema_path: str) -> dict[str, Any]:
+    return with_defaults({section: {}}, schema_path)[section]
+
+
+def schema_defaults(section: str, schema_path: str | Path = SCHEMA) -> dict[str, Any]:
+    """The defaults of one top-level section (e.g. `probe`), for code run outside the workflow."""
+    return copy.deepcopy(_section_defaults(section, str(schema_path)))
+
+
 def _fill_defaults(value: Any, node: dict[str, Any], root: dict[str, Any]) -> None:
     if "$ref" in node:
         node = _resolve_ref(node["$ref"], root)
     if not isinstance(value, dict):
         return
     for name, sub in (node.get("properties") or {}).items():
-        if "$ref" in sub:
-            sub = _resolve_ref(sub["$ref"], root)
+        if "$ref" in sub:  # a key's own `default:` beside its $ref wins over the referenced one's
+            sub = {**_resolve_ref(sub["$ref"], root), **{k: v for k, v in sub.items() if k != "$ref"}}
         if name not in value and "default" in sub:
             value[name] = copy.deepcopy(sub["default"])
         if name in value:
