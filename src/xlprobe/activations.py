@@ -43,14 +43,14 @@ from xlprobe.wordtable import read_word_table, sentence_rows
 
 log = logging.getLogger(__name__)
 
-POOLINGS = ("paper", "natural")
+WORD_POOLINGS = ("paper", "natural")
 SITES = ("residual", "mlp")
 # The down projection whose input is a block's MLP neurons (BLOOM and GPT-NeoX, Llama, GPT-2).
 DOWN_PROJECTIONS = ("dense_4h_to_h", "down_proj", "c_proj")
 
 
 @dataclass
-class Sentence:
+class WordTableSentence:
     id: Any
     forms: list[str]
     rows: np.ndarray  # word table row of each word, in word order
@@ -66,7 +66,7 @@ class Encoded:
 
 
 # ----------------------------------------------------------------------------- word table
-def sentences_from_table(words: pd.DataFrame, source: str = "word table") -> list[Sentence]:
+def sentences_from_table(words: pd.DataFrame, source: str = "word table") -> list[WordTableSentence]:
     """Group word table rows by sentence_id (first-appearance order), words ordered by word_id."""
     missing = {"sentence_id", "word_id", "form"} - set(words.columns)
     if missing:
@@ -76,11 +76,11 @@ def sentences_from_table(words: pd.DataFrame, source: str = "word table") -> lis
         row = int(np.flatnonzero(empty.to_numpy())[0])
         raise ValueError(f"{source}: empty form in data row {row + 1} (sentence {words['sentence_id'].iloc[row]})")
     forms = words["form"].astype(str).to_numpy()
-    return [Sentence(sid, forms[rows].tolist(), rows) for sid, rows in sentence_rows(words, source)]
+    return [WordTableSentence(sid, forms[rows].tolist(), rows) for sid, rows in sentence_rows(words, source)]
 
 
 # ----------------------------------------------------------------------------- tokenization
-def encode_paper(tokenizer, sentences: Sequence[Sentence]) -> list[Encoded]:
+def encode_paper(tokenizer, sentences: Sequence[WordTableSentence]) -> list[Encoded]:
     """Each word tokenized alone, pieces concatenated (no spaces, no BOS)."""
     forms = [form for s in sentences for form in s.forms]
     pieces = tokenizer(forms, add_special_tokens=False)["input_ids"] if forms else []
@@ -98,7 +98,7 @@ def encode_paper(tokenizer, sentences: Sequence[Sentence]) -> list[Encoded]:
     return encoded
 
 
-def encode_natural(tokenizer, sentences: Sequence[Sentence]) -> list[Encoded]:
+def encode_natural(tokenizer, sentences: Sequence[WordTableSentence]) -> list[Encoded]:
     """The sentence with single spaces between words; subwords go to the words their offsets overlap."""
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError("natural pooling needs a fast tokenizer (character offsets)")
@@ -124,12 +124,12 @@ def encode_natural(tokenizer, sentences: Sequence[Sentence]) -> list[Encoded]:
     return encoded
 
 
-def encode(tokenizer, sentences: Sequence[Sentence], pooling: str) -> list[Encoded]:
+def encode(tokenizer, sentences: Sequence[WordTableSentence], pooling: str) -> list[Encoded]:
     if pooling == "paper":
         return encode_paper(tokenizer, sentences)
     if pooling == "natural":
         return encode_natural(tokenizer, sentences)
-    raise ValueError(f"activations.pooling: '{pooling}' is not one of {', '.join(POOLINGS)}")
+    raise ValueError(f"activations.pooling: '{pooling}' is not one of {', '.join(WORD_POOLINGS)}")
 
 
 # ----------------------------------------------------------------------------- forward passes

@@ -31,11 +31,11 @@ __all__ = [
     "DEFAULTS",
     "METHODS",
     "TaskData",
+    "fine_tune_and_score",
     "load_task",
     "run_transfer",
     "transfer_checkpoint",
     "transfer_cli",
-    "transfer_scores",
 ]
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ DEFAULTS: dict[str, Any] = {
 METRICS_COLUMNS = ["language", "role", "metric", "value"]
 
 
-def transfer_scores(
+def fine_tune_and_score(
     checkpoint: str | os.PathLike,
     data: TaskData,
     settings: dict[str, Any] | None = None,
@@ -141,7 +141,7 @@ def run_transfer(
         task, data_files, seed=seed, max_train_examples=settings["max_train_examples"],
         max_eval_examples=settings["max_eval_examples"], cache_dir=cache_dir,
     )
-    table, details = transfer_scores(checkpoint, data, settings, seed, tokenizer, revision, cache_dir)
+    table, details = fine_tune_and_score(checkpoint, data, settings, seed, tokenizer, revision, cache_dir)
     if checkpoint_record is None:
         checkpoint_record = {"path": str(checkpoint), "revision": revision,
                              "tokenizer": {"path": str(tokenizer or checkpoint)}}
