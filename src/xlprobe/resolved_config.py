@@ -45,7 +45,7 @@ class ResolvedConfig:
     config: dict[str, Any]
     steps: dict[str, list[str]]
     workdir: Path = Path(".")
-    _shapes: dict[str, ModelShape | None] = field(default_factory=dict, repr=False)
+    _shapes: dict[str, ModelShape] = field(default_factory=dict, repr=False)
 
     @property
     def is_demo(self) -> bool:
@@ -78,7 +78,11 @@ class ResolvedConfig:
         return [(model, step) for model, steps in self.steps.items() for step in steps]
 
     def model_shape(self, model: str) -> ModelShape | None:
-        """A model's shape from its config.json, or None where none can be read (see xlprobe.model_shape)."""
+        """A model's shape from its config.json, or None where none can be read yet (see xlprobe.model_shape).
+
+        Only a shape found is kept: download_checkpoint puts config.json into the cache during the run,
+        and the jobs after it are sized from it.
+        """
         if model not in self._shapes:
             try:
                 self._shapes[model] = model_shape(
@@ -86,7 +90,7 @@ class ResolvedConfig:
                     cache_dir=self.path(self.config["hf_cache"]) if self.config.get("hf_cache") else None,
                 )
             except ShapeUnknown:
-                self._shapes[model] = None
+                return None
         return self._shapes[model]
 
     def path(self, relative: str | os.PathLike) -> Path:
