@@ -137,8 +137,8 @@ def _similarity(parser: argparse.ArgumentParser):
 @command("plan")
 def _plan(parser: argparse.ArgumentParser):
     parser.description = (
-        "Before launching: job counts per rule, estimated CPU- and GPU-hours and activation disk of a config "
-        "(estimates from measured unit costs; offline, no word tables needed)."
+        "Before launching: the jobs of Snakemake's DAG per rule, their requests, estimated CPU- and GPU-hours "
+        "and disk (unit costs times each model's shape from its config.json; no word tables needed)."
     )
     parser.add_argument("--config", default="config.yaml", help="workflow config")
     parser.add_argument("--unit-costs", help="unit-cost TSV (default: the one shipped, xlprobe/data/unit_costs.tsv)")
