@@ -53,3 +53,33 @@ def test_a_demo_models_shape_is_its_pretrain_spec():
     shape = shape_of(model_config("d", spec, ["0"], demo={"tokenizer_vocab_size": 1000}))
     assert (shape.hidden, shape.blocks, shape.mlp_width) == (64, 4, 256)
     assert shape.parameters == 1000 * 64 + 4 * 12 * 64**2
+
+
+def test_plan_reads_the_hub_models_config_json_from_the_hub_then_the_cache(local_hub, tmp_path):
+    """config/hub.yaml's tiny BLOOMs, known to no table: their config.json comes from the (local) hub into
+    the run's cache; offline, the plan reads it there."""
+    import subprocess
+    import sys
+
+    from workflow_runs import REPO
+
+    def plan_rows(env):
+        done = subprocess.run(
+            [sys.executable, "-m", "xlprobe.cli", "plan", "--config", str(REPO / "config" / "hub.yaml"),
+             "--directory", str(tmp_path), "--markdown"],
+            capture_output=True, text=True, check=False, env={**env, "PYTHONPATH": str(REPO / "src")},
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return {cells[0]: cells for cells in (
+            [c.strip() for c in line.strip("|").split("|")] for line in done.stdout.splitlines() if line.startswith("| "))}
+
+    online = plan_rows(local_hub.env(cache=tmp_path))
+    dumps = online["dump_activations"]
+    assert dumps[4] != "-" and "config.json" not in dumps[8], dumps  # GPU-hours estimated, no note
+    snapshots = (tmp_path / "resources" / "hf-cache").glob("models--*/snapshots/*/*")
+    fetched = sorted(f"{path.parents[2].name}/{path.name}" for path in snapshots)
+    # one config.json per model family (the first step's), nothing else
+    assert fetched == ["models--tiny-bigscience--bloom-32-intermediate/config.json",
+                       "models--tiny-bigscience--bloom-48-intermediate/config.json"]
+    offline = plan_rows(local_hub.env(offline=True, cache=tmp_path))
+    assert offline["dump_activations"] == dumps
