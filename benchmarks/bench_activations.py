@@ -35,8 +35,8 @@ import pandas as pd
 import torch
 
 from xlprobe.activations import dump_word_activations, encode, sentences_from_table, word_vectors
-from xlprobe.checkpoints import select_device, select_dtype
 from xlprobe.demo.pretrain import init_model, train_tokenizer
+from xlprobe.devices import select_device, select_dtype
 
 SHARED = Path(os.environ.get("XLPROBE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 UD_ENGLISH = SHARED / "ud-2.1" / "UD_English"

@@ -16,7 +16,7 @@ import time
 import torch
 from transformers import BloomConfig, BloomForCausalLM
 
-from xlprobe.checkpoints import select_device
+from xlprobe.devices import select_device
 from xlprobe.transfer.data import UPOS
 from xlprobe.transfer.methods import load_classifier
 

@@ -9,29 +9,19 @@ from snakemake.exceptions import IncompleteCheckpointException, WorkflowError
 from snakemake.logging import logger
 
 from xlprobe import costs
-from xlprobe.discovery import discover_steps
-from xlprobe.hubdata import PREFETCH_MARKER, config_datasets, marker_name, repo_of
+from xlprobe.hubdata import PREFETCH_MARKER, marker_name, repo_of
 from xlprobe.inputs import hub_pairs, similarity_data_files, task_data_files, task_hub_datasets
 from xlprobe.provenance import sidecar_path
 from xlprobe.ud_release import UD_2_1_URL as UD_RELEASE_URL
-from xlprobe.workflow_config import check_config, with_defaults
+from xlprobe.resolved_config import resolve_config
 
-# JSON Schema (config/schema.yaml) plus the checks a schema cannot express; every error names its key.
-# The schema's defaults are filled in first: config/schema.yaml is the one place they are written.
-SCHEMA = workflow.source_path("../config/schema.yaml")
-with_defaults(config, SCHEMA)
-check_config(config, workdir=os.getcwd(), schema_path=SCHEMA)
-
+# The config resolved once (xlprobe.resolved_config): the schema's defaults filled in (config/schema.yaml
+# is the one place they are written), every error naming its key, devices resolved, steps listed.
 # Steps given as a selector are listed from the hub here, in the submit host's Snakemake (before
 # offline mode is set below), and recorded; SLURM jobs' own Snakemake processes read the record.
-STEPS = {
-    name: (
-        discover_steps({"name": name, **spec}, f"{config['results']}/steps/{name}.json", refresh=workflow.is_main_process)
-        if isinstance(spec["steps"], dict)
-        else [str(step) for step in spec["steps"]]
-    )
-    for name, spec in config["models"].items()
-}
+SCHEMA = workflow.source_path("../config/schema.yaml")
+RESOLVED = resolve_config(config, schema_path=SCHEMA, workdir=os.getcwd(), refresh_steps=workflow.is_main_process)
+STEPS = RESOLVED.steps
 
 # Compute nodes have no internet: every hub object (checkpoints, tokenizers, datasets) is fetched once
 # by the local rules download_checkpoint and prefetch_dataset on the submit host, and every job runs in
@@ -54,7 +44,7 @@ if workflow.is_main_process and os.path.isdir(RESULTS):
     for _damaged in verify_results(RESULTS, _configfiles or None, quick=True)[1]:
         logger.warning(f"{_damaged}; `xlprobe verify {RESULTS}` checks every recorded file")
 BENCH = f"{RESULTS}/benchmarks"
-DEMO_DIR = config.get("demo", {}).get("dir", "resources/demo")
+DEMO_DIR = RESOLVED.demo_dir
 SCRIPTS = "workflow/scripts"
 
 
@@ -73,7 +63,7 @@ MODELS = list(config["models"])
 TREEBANKS = list(config["treebanks"])
 LAYERS = [int(layer) for layer in config["activations"]["layers"]]
 TASKS = list(config.get("transfer", {}).get("tasks", {}))
-DEMO_MODELS = [m for m in MODELS if config["models"][m]["source"] == "demo"]
+DEMO_MODELS = RESOLVED.demo_models
 
 
 def sized(full, demo):
@@ -82,7 +72,7 @@ def sized(full, demo):
     The demo's tiny models run fastest on one thread and need well under a GB; asking for a real
     model's share would make a small cluster run the demo one job at a time.
     """
-    return demo if "demo" in config else full
+    return demo if RESOLVED.is_demo else full
 
 
 def steps_of(model):
@@ -91,12 +81,12 @@ def steps_of(model):
 
 def model_points():
     """Every (model, step) pair of the grid."""
-    return [(model, step) for model in MODELS for step in steps_of(model)]
+    return RESOLVED.points()
 
 
 # ----------------------------------------------------------------------------- requests
 # Derived from each job's input size and the measured unit costs (xlprobe.costs; docs/cluster.md).
-PROBE_DEVICE = costs.probe_device(config["probe"])  # cpu unless the config names a GPU
+PROBE_DEVICE = RESOLVED.probe_device  # cpu unless the config names a GPU (xlprobe.devices)
 
 
 def table_rows(path):
@@ -115,8 +105,8 @@ def treebank_rows(treebank):
 
 
 def model_shape(model):
-    """(hidden, blocks, parameters), or None for a model xlprobe.costs does not know (fixed requests)."""
-    return costs.model_shape(model, config["models"][model], strict=False)
+    """The model's shape from its config.json, or None before one can be read (fixed requests)."""
+    return RESOLVED.model_shape(model)
 
 
 def probe_request(wildcards, input):
@@ -126,7 +116,7 @@ def probe_request(wildcards, input):
         attributes_path=input.attributes,
         activations_path=input.activations,
         tokens=treebank_rows(wildcards.treebank),
-        dim=costs.dumped_width(shape[0], config["activations"]) if shape else None,
+        dim=costs.dumped_width(shape, config["activations"]) if shape else None,
     )
 
 
@@ -134,9 +124,9 @@ def dump_request(wildcards, input):
     shape = model_shape(wildcards.model)
     if not shape:
         return costs.unsized("dump")
-    # The forward pass costs the same at either site; the mlp site's output is 4x wider.
-    width = costs.dumped_width(shape[0], config["activations"])
-    return costs.dump_request(treebank_rows(wildcards.treebank), shape[0], shape[2], LAYERS, width=width)
+    # The forward pass costs the same at either site; the mlp site's output is the MLP's width.
+    width = costs.dumped_width(shape, config["activations"])
+    return costs.dump_request(treebank_rows(wildcards.treebank), shape.hidden, shape.parameters, LAYERS, width=width)
 
 
 def transfer_request(wildcards):
@@ -144,7 +134,7 @@ def transfer_request(wildcards):
     if not shape:
         return costs.unsized("transfer")
     settings = {k: v for k, v in config["transfer"].items() if k != "tasks"}
-    return costs.transfer_request(config["transfer"]["tasks"][wildcards.task], settings, shape[2])
+    return costs.transfer_request(config["transfer"]["tasks"][wildcards.task], settings, shape.parameters)
 
 
 # ----------------------------------------------------------------------------- paths
@@ -164,18 +154,7 @@ SIMILARITY = f"{RESULTS}/similarity/{{model}}/{{step}}.tsv"
 LM_LOSS = f"{RESULTS}/lm_loss/{{model}}/{{step}}.json"
 CHECKPOINT_MARKER = "resources/checkpoints/{model}/{step}.json"
 
-# The names of plots.FIGURE_NAMES (tests/test_plots.py keeps them equal): importing the plotting
-# module here would add matplotlib and seaborn (seconds) to every start of Snakemake.
-FIGURES = [
-    "overlap_vs_step",
-    "transfer_vs_step",
-    "overlap_vs_transfer",
-    "overlap_heatmaps",
-    "overlap_vs_k",
-    "overlap_vs_lm_loss",
-]
-if config.get("similarity"):
-    FIGURES.append("similarity_vs_step")
+FIGURES = RESOLVED.figures
 
 
 def demo_treebank_files(language=None):
@@ -314,7 +293,7 @@ def treebank_input(treebank):
     A treebank missing from ud_root comes from the release archive (rule extract_treebank).
     """
     folder = config["treebanks"][treebank]["folder"]
-    if "demo" in config:
+    if RESOLVED.is_demo:
         return demo_treebank_files(config["treebanks"][treebank]["language"])
     files = sorted(str(p) for p in Path(config["ud_root"], folder).glob("*.conllu"))
     return files or [f"{config['ud_root']}/{folder}"]
@@ -326,7 +305,7 @@ def transfer_data_input(task):
 
 
 # (repo, config name) -> splits of every hub dataset the config reads (rule prefetch_dataset).
-HUB_DATASETS = config_datasets(config)
+HUB_DATASETS = RESOLVED.hub_datasets
 
 
 def dataset_marker(repo, name):

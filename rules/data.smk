@@ -1,7 +1,7 @@
 # Treebanks -> word tables (one row per word, UniMorph attributes, lemma-disjoint split).
 
 
-if "demo" in config:
+if RESOLVED.is_demo:
 
     rule generate_demo_data:
         output:

@@ -206,7 +206,7 @@ def test_rule_entry_point_with_a_demo_checkpoint(tiny, tmp_path):
     meta = dump_activations(
         words_path, {4: out / "layer4.npy"}, out / "meta.json",
         model={"name": "tiny", "step": "0", "source": "demo", "steps": [0]},
-        activations={"layers": [4], "pooling": "natural", "batch_size": 8, "dtype": "auto", "device": "cpu"},
+        activations={"layers": [4], "site": "residual", "pooling": "natural", "batch_size": 8, "dtype": "auto", "device": "cpu"},
         max_subwords=2048, demo_dir=tmp_path / "demo",
     )
     on_disk = json.loads((out / "meta.json").read_text())

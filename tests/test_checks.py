@@ -136,10 +136,12 @@ def test_alignment_flags_duplicates_and_suspects_and_warns(tmp_path, caplog):
 def test_the_stage_records_loss_and_hashes_and_without_text_the_hashes_alone(tiny_bloom, demo_data, tmp_path):
     from xlprobe.io import read_json
     from xlprobe.lm_loss import run_lm_loss
+    from xlprobe.workflow_config import schema_defaults
 
     model = {"name": "tiny", "source": "local", "path": str(tiny_bloom.root / "{step}")}
     similarity = {"pairs": [["xa", "xb"]], "files": {lang: str(path) for lang, path in demo_data.parallel.items()}}
-    run_lm_loss(model, "model", similarity, {"lm_loss_sentences": 4}, tmp_path / "a.json")
+    checks = schema_defaults("checks")
+    run_lm_loss(model, "model", similarity, {**checks, "lm_loss_sentences": 4}, tmp_path / "a.json")
     record = read_json(tmp_path / "a.json")
     weights = tiny_bloom.path / "model.safetensors"
     assert record["weights"] == {"model.safetensors": {"sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
@@ -150,6 +152,6 @@ def test_the_stage_records_loss_and_hashes_and_without_text_the_hashes_alone(tin
     # a random model's loss is about that of a uniform guess over the vocabulary
     assert abs(record["lm_loss"] - math.log(len(tiny_bloom.tokenizer))) < 1.0
     assert record["provenance"]["checkpoint"]["path"] == str(tiny_bloom.path)
-    run_lm_loss(model, "model", None, None, tmp_path / "b.json")
+    run_lm_loss(model, "model", None, checks, tmp_path / "b.json")
     bare = read_json(tmp_path / "b.json")
     assert bare["lm_loss"] is None and bare["languages"] == {} and bare["weights"] == record["weights"]

@@ -1,8 +1,9 @@
-"""Job costs: requests from input sizes, the plan's job counts against Snakemake's own dry run."""
+"""Job costs: requests from input sizes and model shapes, the plan's job counts against Snakemake's dry run."""
 
 from __future__ import annotations
 
 import inspect
+import json
 import math
 
 import numpy as np
@@ -13,6 +14,7 @@ from workflow_runs import REPO, planned_jobs, planned_pairs, planned_wildcards, 
 from xlprobe import costs
 from xlprobe.plan import plan
 from xlprobe.probe import LatentSubsetProbe
+from xlprobe.workflow_config import schema_defaults
 
 UNIT = {
     "probe_epoch_ns_per_row_dim": 10.0,
@@ -22,10 +24,14 @@ UNIT = {
 }
 
 
-def test_probe_defaults_are_the_probes():
+def test_schema_probe_defaults_are_the_probes():
+    """The library's probe, used without a config, trains as the workflow's schema defaults say."""
     defaults = inspect.signature(LatentSubsetProbe).parameters
-    for key, value in costs.PROBE_DEFAULTS.items():
-        assert defaults[key].default == value, key
+    schema = schema_defaults("probe")
+    shared = set(defaults) & set(schema) - {"device"}  # the probe's cpu is what `auto` resolves to for a probe job
+    assert {"max_epochs", "patience", "lr", "batch_size", "mc_samples", "entropy_scale", "restore_best"} <= shared
+    for key in shared:
+        assert defaults[key].default == schema[key], key
 
 
 def write_attributes(path, rows):
@@ -63,7 +69,7 @@ def test_attribute_table_error_names_file_and_line(tmp_path):
 
 def test_probe_seconds_and_memory_by_hand():
     sizes = [costs.AttributeSize(1000, 100, 100, 4), costs.AttributeSize(500, 50, 60, 2)]
-    config = {"k": 10, "patience": 5, "max_epochs": 1000}
+    config = {**schema_defaults("probe"), "k": 10, "patience": 5, "max_epochs": 1000}
     epochs = 20 + 5
     train = epochs * (1000 * 64 * (10 + 4) + 500 * 64 * (10 + 2))
     greedy = 100 * 64 * 4 * 10 * 2 + 50 * 64 * 2 * 10 * 2
@@ -90,7 +96,7 @@ def test_probe_request_reads_its_input_files_when_they_exist(tmp_path):
     )
     activations = tmp_path / "layer17.npy"
     np.save(activations, np.zeros((9000, 48), dtype=np.float16))
-    config = {"k": 5}
+    config = {**schema_defaults("probe"), "k": 5}
     from_files = costs.probe_request(config, attributes_path=attributes, activations_path=activations)
     sizes = [costs.AttributeSize(7000, 700, 700, 2)]
     want = costs.request(
@@ -106,10 +112,12 @@ def test_probe_request_reads_its_input_files_when_they_exist(tmp_path):
 
 
 def test_probe_device_never_auto_selects_a_gpu():
-    assert costs.probe_device({"device": "auto"}) == "cpu"
-    assert costs.probe_device({}) == "cpu"
-    assert costs.probe_device({"device": "cuda"}) == "cuda"
-    assert costs.probe_device({"device": "cuda:1"}) == "cuda:1"
+    from xlprobe.devices import job_device
+
+    assert job_device("auto") == "cpu"
+    assert job_device(schema_defaults("probe")["device"]) == "cpu"
+    assert job_device("cuda") == "cuda"
+    assert job_device("cuda:1") == "cuda:1"
 
 
 def test_unit_costs_missing_a_name_is_named(tmp_path):
@@ -119,16 +127,12 @@ def test_unit_costs_missing_a_name_is_named(tmp_path):
         costs.unit_costs(path)
 
 
-def test_unknown_treebank_and_model_are_named():
+def test_unknown_treebank_is_named_and_an_unsized_job_gets_the_fixed_request():
     with pytest.raises(ValueError, match="UD_Klingon"):
         costs.tokens_of("UD_Klingon")
     assert costs.tokens_of("UD_Klingon", strict=False) == max(costs.treebank_tokens().values())
-    with pytest.raises(ValueError, match="models.gpt: shape of 'org/gpt' unknown"):
-        costs.model_shape("gpt", {"source": "hub", "repo": "org/gpt"})
     # the rules go on with the fixed requests they made before they were sized
-    assert costs.model_shape("gpt", {"source": "hub", "repo": "org/gpt"}, strict=False) is None
-    assert costs.probe_request({"k": 50}, tokens=1000, dim=None) == {"runtime": 240, "mem_mb": 8000}
-    assert costs.model_shape("p", {"repo": "EleutherAI/pythia-1.4b"})[2] == 1_414_647_808
+    assert costs.probe_request(schema_defaults("probe"), tokens=1000, dim=None) == {"runtime": 240, "mem_mb": 8000}
 
 
 def test_shipped_treebank_sizes_match_the_shared_stats(shared_data):
@@ -145,26 +149,61 @@ def test_shipped_treebank_sizes_match_the_shared_stats(shared_data):
     assert checked >= 10
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "config/demo.yaml", "config/pythia.yaml"])
-def test_plan_counts_the_jobs_of_a_dry_run(name, tmp_path):
-    configfile = REPO / name
-    result = snakemake(tmp_path, "-n", "--quiet", "rules", configfile=configfile, timeout=300)
+# BLOOM-560m's config.json (the fields a shape is read from), as bigscience/bloom-560m publishes it.
+BLOOM_560M = {"model_type": "bloom", "hidden_size": 1024, "n_layer": 24, "n_head": 16, "vocab_size": 250880}
+
+
+def seed_hf_cache(cache, repo, revision, model_config):
+    """Put a config.json into a Hugging Face cache as huggingface_hub lays one out (refs -> snapshot)."""
+    folder = cache / f"models--{repo.replace('/', '--')}"
+    commit = "0" * 40
+    (folder / "refs").mkdir(parents=True, exist_ok=True)
+    (folder / "refs" / revision).write_text(commit)
+    snapshot = folder / "snapshots" / commit
+    snapshot.mkdir(parents=True, exist_ok=True)
+    (snapshot / "config.json").write_text(json.dumps(model_config))
+
+
+SHIPPED = ["config.yaml", *sorted(f"config/{p.name}" for p in (REPO / "config").glob("*.yaml") if p.name != "schema.yaml")]
+
+
+def dry_run_and_plan(configfile, workdir):
+    result = snakemake(workdir, "-n", "--quiet", "rules", configfile=configfile, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    dry = planned_jobs(result)
-    rows = plan(yaml.safe_load(configfile.read_text()), workdir=tmp_path)
-    counted = {}
-    for row in rows:
-        names = row["rule"].split(", ")
-        for rule in names:
-            counted[rule] = row["jobs"] // len(names)
-    assert {rule: n for rule, n in counted.items() if n} == dry
+    return planned_jobs(result), {row["rule"]: row["jobs"] for row in plan(configfile, workdir=workdir)}
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_plan_counts_the_jobs_of_a_dry_run(name, tmp_path):
+    dry, planned = dry_run_and_plan(REPO / name, tmp_path)
+    assert planned == dry
+
+
+def test_plan_counts_the_recorded_steps_of_a_discovery_config(tmp_path):
+    """Discovered steps come from the recorded list; `final` is one more step (4 downloads per model, not
+    the selector's 3 keys)."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["models"] = {"bloom-560m": {**config["models"]["bloom-560m"],
+                                       "steps": {"discover": True, "every": 100000, "include_final": True}}}
+    record = tmp_path / config["results"] / "steps" / "bloom-560m.json"
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"repo": "bigscience/bloom-560m-intermediate", "revision": "global_step{step}",
+                                  "steps": [100000, 200000, 300000]}))
+    configfile = tmp_path / "discover.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    dry, planned = dry_run_and_plan(configfile, tmp_path)
+    assert planned == dry
+    assert planned["download_checkpoint"] == 4 and planned["dump_activations"] == 4 * len(config["treebanks"])
 
 
 def english_bloom560m_requests(tmp_path, section, key, value):
-    """config.yaml with config[section][key] = value, its dry run's requests per rule: (the config,
-    a function from a rule to the resources of its jobs on bloom-560m and English EWT, the dry run)."""
+    """config.yaml with config[section][key] = value and BLOOM-560m's config.json in its cache, its dry
+    run's requests per rule: (the config, a function from a rule to the resources of its jobs on
+    bloom-560m and English EWT, the dry run)."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config[section][key] = value
+    config["hf_cache"] = str(tmp_path / "hf-cache")
+    seed_hf_cache(tmp_path / "hf-cache", "bigscience/bloom-560m-intermediate", "global_step1000", BLOOM_560M)
     configfile = tmp_path / "config.yaml"
     configfile.write_text(yaml.safe_dump(config))
     result = snakemake(tmp_path, "-n", configfile=configfile, timeout=300)
@@ -175,7 +214,7 @@ def english_bloom560m_requests(tmp_path, section, key, value):
         where = [(w["model"], w["treebank"]) for w in planned_wildcards(result, rule)]
         return [job for job, at in zip(jobs, where) if at == ("bloom-560m", "en")]
 
-    return config, english, result
+    return {**config, "probe": {**schema_defaults("probe"), **config["probe"]}}, english, result
 
 
 @pytest.mark.parametrize("device, gpus", [("auto", "0"), ("cuda", "1")])
@@ -183,8 +222,8 @@ def test_probe_jobs_ask_for_a_gpu_only_when_the_config_names_one(device, gpus, t
     config, english_jobs, result = english_bloom560m_requests(tmp_path, "probe", "device", device)
     jobs = planned_pairs(result, "probe", "resources")
     assert len(jobs) == 350 and {job["gpu"] for job in jobs} == {gpus}
-    # English (254,854 tokens) at bloom-560m's width asks what the formula gives for its estimated size
-    want = costs.probe_request(config["probe"], tokens=254_854, dim=1024)
+    # English (254,854 tokens) at bloom-560m's width (its config.json) asks what the formula gives
+    want = costs.probe_request(config["probe"], tokens=254_854, dim=BLOOM_560M["hidden_size"])
     english = english_jobs("probe")
     assert english and all(int(j["runtime"]) == want["runtime"] for j in english)
     assert all(int(j["mem_mb"]) == want["mem_mb"] for j in english)
@@ -192,10 +231,11 @@ def test_probe_jobs_ask_for_a_gpu_only_when_the_config_names_one(device, gpus, t
 
 @pytest.mark.parametrize("site, widen", [("residual", 1), ("mlp", 4)])
 def test_dump_jobs_ask_for_the_memory_of_the_width_they_write(site, widen, tmp_path):
-    """At the mlp site a dump writes 4 x hidden values per word and layer; its mem_mb counts them."""
+    """At the mlp site a dump writes the MLP's width (4 x hidden in BLOOM) per word and layer; its mem_mb counts them."""
     config, english_jobs, _ = english_bloom560m_requests(tmp_path, "activations", "site", site)
     english = english_jobs("dump_activations")
-    hidden, _, params = costs.model_shape("bloom-560m", config["models"]["bloom-560m"])
+    hidden = BLOOM_560M["hidden_size"]
+    params = 250880 * hidden + 24 * (4 * hidden**2 + 2 * hidden * 4 * hidden)  # embeddings, attention, MLP
     layers = config["activations"]["layers"]
     want = costs.dump_request(254_854, hidden, params, layers, width=widen * hidden)
     # float16 outputs of 254,854 words: 0.5 GB at the residual stream, 2.1 GB at the mlp site (x 1.5,
@@ -221,12 +261,10 @@ def test_plan_counts_the_mlp_sites_four_times_wider_dumps(tmp_path):
 def test_plan_command_prints_the_table_with_its_totals(capsys, tmp_path):
     from xlprobe.cli import main
 
-    assert main(["plan", "--config", str(REPO / "config.yaml"), "--directory", str(tmp_path)]) == 0
+    assert main(["plan", "--config", str(REPO / "config/demo.yaml"), "--directory", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "estimates" in out.lower() and "unit_costs.tsv" in out
     total = next(line for line in out.splitlines() if line.startswith("total")).split()
-    rows = plan(yaml.safe_load((REPO / "config.yaml").read_text()), workdir=tmp_path)
-    # 883 jobs of the grid (25 of them lm_loss) + 30 prefetch_dataset jobs (one per hub dataset config), as
-    # `snakemake -n` lists
-    assert int(total[1]) == sum(r["jobs"] for r in rows) == 913
+    rows = plan(REPO / "config/demo.yaml", workdir=tmp_path)
+    assert int(total[1]) == sum(r["jobs"] for r in rows)
     assert float(total[2]) == pytest.approx(sum(r["cpu_hours"] for r in rows), abs=0.05)

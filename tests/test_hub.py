@@ -130,7 +130,7 @@ out = {{
     "pairs": parallel_sentences({{}}, "en", "ta", max_pairs=5, hub="Helsinki-NLP/opus-100", cache_dir=cache),
 }}
 for kind, target in (("xnli", "fr"), ("udpos", "ta")):
-    task = load_task({{"type": kind, "format": "hub", "source": "en", "targets": [target]}}, cache_dir=cache)
+    task = load_task({{"type": kind, "format": "hub", "source": "en", "targets": [target], "eval_split": "test"}}, cache_dir=cache)
     out[kind + "_task"] = [len(task.train), len(task.source_dev), len(task.targets[target])]
 try:
     _read_hub("xnli", "vi", "test", cache)

@@ -205,10 +205,13 @@ def test_heatmaps_frame_same_language_pairs_apart():
 
 
 def test_the_workflow_asks_for_every_figure_the_plotter_draws(repo):
-    import ast
-    import re
+    """The resolved config lists the plotter's figures; similarity_vs_step only with a similarity section."""
+    import yaml
 
-    text = (repo / "rules" / "common.smk").read_text()
-    listed = ast.literal_eval(re.search(r"^FIGURES = (\[.*?\])", text, re.MULTILINE | re.DOTALL).group(1))
-    appended = re.findall(r'^    FIGURES\.append\("(\w+)"\)', text, re.MULTILINE)
-    assert [*listed, *appended] == list(FIGURE_NAMES)
+    from xlprobe.resolved_config import resolve_config
+
+    config = yaml.safe_load((repo / "config" / "demo.yaml").read_text())
+    assert config.get("similarity")
+    assert resolve_config(dict(config), workdir=repo).figures == list(FIGURE_NAMES)
+    config.pop("similarity")
+    assert resolve_config(config, workdir=repo).figures == [n for n in FIGURE_NAMES if n != "similarity_vs_step"]

@@ -11,10 +11,12 @@ import pytest
 from xlprobe.cli import main
 from xlprobe.io import write_json, write_npy, write_tsv
 from xlprobe.probing import attribute_seed, probe_treebank
+from xlprobe.workflow_config import schema_defaults
 
 DIM = 12
 POS_NEURON, NUMBER_NEURON = 3, 7
 PROBE = {
+    **schema_defaults("probe"),
     "k": 4,
     "max_epochs": 25,
     "patience": 5,

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from xlprobe.similarity import parallel_sentences, parallel_similarity, run_similarity, sentence_vectors
+from xlprobe.workflow_config import schema_defaults
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +108,8 @@ def test_stage_writes_demo_style_files(tiny, tmp_path):
     (demo / "models" / "tiny").mkdir(parents=True)
     (demo / "models" / "tiny" / "7").symlink_to(model_dir)
     out = tmp_path / "similarity" / "tiny" / "7.tsv"
-    settings = {"pairs": [["xa", "xb"]], "max_pairs": 10, "layers": [1, 4], "device": "cpu"}
+    settings = {**schema_defaults("similarity"), "pairs": [["xa", "xb"]], "max_pairs": 10, "layers": [1, 4],
+                "device": "cpu"}
     run_similarity({"name": "tiny", "source": "demo", "steps": [7]}, 7, settings, out, demo_dir=demo)
     table = pd.read_csv(out, sep="\t")
     # The empty third line drops its pair; 3 pairs remain, two layers, two poolings.

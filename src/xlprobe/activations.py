@@ -44,14 +44,14 @@ from xlprobe.wordtable import read_word_table, sentence_rows
 
 log = logging.getLogger(__name__)
 
-POOLINGS = ("paper", "natural")
+WORD_POOLINGS = ("paper", "natural")
 SITES = ("residual", "mlp")
 # The down projection whose input is a block's MLP neurons (BLOOM and GPT-NeoX, Llama, GPT-2).
 DOWN_PROJECTIONS = ("dense_4h_to_h", "down_proj", "c_proj")
 
 
 @dataclass
-class Sentence:
+class WordTableSentence:
     id: Any
     forms: list[str]
     rows: np.ndarray  # word table row of each word, in word order
@@ -67,7 +67,7 @@ class Encoded:
 
 
 # ----------------------------------------------------------------------------- word table
-def sentences_from_table(words: pd.DataFrame, source: str = "word table") -> list[Sentence]:
+def sentences_from_table(words: pd.DataFrame, source: str = "word table") -> list[WordTableSentence]:
     """Group word table rows by sentence_id (first-appearance order), words ordered by word_id."""
     missing = {"sentence_id", "word_id", "form"} - set(words.columns)
     if missing:
@@ -77,11 +77,11 @@ def sentences_from_table(words: pd.DataFrame, source: str = "word table") -> lis
         row = int(np.flatnonzero(empty.to_numpy())[0])
         raise ValueError(f"{source}: empty form in data row {row + 1} (sentence {words['sentence_id'].iloc[row]})")
     forms = words["form"].astype(str).to_numpy()
-    return [Sentence(sid, forms[rows].tolist(), rows) for sid, rows in sentence_rows(words, source)]
+    return [WordTableSentence(sid, forms[rows].tolist(), rows) for sid, rows in sentence_rows(words, source)]
 
 
 # ----------------------------------------------------------------------------- tokenization
-def encode_paper(tokenizer, sentences: Sequence[Sentence]) -> list[Encoded]:
+def encode_paper(tokenizer, sentences: Sequence[WordTableSentence]) -> list[Encoded]:
     """Each word tokenized alone, pieces concatenated (no spaces, no BOS)."""
     forms = [form for s in sentences for form in s.forms]
     pieces = tokenizer(forms, add_special_tokens=False)["input_ids"] if forms else []
@@ -99,7 +99,7 @@ def encode_paper(tokenizer, sentences: Sequence[Sentence]) -> list[Encoded]:
     return encoded
 
 
-def encode_natural(tokenizer, sentences: Sequence[Sentence]) -> list[Encoded]:
+def encode_natural(tokenizer, sentences: Sequence[WordTableSentence]) -> list[Encoded]:
     """The sentence with single spaces between words; subwords go to the words their offsets overlap."""
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError("natural pooling needs a fast tokenizer (character offsets)")
@@ -125,12 +125,12 @@ def encode_natural(tokenizer, sentences: Sequence[Sentence]) -> list[Encoded]:
     return encoded
 
 
-def encode(tokenizer, sentences: Sequence[Sentence], pooling: str) -> list[Encoded]:
+def encode(tokenizer, sentences: Sequence[WordTableSentence], pooling: str) -> list[Encoded]:
     if pooling == "paper":
         return encode_paper(tokenizer, sentences)
     if pooling == "natural":
         return encode_natural(tokenizer, sentences)
-    raise ValueError(f"activations.pooling: '{pooling}' is not one of {', '.join(POOLINGS)}")
+    raise ValueError(f"activations.pooling: '{pooling}' is not one of {', '.join(WORD_POOLINGS)}")
 
 
 # ----------------------------------------------------------------------------- forward passes
@@ -388,9 +388,9 @@ def dump_activations(
     *,
     model: Mapping[str, Any],
     activations: Mapping[str, Any],
-    max_subwords: int = 2048,
+    max_subwords: int,
     cache_dir: str | os.PathLike | None = None,
-    demo_dir: str | os.PathLike = "resources/demo",
+    demo_dir: str | os.PathLike | None = None,
     checkpoint_input: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """The rule dump_activations: load the (model, step) checkpoint, dump every layer, write meta.json.
@@ -399,19 +399,19 @@ def dump_activations(
     files are checked before the weights are loaded. meta.json records each layer file's size and
     checksum (`files`), for the probes and `xlprobe verify`.
     """
-    from xlprobe.checkpoints import select_device
+    from xlprobe.devices import select_device
 
     if checkpoint_input is not None:
         check_checkpoint(checkpoint_input)
-    site = check_site(activations.get("site", "residual"))
-    device = select_device(activations.get("device", "auto"))
+    site = check_site(activations["site"])
+    device = select_device(activations["device"])
     net, tokenizer, checkpoint = load_base_model(model, model["step"], demo_dir=demo_dir, cache_dir=cache_dir,
-                                                 device=device, dtype=activations.get("dtype", "auto"))
+                                                 device=device, dtype=activations["dtype"])
     words = read_word_table(words_path)
     meta = dump_word_activations(
         net, tokenizer, words, {int(k): v for k, v in layer_paths.items()},
-        pooling=activations.get("pooling", "paper"),
-        batch_size=int(activations.get("batch_size", 16)),
+        pooling=activations["pooling"],
+        batch_size=int(activations["batch_size"]),
         max_subwords=max_subwords,
         source=str(words_path),
         site=site,

@@ -188,7 +188,7 @@ def overlap_by_k(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------- transfer, similarity
-def transfer_scores(
+def summarise_transfer(
     frame: pd.DataFrame, targets: Sequence[str] | None, path: str | os.PathLike = "?"
 ) -> dict:
     """Main metric's mean over the target languages, the source score and the metric's name."""
@@ -313,7 +313,7 @@ def build_alignment(
     transfer = {}
     for path in transfer_paths:
         point = point_of(path, "transfer")
-        scores = transfer_scores(_read_checked(path, TRANSFER_COLUMNS), targets.get(point["task"]), path)
+        scores = summarise_transfer(_read_checked(path, TRANSFER_COLUMNS), targets.get(point["task"]), path)
         transfer[(point["model"], point["step"], point["task"])] = scores
     for task in sorted({t for (_, _, t) in transfer}):
         found = [transfer.get((m, s, task)) for m, s in zip(alignment["model"], alignment["step"])]

@@ -16,10 +16,12 @@ import logging
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+from xlprobe.devices import select_device, select_dtype
 
+if TYPE_CHECKING:
+    import torch
 from xlprobe.io import write_json
 from xlprobe.provenance import provenance
 
@@ -75,7 +77,7 @@ class Checkpoint:
         return record
 
 
-def resolve_checkpoint(model: dict[str, Any], step: int | str, demo_dir: str | os.PathLike = "resources/demo") -> Checkpoint:
+def resolve_checkpoint(model: dict[str, Any], step: int | str, demo_dir: str | os.PathLike | None = None) -> Checkpoint:
     """Map a model's config (with its `name`) and a step to a Checkpoint. Nothing is fetched."""
     name = model.get("name", "?")
     step = str(step)
@@ -86,6 +88,8 @@ def resolve_checkpoint(model: dict[str, Any], step: int | str, demo_dir: str | o
     if source == "demo":
         if step == "final":
             raise CheckpointError(f"{key}: demo models have no 'final' step; list a saved step")
+        if demo_dir is None:
+            raise CheckpointError(f"{key}: a demo model is found under the demo's directory (demo.dir): none given")
         return Checkpoint(name, step, "demo", str(Path(demo_dir, "models", name, step)))
 
     if step == "final":
@@ -237,7 +241,7 @@ def checkpoint_record(
     model: dict[str, Any],
     step: int | str,
     *,
-    demo_dir: str | os.PathLike = "resources/demo",
+    demo_dir: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike | None = None,
     offline: bool | None = None,
 ) -> dict[str, Any]:
@@ -248,30 +252,11 @@ def checkpoint_record(
 
 
 # ----------------------------------------------------------------------------- loading
-def select_device(spec: str | None = "auto") -> torch.device:
-    """`auto` is the first GPU where there is one, else the CPU."""
-    if spec in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(spec)
-
-
-def select_dtype(spec: str | None, device: torch.device) -> torch.dtype:
-    """`auto`: float32 on CPU (exact, and half precision is slow there), bfloat16 (or float16) on GPU."""
-    if spec in (None, "auto"):
-        if device.type != "cuda":
-            return torch.float32
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    dtypes = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-    if spec not in dtypes:
-        raise ValueError(f"activations.dtype: '{spec}' is not one of auto, {', '.join(dtypes)}")
-    return dtypes[spec]
-
-
 def load_checkpoint(
     model: dict[str, Any],
     step: int | str,
     *,
-    demo_dir: str | os.PathLike = "resources/demo",
+    demo_dir: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike | None = None,
     offline: bool | None = None,
     device: str | torch.device | None = "cpu",
@@ -285,6 +270,7 @@ def load_checkpoint(
     could meet a moved revision). `auto_class` defaults to AutoModelForCausalLM; pass e.g.
     AutoModelForTokenClassification with its `num_labels` in `model_kwargs` for fine-tuning.
     """
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     checkpoint = resolve_checkpoint(model, step, demo_dir)

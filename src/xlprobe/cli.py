@@ -43,16 +43,16 @@ def _select_neurons(parser: argparse.ArgumentParser):
     for split in ("train", "dev", "test"):
         parser.add_argument(f"--{split}", required=True, help=f"{split} embeddings, .npy [n, D]")
         parser.add_argument(f"--{split}-labels", required=True, help="one class name per line, row-aligned")
-    parser.add_argument("--k", type=int, default=50)
+    from xlprobe.workflow_config import schema_defaults
+
+    probe = schema_defaults("probe")  # the workflow's defaults (config/schema.yaml)
+    parser.add_argument("--k", type=int, default=probe["k"])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--criterion", choices=["mi", "accuracy"], default="mi")
-    parser.add_argument("--greedy", choices=["vectorized", "loop"], default="vectorized")
-    parser.add_argument("--max-epochs", type=int, default=5000)
-    parser.add_argument("--patience", type=int, default=50)
-    parser.add_argument("--lr", type=float, default=1e-2)
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--mc-samples", type=int, default=5)
-    parser.add_argument("--entropy-scale", type=float, default=1e-2)
+    parser.add_argument("--criterion", choices=["mi", "accuracy"], default=probe["criterion"])
+    parser.add_argument("--greedy", choices=["vectorized", "loop"], default=probe["greedy"])
+    for name, kind in [("max-epochs", int), ("patience", int), ("lr", float), ("batch-size", int),
+                       ("mc-samples", int), ("entropy-scale", float)]:
+        parser.add_argument(f"--{name}", type=kind, default=probe[name.replace("-", "_")])
     parser.add_argument(
         "--keep-last-epoch", action="store_true", help="the released code's behaviour: no restore of the best epoch"
     )
@@ -137,8 +137,8 @@ def _similarity(parser: argparse.ArgumentParser):
 @command("plan")
 def _plan(parser: argparse.ArgumentParser):
     parser.description = (
-        "Before launching: job counts per rule, estimated CPU- and GPU-hours and activation disk of a config "
-        "(estimates from measured unit costs; offline, no word tables needed)."
+        "Before launching: the jobs of Snakemake's DAG per rule, their requests, estimated CPU- and GPU-hours "
+        "and disk (unit costs times each model's shape from its config.json; no word tables needed)."
     )
     parser.add_argument("--config", default="config.yaml", help="workflow config")
     parser.add_argument("--unit-costs", help="unit-cost TSV (default: the one shipped, xlprobe/data/unit_costs.tsv)")

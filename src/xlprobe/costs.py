@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from xlprobe.model_shape import ModelShape
+
 DATA = files("xlprobe") / "data"
 RUNTIME_SAFETY = 2.0
 MEMORY_SAFETY = 1.5
@@ -41,18 +43,6 @@ START_MINUTES = 10  # interpreter, imports, loading a checkpoint, reading the ta
 BASE_MB = 1500  # Python with torch, numpy, pandas loaded (measured RSS ~1.0 GB) plus slack
 WORD_TABLE_BYTES = 400  # one row of a word table in pandas, all columns as strings
 GREEDY_CACHE_BYTES = 2 * 2**30  # greedy_select's max_cache_bytes
-# LatentSubsetProbe's defaults (tests/test_costs.py keeps them equal): absent config keys mean these.
-PROBE_DEFAULTS = {"max_epochs": 5000, "patience": 50}
-# Known model shapes (hidden size, blocks, parameters), matched by name in the model's repo.
-MODEL_SHAPES = {
-    "bloom-560m": (1024, 24, 559_214_592),
-    "bloom-1b1": (1536, 24, 1_065_314_304),
-    "bloom-1b7": (2048, 24, 1_722_408_960),
-    "pythia-160m": (768, 12, 162_322_944),
-    "pythia-410m": (1024, 24, 405_334_016),
-    "pythia-1b": (2048, 16, 1_011_781_632),
-    "pythia-1.4b": (2048, 24, 1_414_647_808),
-}
 # What a job asks for when its model's shape is unknown (before its activations exist): the fixed
 # requests the rules made before they were sized.
 UNSIZED = {"probe": (240, 8000), "dump": (240, 16000), "transfer": (720, 16000)}
@@ -62,7 +52,6 @@ EWT_ATTRIBUTE_SHAPE = [(0.82, 17)] + [(0.14, 3)] * 4
 # Transfer data sizes (examples): MultiNLI train, XTREME UD-POS English train; evaluation per target.
 TRANSFER_TRAIN = {"xnli": 392_702, "udpos": 21_253}
 TRANSFER_EVAL = {"xnli": 5_010, "udpos": 1_000}
-TRANSFER_EPOCHS = {"xnli": 5, "udpos": 10}  # the paper's, as in xlprobe.transfer
 
 
 @dataclass(frozen=True)
@@ -160,38 +149,22 @@ def npy_shape(path: str | os.PathLike) -> tuple[int, ...]:
 
 
 # ----------------------------------------------------------------------------- models
-def model_shape(name: str, spec: Mapping[str, Any], strict: bool = True) -> tuple[int, int, int] | None:
-    """(hidden size, blocks, parameters) of a config's model entry; None if unknown and not `strict`."""
-    if spec.get("source") == "demo":
-        pretrain = spec.get("pretrain", {})
-        hidden, blocks = int(pretrain["hidden_size"]), int(pretrain["n_layer"])
-        return hidden, blocks, 12 * blocks * hidden**2 + 1000 * hidden
-    repo = str(spec.get("repo", name))
-    for key, shape in sorted(MODEL_SHAPES.items(), key=lambda item: -len(item[0])):  # pythia-1.4b before -1b
-        if key in repo or key in name:
-            return shape
-    if not strict:
-        return None
-    raise ValueError(f"models.{name}: shape of {repo!r} unknown; add it to xlprobe.costs.MODEL_SHAPES")
-
-
-def dumped_width(hidden: int, activations: Mapping[str, Any]) -> int:
-    """D of a dump: the hidden size, or 4 x hidden with activations.site mlp (BLOOM's and GPT-NeoX's
-    MLP; an estimate for other families). For estimates only: the probes read D from the .npy."""
-    return hidden * (4 if activations.get("site") == "mlp" else 1)
+def dumped_width(shape: ModelShape, activations: Mapping[str, Any]) -> int:
+    """D of a dump: the hidden size, or the MLP's width (config.json's intermediate size) at the mlp site.
+    For estimates only: the probes read D from the .npy."""
+    return shape.mlp_width if activations["site"] == "mlp" else shape.hidden
 
 
 # ----------------------------------------------------------------------------- per job
 def probe_epochs(probe_config: Mapping[str, Any], costs: Mapping[str, float]) -> int:
-    settings = {**PROBE_DEFAULTS, **probe_config}
-    return int(min(settings["max_epochs"], costs["probe_best_epoch"] + settings["patience"]))
+    return int(min(probe_config["max_epochs"], costs["probe_best_epoch"] + probe_config["patience"]))
 
 
 def probe_seconds(
     sizes: list[AttributeSize], dim: int, probe_config: Mapping[str, Any], costs: Mapping[str, float]
 ) -> float:
     """Estimated seconds of one probe job on one CPU thread (see the module docstring)."""
-    epochs, k = probe_epochs(probe_config, costs), min(int(probe_config.get("k", 50)), dim)
+    epochs, k = probe_epochs(probe_config, costs), min(int(probe_config["k"]), dim)
     p, q = costs["probe_epoch_ns_per_row_dim"], costs["probe_epoch_ns_per_row_dim_class"]
     g = costs["greedy_ns_per_row_dim_class_pick"]
     train = sum(epochs * s.train * dim * (p + q * s.classes) for s in sizes)
@@ -267,11 +240,11 @@ def dump_request(
 def transfer_seconds(task: Mapping[str, Any], settings: Mapping[str, Any], params: int, costs) -> float:
     """(Q)LoRA training (6 FLOP per parameter and token, forward + backward) plus evaluation (2)."""
     kind = task["type"]
-    epochs = settings.get("epochs", TRANSFER_EPOCHS)
-    epochs = epochs.get(kind, TRANSFER_EPOCHS[kind]) if isinstance(epochs, Mapping) else epochs
+    epochs = settings["epochs"]
+    epochs = epochs[kind] if isinstance(epochs, Mapping) else epochs
     train = min(TRANSFER_TRAIN[kind], settings.get("max_train_examples") or math.inf)
     evaluate = TRANSFER_EVAL[kind] * (len(task.get("targets", [])) + 1)
-    tokens = min(costs[f"{kind}_tokens_per_example"], settings.get("max_length", 128))
+    tokens = min(costs[f"{kind}_tokens_per_example"], settings["max_length"])
     return (6 * train * epochs + 2 * evaluate) * params * tokens / (costs["transfer_gpu_gflops"] * 1e9)
 
 
@@ -294,19 +267,6 @@ def similarity_seconds(similarity: Mapping[str, Any], params: int, costs) -> flo
 def lm_loss_seconds(similarity: Mapping[str, Any], checks: Mapping[str, Any], params: int, costs) -> float:
     """One lm_loss job: a forward pass over `lm_loss_sentences` sentences of each similarity language
     (priced as the similarity's forward passes)."""
-    from xlprobe.lm_loss import DEFAULT_SENTENCES
-
     languages = {language for pair in similarity.get("pairs", []) for language in pair}
-    sentences = len(languages) * checks.get("lm_loss_sentences", DEFAULT_SENTENCES)
+    sentences = len(languages) * checks["lm_loss_sentences"]
     return forward_seconds(sentences, params, costs)
-
-
-# ----------------------------------------------------------------------------- device
-def probe_device(probe_config: Mapping[str, Any]) -> str:
-    """The device a workflow probe job runs on: a GPU only when the config names one (cuda, cuda:N).
-
-    `auto` means CPU in the workflow: the job then asks for no GPU, and must not take one it did not
-    ask for (a GPU node's GPU belongs to the job that requested it).
-    """
-    device = str(probe_config.get("device", "auto"))
-    return device if device.startswith("cuda") else "cpu"

@@ -26,6 +26,7 @@ import argparse
 import contextlib
 import csv
 import datetime
+import json
 import logging
 import math
 import os
@@ -360,13 +361,19 @@ def qlora_missing(device: torch.device) -> str | None:
 
 
 def parameters_of(entry: dict[str, Any]) -> int:
-    hidden, blocks, _, vocab = SHAPES[entry["name"]]
-    if vocab:
-        return costs.MODEL_SHAPES[entry["name"]][2]
-    from transformers import AutoConfig
+    """The parameters the plan counts for this model: its saved config.json, read as the plan reads it."""
+    from xlprobe.model_shape import shape_of
 
-    config = AutoConfig.from_pretrained(entry["path"].format(step=0))
-    return 12 * blocks * hidden**2 + config.vocab_size * hidden
+    return shape_of(json.loads(Path(entry["path"].format(step=0), "config.json").read_text())).parameters
+
+
+def shape_parameters(name: str) -> int:
+    """The parameters of one of SHAPES (a generated tokenizer's size counted as none)."""
+    from xlprobe.model_shape import shape_of
+
+    hidden, blocks, heads, vocab = SHAPES[name]
+    return shape_of({"model_type": "bloom", "hidden_size": hidden, "n_layer": blocks, "n_head": heads,
+                     "vocab_size": vocab}).parameters
 
 
 def probe_stage(settings: Settings) -> list[dict[str, Any]]:
@@ -634,7 +641,7 @@ def run(settings: Settings, out: Path, work: Path, base_costs: Path, budget: flo
     for model_name in list(settings.models):
         model_started = time.perf_counter()
         if budget and previous:
-            scale = costs.MODEL_SHAPES.get(model_name, (0, 0, 1))[2] / costs.MODEL_SHAPES.get(previous[0], (0, 0, 1))[2]
+            scale = shape_parameters(model_name) / shape_parameters(previous[0])
             expected = model_started - started + previous[1] * scale
             if expected > budget:
                 settings.skipped.append(f"{model_name}: {previous[1]:.0f} s for {previous[0]} x {scale:.1f} "

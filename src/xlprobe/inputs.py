@@ -90,15 +90,21 @@ def hub_dataset(kind: str, language: str) -> tuple[str, str]:
     return XTREME_HUB, f"udpos.{UDPOS_HUB_NAMES[language]}"
 
 
+def hub_task_splits(task: Mapping[str, Any]) -> dict[str, str]:
+    """The hub split a `format: hub` task reads for each role: the source's train and dev, the targets'."""
+    return {"train": "train", "dev": "validation", "targets": task["eval_split"]}
+
+
 def task_hub_datasets(task: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
     """The (repo, config) -> splits that a `format: hub` task reads (none for other formats)."""
     if task.get("format") != "hub":
         return {}
+    roles = hub_task_splits(task)
     needed: dict[tuple[str, str], set[str]] = {}
     for language in [task["source"], *task.get("targets", [])]:
-        splits = {"train", "validation"} if language == task["source"] else set()
+        splits = {roles["train"], roles["dev"]} if language == task["source"] else set()
         if language in task.get("targets", []):
-            splits.add(task.get("eval_split", "test"))
+            splits.add(roles["targets"])
         needed.setdefault(hub_dataset(task["type"], language), set()).update(splits)
     return needed
 

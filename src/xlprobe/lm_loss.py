@@ -29,7 +29,6 @@ from xlprobe.provenance import provenance
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SENTENCES = 100
 # The similarity settings that decide the sample's text (not its layers or pooling).
 TEXT_KEYS = ("pairs", "files", "hub")
 
@@ -41,7 +40,7 @@ def text_settings(similarity: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def sample_sentences(
-    similarity: Mapping[str, Any], per_language: int, demo_dir: str | os.PathLike = "resources/demo",
+    similarity: Mapping[str, Any], per_language: int, demo_dir: str | os.PathLike | None = None,
     cache_dir: str | None = None,
 ) -> dict[str, list[str]]:
     """language -> its sentences of the sample (see the module's docstring), languages in config order."""
@@ -125,23 +124,22 @@ def run_lm_loss(
     model: dict[str, Any],
     step: int | str,
     similarity: Mapping[str, Any] | None,
-    checks: Mapping[str, Any] | None,
+    checks: Mapping[str, Any],
     output: str | os.PathLike,
     *,
     marker: str | os.PathLike | None = None,
-    demo_dir: str | os.PathLike = "resources/demo",
+    demo_dir: str | os.PathLike | None = None,
     cache_dir: str | None = None,
 ) -> dict[str, Any]:
     """The workflow stage: one checkpoint's loss on the sample and its weight hashes, as one JSON."""
     from xlprobe.checkpoints import checkpoint_record, load_checkpoint
 
-    checks = dict(checks or {})
     weights = checkpoint_weights(model, step, marker, demo_dir, cache_dir)
     if similarity and similarity.get("pairs"):
         net, tokenizer, checkpoint = load_checkpoint(model, step, demo_dir=demo_dir, cache_dir=cache_dir,
-                                                     device=checks.get("device", "auto"), dtype="auto")
-        sample = sample_sentences(similarity, checks.get("lm_loss_sentences", DEFAULT_SENTENCES), demo_dir, cache_dir)
-        result = lm_loss(net, tokenizer, sample, checks.get("batch_size", 16))
+                                                     device=checks["device"], dtype="auto")
+        sample = sample_sentences(similarity, checks["lm_loss_sentences"], demo_dir, cache_dir)
+        result = lm_loss(net, tokenizer, sample, checks["batch_size"])
     else:  # the weight hashes still tell duplicates apart; nothing to load
         log.warning("no `similarity` text in the config: %s step %s has no LM loss", model["name"], step)
         checkpoint = checkpoint_record(model, step, demo_dir=demo_dir, cache_dir=cache_dir)

@@ -1,171 +1,191 @@
 """`xlprobe plan`: before anything runs, what a config's grid will cost.
 
-Job counts per rule follow the workflow's wildcards (rules/*.smk): one dump per model x step x
-treebank, one probe per model x step x layer x treebank, one transfer per model x step x task, ...
-Treebanks whose word table shows nothing to probe drop out once the tables exist; before that every
-treebank counts (as in a dry run). Hours are estimates from the unit costs (xlprobe.costs), without
-the safety factor the rules' requests add.
+The jobs are Snakemake's own: the workflow's DAG for the config, built as a dry run builds it (the
+same jobs `snakemake -n` lists, rule by rule: treebanks without an attribute to probe drop out once
+their word tables exist, finished jobs are not listed). Each job's resources are what its rule's
+resource functions ask for. Hours are estimates from the unit costs (xlprobe.costs) and each model's
+shape, read from its config.json (xlprobe.model_shape), without the safety factor the requests add.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from xlprobe import costs as cost
-from xlprobe.hubdata import config_datasets
+from xlprobe.resolved_config import ResolvedConfig, resolve_config
+
+SNAKEFILE = Path(__file__).resolve().parents[2] / "Snakefile"
 
 
-def _steps(config) -> list[tuple[str, str]]:
-    return [(m, str(s)) for m, spec in config["models"].items() for s in spec["steps"]]
+@dataclass(frozen=True)
+class PlannedJob:
+    rule: str
+    wildcards: dict[str, str]
+    resources: dict[str, Any]
+    local: bool
 
 
-def _words(config, treebank, workdir: Path) -> tuple[int, list[cost.AttributeSize], str]:
+def dag_jobs(configfile: str | os.PathLike, workdir: str | os.PathLike = ".",
+             snakefile: str | os.PathLike = SNAKEFILE) -> list[PlannedJob]:
+    """The jobs a dry run of the workflow would list for `configfile`, run in `workdir`.
+
+    The DAG is built as `snakemake -n` builds it (its dry-run executor: input functions that wait on a
+    checkpoint see a dry run), without scheduling or printing its jobs (a third of a dry run's time).
+    """
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import (
+        ConfigSettings,
+        DAGSettings,
+        OutputSettings,
+        Quietness,
+        ResourceSettings,
+    )
+    from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry
+
+    configfile, workdir, snakefile = (Path(p).resolve() for p in (configfile, workdir, snakefile))
+    with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
+        workflow_api = api.workflow(
+            resource_settings=ResourceSettings(cores=1),
+            config_settings=ConfigSettings(configfiles=[configfile]),
+            snakefile=snakefile,
+            workdir=workdir,
+        )
+        workflow_api.dag(DAGSettings())
+        # Snakemake's API builds a DAG only to run, print or summarise it: its workflow's own steps here.
+        workflow = workflow_api._workflow
+        workflow._executor_plugin = ExecutorPluginRegistry().get_plugin("dryrun")
+        workflow._prepare_dag(forceall=False, ignore_incomplete=False, lock_warn_only=True, nolock=True)
+        workflow._build_dag()
+        dag = workflow.dag
+        order = {rule.name: i for i, rule in enumerate(workflow.rules)}  # as the rule files define them
+        jobs = sorted((job for job in dag.jobs if dag.needrun(job)), key=lambda job: order[job.rule.name])
+        local = {rule.name for rule in workflow.rules if rule.name in workflow._localrules or rule.norun}
+        return [PlannedJob(job.rule.name, dict(job.wildcards), dict(job.resources), job.rule.name in local)
+                for job in jobs]
+
+
+def _treebank_words(resolved: ResolvedConfig, treebank: str) -> tuple[int, list[cost.AttributeSize], str]:
     """Tokens and attribute sizes of a treebank: from its built tables when present, else estimated."""
-    words_dir = Path(workdir, config["results"], "words")
+    config = resolved.config
+    words_dir = resolved.path(config["results"]) / "words"
     attributes = words_dir / f"{treebank}.attributes.tsv"
-    spec = config["treebanks"][treebank]
     if attributes.exists():
         with open(words_dir / f"{treebank}.tsv", "rb") as handle:
             tokens = sum(1 for _ in handle) - 1
         return tokens, cost.attribute_sizes(attributes), "word table"
-    if "demo" in config:  # synthetic sentences of about 10 words
-        tokens = 10 * int(config["demo"].get("treebank_sentences", 1500))
+    if resolved.is_demo:  # synthetic sentences of about 10 words
+        tokens = 10 * int(config["demo"]["treebank_sentences"])
     else:
-        tokens = cost.tokens_of(spec["folder"])
-    return tokens, cost.estimated_attribute_sizes(tokens, config["words"].get("split")), "estimated size"
+        tokens = cost.tokens_of(config["treebanks"][treebank]["folder"], strict=False)
+    return tokens, cost.estimated_attribute_sizes(tokens, config["words"]["split"]), "estimated size"
+
+
+def job_estimate(job: PlannedJob, resolved: ResolvedConfig, costs: Mapping[str, float], words) -> tuple[float, float]:
+    """(estimated seconds, disk GB) of one job; (0, 0) for a job that is cheap or whose model's shape is unknown."""
+    config, wildcards = resolved.config, job.wildcards
+    shape = resolved.model_shape(wildcards["model"]) if "model" in wildcards else None
+    if shape is None:
+        return 0.0, 0.0
+    layers = [int(layer) for layer in config["activations"]["layers"]]
+    if job.rule == "download_checkpoint":
+        return 0.0, 2 * shape.parameters / 1e9  # float16 weights
+    if job.rule == "dump_activations":
+        tokens = words(wildcards["treebank"])[0]
+        width = cost.dumped_width(shape, config["activations"])
+        return cost.dump_seconds(tokens, shape.hidden, max(layers), costs), tokens * width * 2 * len(layers) / 1e9
+    if job.rule == "probe":
+        width = cost.dumped_width(shape, config["activations"])
+        return cost.probe_seconds(words(wildcards["treebank"])[1], width, config["probe"], costs), 0.0
+    if job.rule == "transfer":
+        settings = {k: v for k, v in config["transfer"].items() if k != "tasks"}
+        task = config["transfer"]["tasks"][wildcards["task"]]
+        return cost.transfer_seconds(task, settings, shape.parameters, costs), 0.0
+    if job.rule == "similarity":
+        return cost.similarity_seconds(config["similarity"], shape.parameters, costs), 0.0
+    if job.rule == "lm_loss":
+        return cost.lm_loss_seconds(config.get("similarity") or {}, config["checks"], shape.parameters, costs), 0.0
+    return 0.0, 0.0
 
 
 def plan(
-    config: Mapping[str, Any], costs: Mapping[str, float] | None = None, workdir: str | os.PathLike = "."
+    configfile: str | os.PathLike | Mapping[str, Any],
+    costs: Mapping[str, float] | None = None,
+    workdir: str | os.PathLike = ".",
+    snakefile: str | os.PathLike = SNAKEFILE,
 ) -> list[dict[str, Any]]:
-    """One row per rule: jobs, device, estimated CPU-hours, GPU-hours and disk (GB).
+    """One row per rule of the DAG: jobs, device, estimated CPU-hours, GPU-hours, disk (GB), the
+    hours its jobs ask for (runtime) and the most memory one asks for (mem_mb).
 
-    `workdir` is where the workflow runs: the config's relative paths (ud_root, results) start there.
+    `configfile` is a config file (or a config, written to a temporary file for Snakemake); `workdir`
+    is where the workflow runs: the config's relative paths (ud_root, results, hf_cache) start there.
     """
     costs = costs or cost.unit_costs()
-    points = _steps(config)
-    treebanks = list(config["treebanks"])
-    layers = [int(layer) for layer in config["activations"]["layers"]]
-    probe_on_gpu = cost.probe_device(config["probe"]) != "cpu"
-    sizes = {tb: _words(config, tb, Path(workdir)) for tb in treebanks}
-    probed = [tb for tb in treebanks if sizes[tb][1]]
-    shapes = {m: cost.model_shape(m, spec) for m, spec in config["models"].items()}
-    hub_points = [(m, s) for m, s in points if config["models"][m]["source"] != "demo"]
+    if not isinstance(configfile, (str, os.PathLike)):
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder, "config.yaml")
+            path.write_text(yaml.safe_dump(dict(configfile)))
+            return plan(path, costs, workdir, snakefile)
+    resolved = resolve_config(yaml.safe_load(Path(configfile).read_text()), workdir=workdir)
+    for model in resolved.config["models"]:  # config.json from the hub before the DAG sets offline mode
+        resolved.model_shape(model)
+    jobs = dag_jobs(configfile, workdir, snakefile)
 
-    dump_h = probe_h = disk_activations = disk_checkpoints = 0.0
-    for model, _ in points:
-        hidden, _, params = shapes[model]
-        disk_checkpoints += 2 * params / 1e9 if config["models"][model]["source"] != "demo" else 0
-        width = cost.dumped_width(hidden, config["activations"])
-        for tb in probed:
-            tokens, attributes, _ = sizes[tb]
-            dump_h += cost.dump_seconds(tokens, hidden, max(layers), costs) / 3600
-            disk_activations += tokens * width * 2 * len(layers) / 1e9
-            probe_h += len(layers) * cost.probe_seconds(attributes, width, config["probe"], costs) / 3600
+    sizes: dict[str, tuple] = {}
 
-    tasks = config.get("transfer", {}).get("tasks", {})
-    settings = {k: v for k, v in config.get("transfer", {}).items() if k != "tasks"}
-    transfer_h = sum(
-        cost.transfer_seconds(task, settings, shapes[m][2], costs) / 3600
-        for m, _ in points
-        for task in tasks.values()
-    )
-    similarity = config.get("similarity") or {}
-    similarity_h = (
-        sum(cost.similarity_seconds(similarity, shapes[m][2], costs) / 3600 for m, _ in points)
-        if similarity
-        else 0.0
-    )
+    def words(treebank):
+        if treebank not in sizes:
+            sizes[treebank] = _treebank_words(resolved, treebank)
+        return sizes[treebank]
 
-    lm_loss_h = sum(
-        cost.lm_loss_seconds(similarity, config.get("checks") or {}, shapes[m][2], costs) / 3600 for m, _ in points
-    )
-
-    def row(rule, jobs, device, hours=0.0, disk=0.0, note=""):
-        return {
-            "rule": rule,
-            "jobs": jobs,
-            "device": device,
-            "cpu_hours": hours if device == "CPU" else 0.0,
-            "gpu_hours": hours if device == "GPU" else 0.0,
-            "disk_gb": disk,
-            "note": note,
-        }
-
-    sources = sorted({sizes[tb][2] for tb in treebanks})
-    demo = "demo" in config
-    missing = (
-        []
-        if demo
-        else [
-            tb
-            for tb in treebanks
-            if not Path(workdir, config["ud_root"], config["treebanks"][tb]["folder"]).is_dir()
-        ]
-    )
-    demo_models = [m for m, spec in config["models"].items() if spec["source"] == "demo"]
-    return [
-        *(
-            [row("generate_demo_data", 1, "CPU"), row("train_demo_tokenizer", 1, "CPU")]
-            if demo
-            else [
-                row("download_ud_release", int(bool(missing)), "local"),
-                row("extract_treebank", len(missing), "local"),
-            ]
-        ),
-        *([row("pretrain_demo_model", len(demo_models), "CPU")] if demo_models else []),
-        row("download_checkpoint", len(hub_points), "local", disk=disk_checkpoints, note="HF cache, float16"),
-        row("prefetch_dataset", len(config_datasets(config)), "local", note="HF datasets cache"),
-        row("build_word_table", len(treebanks), "CPU", note="rows from: " + ", ".join(sources)),
-        row(
-            "dump_activations",
-            len(points) * len(probed),
-            "GPU",
-            dump_h,
-            disk_activations,
-            "float16 activations",
-        ),
-        row(
-            "probe",
-            len(points) * len(layers) * len(probed),
-            "GPU" if probe_on_gpu else "CPU",
-            probe_h,
-            note="CPU time used as the GPU bound" if probe_on_gpu else "1 thread",
-        ),
-        row("compute_overlap", len(points) * len(layers), "CPU"),
-        row("transfer", len(points) * len(tasks), "GPU", transfer_h),
-        row("similarity", len(points) if similarity else 0, "GPU", similarity_h),
-        row("lm_loss", len(points), "GPU", lm_loss_h, note="checkpoint checks"),
-        row("alignment_table, correlations, plot_figures, all", 4, "CPU"),
-    ]
+    rows: dict[str, dict[str, Any]] = {}
+    for job in jobs:
+        device = "local" if job.local else "GPU" if int(job.resources.get("gpu", 0)) else "CPU"
+        row = rows.setdefault(job.rule, {"rule": job.rule, "jobs": 0, "device": device, "cpu_hours": 0.0,
+                                          "gpu_hours": 0.0, "disk_gb": 0.0, "asked_hours": 0.0, "mem_mb": 0})
+        seconds, disk = job_estimate(job, resolved, costs, words)
+        row["jobs"] += 1
+        row["gpu_hours" if device == "GPU" else "cpu_hours"] += seconds / 3600
+        row["disk_gb"] += disk
+        row["asked_hours"] += int(job.resources.get("runtime", 0)) / 60 if not job.local else 0.0
+        row["mem_mb"] = max(row["mem_mb"], int(job.resources.get("mem_mb", 0)))
+    unknown = [m for m in resolved.config["models"] if resolved.model_shape(m) is None]
+    for row in rows.values():
+        notes = []
+        if row["rule"] == "build_word_table" or row["rule"] == "probe":
+            notes.append("rows from: " + ", ".join(sorted({words(tb)[2] for tb in resolved.config["treebanks"]})))
+        if unknown and row["rule"] in ("download_checkpoint", "dump_activations", "probe", "transfer",
+                                       "similarity", "lm_loss"):
+            notes.append(f"no config.json for {', '.join(unknown)}: not estimated")
+        row["note"] = "; ".join(notes)
+    return list(rows.values())
 
 
 def format_table(rows: list[dict[str, Any]], markdown: bool = False) -> str:
-    header = ["rule", "jobs", "device", "CPU-hours", "GPU-hours", "disk (GB)", "note"]
+    header = ["rule", "jobs", "device", "CPU-hours", "GPU-hours", "disk (GB)", "asked (h)", "max mem_mb", "note"]
     total = {
         "rule": "total",
         "jobs": sum(r["jobs"] for r in rows),
         "device": "",
-        "cpu_hours": sum(r["cpu_hours"] for r in rows),
-        "gpu_hours": sum(r["gpu_hours"] for r in rows),
-        "disk_gb": sum(r["disk_gb"] for r in rows),
+        **{key: sum(r[key] for r in rows) for key in ("cpu_hours", "gpu_hours", "disk_gb", "asked_hours")},
+        "mem_mb": max((r["mem_mb"] for r in rows), default=0),
         "note": "",
     }
+
+    def hours(value):
+        return f"{value:.1f}" if value else "-"
+
     cells = [
-        [
-            r["rule"],
-            str(r["jobs"]),
-            r["device"],
-            f"{r['cpu_hours']:.1f}" if r["cpu_hours"] else "-",
-            f"{r['gpu_hours']:.1f}" if r["gpu_hours"] else "-",
-            f"{r['disk_gb']:.1f}" if r["disk_gb"] else "-",
-            r["note"],
-        ]
+        [r["rule"], str(r["jobs"]), r["device"], hours(r["cpu_hours"]), hours(r["gpu_hours"]), hours(r["disk_gb"]),
+         hours(r["asked_hours"]), str(r["mem_mb"] or "-"), r["note"]]
         for r in [*rows, total]
     ]
     if markdown:
@@ -178,16 +198,14 @@ def format_table(rows: list[dict[str, Any]], markdown: bool = False) -> str:
 
 
 def plan_cli(args: argparse.Namespace) -> int:
-    import yaml
-
     started = time.perf_counter()
-    config = yaml.safe_load(Path(args.config).read_text())
     costs = cost.unit_costs(args.unit_costs)
-    table = format_table(plan(config, costs, args.directory), markdown=args.markdown)
+    table = format_table(plan(args.config, costs, args.directory), markdown=args.markdown)
     print(
         f"Estimates for {args.config} from unit costs in {args.unit_costs or cost.DATA / 'unit_costs.tsv'} "
-        "(its source column says which rates were measured, on what, and which are assumed). Requests add x"
-        f"{cost.RUNTIME_SAFETY:g} runtime, x{cost.MEMORY_SAFETY:g} memory."
+        "(its source column says which rates were measured, on what, and which are assumed), jobs from "
+        f"Snakemake's DAG. Requests add x{cost.RUNTIME_SAFETY:g} runtime, x{cost.MEMORY_SAFETY:g} memory "
+        "(asked: the runtime the jobs request)."
     )
     print(table)
     print(f"({time.perf_counter() - started:.1f} s, {os.cpu_count()} CPUs)")

@@ -26,6 +26,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
+from xlprobe import resolved_config
 from xlprobe.alignment import (
     FINAL,
     overlap_by_k,
@@ -588,15 +589,7 @@ def plot_overlap_vs_lm_loss(alignment: pd.DataFrame, layer: int | None = None):
 
 
 # ----------------------------------------------------------------------------- all figures
-FIGURE_NAMES = (
-    "overlap_vs_step",
-    "transfer_vs_step",
-    "overlap_vs_transfer",
-    "overlap_heatmaps",
-    "overlap_vs_k",
-    "overlap_vs_lm_loss",
-    "similarity_vs_step",
-)
+FIGURE_NAMES = resolved_config.FIGURE_NAMES
 
 
 def plot_figures(

@@ -23,6 +23,8 @@ import torch.nn.functional as F
 from scipy.special import log_softmax
 from tqdm.auto import trange
 
+from xlprobe.devices import select_device
+
 log = logging.getLogger(__name__)
 
 LN2 = math.log(2.0)
@@ -151,7 +153,7 @@ class LatentSubsetProbe:
                 f"{n} training rows are too few to hold out {self.holdout:.0%} for early stopping"
             )
 
-        device = torch.device(_resolve_device(self.device))
+        device = select_device(self.device)
         gen = torch.Generator(device=device).manual_seed(self.seed)
         data = torch.from_numpy(X).to(device)
         target = torch.from_numpy(y).to(device)
@@ -464,9 +466,3 @@ def bernoulli_masks(
     """Boolean masks of `shape`, entry [..., d] ~ Bernoulli(keep[d]) independently (see MaskSampler).
     Fresh arrays: a caller may keep them."""
     return MaskSampler(keep, gen)(shape)
-
-
-def _resolve_device(device: str | None) -> str:
-    if device in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device

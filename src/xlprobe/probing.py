@@ -106,11 +106,9 @@ def probe_attribute(
 
 
 def probe_settings(probe_config: dict[str, Any]) -> dict[str, Any]:
-    """The probe arguments of a config's `probe:` section (absent keys keep the protocol defaults)."""
-    settings = {key: probe_config[key] for key in PROBE_ARGUMENTS if key in probe_config}
-    settings["criterion"] = probe_config.get("criterion", "mi")
-    settings["greedy"] = probe_config.get("greedy", "vectorized")
-    settings["device"] = probe_config.get("device", "auto")  # CUDA when present
+    """The probe arguments of a config's `probe:` section (its keys filled from the schema's defaults)."""
+    settings = {key: probe_config[key] for key in PROBE_ARGUMENTS}
+    settings.update(criterion=probe_config["criterion"], greedy=probe_config["greedy"], device=probe_config["device"])
     return settings
 
 

@@ -33,7 +33,7 @@ from xlprobe.provenance import provenance, sidecar_path
 log = logging.getLogger(__name__)
 
 COLUMNS = ["source", "target", "layer", "pooling", "cosine", "pairs"]
-POOLINGS = ("last", "mean")
+SENTENCE_POOLINGS = ("last", "mean")
 
 
 # ----------------------------------------------------------------------------- parallel text
@@ -124,7 +124,7 @@ def sentence_vectors(
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
-    out = {p: np.zeros((len(layers), len(sentences), model.config.hidden_size), np.float32) for p in POOLINGS}
+    out = {p: np.zeros((len(layers), len(sentences), model.config.hidden_size), np.float32) for p in SENTENCE_POOLINGS}
     for start in range(0, len(order), batch_size):
         chosen = order[start : start + batch_size]
         batch = tokenizer(
@@ -162,14 +162,14 @@ def parallel_similarity(
     for source, target in tqdm(pairs, desc="language pairs"):
         left, right = parallel_sentences(files, source, target, max_pairs, hub, cache_dir)
         # Chunks bound memory at max_pairs x D x layers; the mean is accumulated across chunks.
-        totals = {p: np.zeros(len(layers)) for p in POOLINGS}
+        totals = {p: np.zeros(len(layers)) for p in SENTENCE_POOLINGS}
         chunk = 1024
         for start in range(0, len(left), chunk):
             a = sentence_vectors(model, tokenizer, left[start : start + chunk], layers, batch_size)
             b = sentence_vectors(model, tokenizer, right[start : start + chunk], layers, batch_size)
-            for p in POOLINGS:
+            for p in SENTENCE_POOLINGS:
                 totals[p] += mean_cosine(a[p], b[p]) * len(left[start : start + chunk])
-        for p in POOLINGS:
+        for p in SENTENCE_POOLINGS:
             for layer, total in zip(layers, totals[p]):
                 rows.append({"source": source, "target": target, "layer": layer, "pooling": p,
                              "cosine": total / len(left), "pairs": len(left)})
@@ -184,7 +184,7 @@ def run_similarity(
     step: int | str,
     settings: dict[str, Any],
     output: str | os.PathLike,
-    demo_dir: str | os.PathLike = "resources/demo",
+    demo_dir: str | os.PathLike | None = None,
     cache_dir: str | None = None,
 ) -> pd.DataFrame:
     """The workflow stage: load (model, step), score every configured pair, write the TSV.
@@ -200,11 +200,11 @@ def run_similarity(
     hub = settings.get("hub")
     files = similarity_files(settings, demo_dir)  # the DAG declares the same files (rules/common.smk)
     net, tokenizer, checkpoint = load_base_model(model, step, demo_dir=demo_dir, cache_dir=cache_dir,
-                                                 device=settings.get("device", "auto"),
-                                                 dtype=settings.get("dtype", "auto"))
+                                                 device=settings["device"],
+                                                 dtype=settings["dtype"])
     table = parallel_similarity(
         net, tokenizer, files, pairs, settings.get("layers"), settings.get("max_pairs"),
-        settings.get("batch_size", 32), hub, cache_dir,
+        settings["batch_size"], hub, cache_dir,
     )
     write_json(
         sidecar_path(output),

@@ -66,7 +66,7 @@ class Token:
 
 
 @dataclass(frozen=True, slots=True)
-class Sentence:
+class ConlluSentence:
     path: str
     line: int  # line number of the sentence's first line
     sent_id: str | None
@@ -83,7 +83,7 @@ def check_token_line(line: str, path: str | os.PathLike, number: int) -> list[st
     return columns
 
 
-def read_conllu(path: str | os.PathLike) -> Iterator[Sentence]:
+def read_conllu(path: str | os.PathLike) -> Iterator[ConlluSentence]:
     """The sentences of one CoNLL-U file, in file order."""
     path = str(path)
     # Bytes decoded line by line: a byte that is not UTF-8 is reported with its line.
@@ -107,13 +107,13 @@ def read_conllu(path: str | os.PathLike) -> Iterator[Sentence]:
             yield _sentence(path, block)
 
 
-def read_treebank(paths: Iterable[str | os.PathLike]) -> Iterator[Sentence]:
+def read_treebank(paths: Iterable[str | os.PathLike]) -> Iterator[ConlluSentence]:
     """The sentences of a treebank's files pooled, files in sorted name order (not listing order)."""
     for path in sorted(paths, key=lambda p: (Path(p).name, str(p))):
         yield from read_conllu(path)
 
 
-def _sentence(path: str, block: list[tuple[int, str]]) -> Sentence:
+def _sentence(path: str, block: list[tuple[int, str]]) -> ConlluSentence:
     sent_id = None
     words: dict[int, Word] = {}
     ranges: list[tuple[int, int, int, str]] = []  # (first, last, line number, form)
@@ -161,4 +161,4 @@ def _sentence(path: str, block: list[tuple[int, str]]) -> Sentence:
             tokens.append(Token(str(key), word.form, (word,)))
     if not tokens:
         raise CoNLLUError(f"{path}:{block[0][0]}: sentence without words")
-    return Sentence(path, block[0][0], sent_id, tuple(tokens))
+    return ConlluSentence(path, block[0][0], sent_id, tuple(tokens))

@@ -29,6 +29,7 @@ from xlprobe.correlation import correlation_table
 from xlprobe.io import write_json, write_npy, write_tsv
 from xlprobe.overlap import compute_overlap
 from xlprobe.probing import probe_treebank
+from xlprobe.workflow_config import schema_defaults
 
 log = logging.getLogger(__name__)
 
@@ -40,19 +41,8 @@ ATTRIBUTES: dict[str, tuple[float, ...]] = {
 }
 LANGUAGES = ("la", "lb", "lc", "ld")
 SPLIT_SHARES = {"train": 0.8, "dev": 0.1, "test": 0.1}
-# The probe as the demo config runs it, with fewer epochs (the planted signal is learnt within them).
-PROBE_CONFIG = {
-    "lr": 1.0e-2,
-    "batch_size": 256,
-    "max_epochs": 10,
-    "patience": 4,
-    "mc_samples": 5,
-    "entropy_scale": 1.0e-2,
-    "restore_best": True,
-    "criterion": "mi",
-    "greedy": "vectorized",
-    "device": "cpu",
-}
+# The probe with the schema's defaults (the paper's), fewer epochs (the planted signal is learnt within them).
+PROBE_CONFIG = {**schema_defaults("probe"), "max_epochs": 10, "patience": 4, "device": "cpu"}
 
 
 @dataclass(frozen=True)

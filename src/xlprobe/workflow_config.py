@@ -6,6 +6,7 @@ Each error names the config key at fault, so that a bad config stops before any 
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,9 @@ import jsonschema
 import yaml
 
 from xlprobe.inputs import task_treebanks
+
+# The repository's schema (the package is used from its source tree: src/xlprobe -> config/).
+SCHEMA = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
 
 
 class ConfigError(ValueError):
@@ -50,14 +54,24 @@ def with_defaults(config: dict[str, Any], schema_path: str | Path) -> dict[str, 
     return config
 
 
+@functools.cache
+def _section_defaults(section: str, schema_path: str) -> dict[str, Any]:
+    return with_defaults({section: {}}, schema_path)[section]
+
+
+def schema_defaults(section: str, schema_path: str | Path = SCHEMA) -> dict[str, Any]:
+    """The defaults of one top-level section (e.g. `probe`), for code run outside the workflow."""
+    return copy.deepcopy(_section_defaults(section, str(schema_path)))
+
+
 def _fill_defaults(value: Any, node: dict[str, Any], root: dict[str, Any]) -> None:
     if "$ref" in node:
         node = _resolve_ref(node["$ref"], root)
     if not isinstance(value, dict):
         return
     for name, sub in (node.get("properties") or {}).items():
-        if "$ref" in sub:
-            sub = _resolve_ref(sub["$ref"], root)
+        if "$ref" in sub:  # a key's own `default:` beside its $ref wins over the referenced one's
+            sub = {**_resolve_ref(sub["$ref"], root), **{k: v for k, v in sub.items() if k != "$ref"}}
         if name not in value and "default" in sub:
             value[name] = copy.deepcopy(sub["default"])
         if name in value:
@@ -173,15 +187,17 @@ def check_config(config: dict[str, Any], workdir: str | Path = ".", schema_path:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
 
 
-def known_shape(name: str, model: dict[str, Any], workdir: str | Path = ".") -> dict[str, Any] | None:
-    """A model's {hidden, blocks, mlp, source} where known before any job runs: a demo model's spec, a
-    local checkpoint's or a cached one's config.json (its download marker names the cache folder), else
-    the shape table of xlprobe.costs; None if unknown."""
-    from xlprobe.costs import model_shape
+def known_shape(name: str, model: dict[str, Any], workdir: str | Path = ".",
+                demo: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """A model's {hidden, blocks, mlp, source} where known before any job runs, without the network: a
+    demo model's spec, a local checkpoint's or a cached one's config.json (its download marker names
+    the cache folder); None if unknown."""
+    from xlprobe.model_shape import demo_model_config, shape_of
 
     if model["source"] == "demo":
-        hidden, blocks, _ = model_shape(name, model)
-        return {"hidden": hidden, "blocks": blocks, "mlp": 4 * hidden, "source": f"models.{name}.pretrain"}
+        shape = shape_of(demo_model_config(model, demo))
+        return {"hidden": shape.hidden, "blocks": shape.blocks, "mlp": shape.mlp_width,
+                "source": f"models.{name}.pretrain"}
     folders = []
     if model["source"] == "local":
         folders.append(Path(workdir, str(model["path"]).replace("{step}", str(_first_step(model)))))
@@ -191,31 +207,18 @@ def known_shape(name: str, model: dict[str, Any], workdir: str | Path = ".") -> 
         except (OSError, ValueError, KeyError):
             continue  # an unreadable marker: its download job writes it again
     for folder in folders:
-        shape = _config_json_shape(folder / "config.json")
-        if shape:
-            return shape
-    shape = model_shape(name, model, strict=False)
-    if shape:
-        return {"hidden": shape[0], "blocks": shape[1], "mlp": 4 * shape[0], "source": "xlprobe.costs.MODEL_SHAPES"}
+        try:
+            shape = shape_of(json.loads((folder / "config.json").read_text()))
+        except (OSError, ValueError):
+            continue
+        return {"hidden": shape.hidden, "blocks": shape.blocks, "mlp": shape.mlp_width,
+                "source": str(folder / "config.json")}
     return None
 
 
 def _first_step(model: dict[str, Any]) -> Any:
     steps = model["steps"]
     return steps[0] if isinstance(steps, list) and steps else ""
-
-
-def _config_json_shape(path: Path) -> dict[str, Any] | None:
-    try:
-        spec = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    hidden = next((spec[k] for k in ("hidden_size", "n_embed", "d_model") if k in spec), None)
-    blocks = next((spec[k] for k in ("num_hidden_layers", "n_layer") if k in spec), None)
-    if hidden is None or blocks is None:
-        return None
-    return {"hidden": int(hidden), "blocks": int(blocks), "mlp": int(spec.get("intermediate_size") or 4 * hidden),
-            "source": str(path)}
 
 
 def shape_errors(config: dict[str, Any], workdir: str | Path = ".") -> list[str]:
@@ -226,7 +229,7 @@ def shape_errors(config: dict[str, Any], workdir: str | Path = ".") -> list[str]
     k = (config.get("probe") or {}).get("k")
     errors = []
     for name, model in config["models"].items():
-        shape = known_shape(name, model, workdir)
+        shape = known_shape(name, model, workdir, config.get("demo"))
         if shape is None:
             continue
         width = shape["mlp"] if site == "mlp" else shape["hidden"]

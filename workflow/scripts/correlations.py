@@ -7,6 +7,6 @@ with log_to(snakemake.log[0]):
     write_correlations(
         snakemake.input.alignment,
         snakemake.output[0],
-        resamples=snakemake.params.analysis.get("bootstrap", 1000),
+        resamples=snakemake.params.analysis["bootstrap"],
         seed=snakemake.params.seed,
     )

@@ -13,5 +13,5 @@ with log_to(snakemake.log[0]):
         list(snakemake.input.overlap),
         list(snakemake.input.similarity),
         {Path(png).stem: (png, pdf) for png, pdf in zip(snakemake.output.png, snakemake.output.pdf)},
-        alpha=snakemake.params.analysis.get("alpha", 0.05),
+        alpha=snakemake.params.analysis["alpha"],
     )

@@ -1,6 +1,5 @@
 """Rule probe: train the latent-variable probe per attribute of one treebank and select its top neurons."""
 
-from xlprobe.costs import probe_device
 from xlprobe.logs import log_to
 from xlprobe.probing import probe_treebank
 
@@ -11,8 +10,7 @@ with log_to(snakemake.log[0]):
         snakemake.input.activations,
         snakemake.input.meta,
         snakemake.output[0],
-        # The device the rule asked resources for: a GPU only if requested (`auto` is the CPU here).
-        probe_config={**snakemake.params.probe, "device": probe_device(snakemake.params.probe)},
+        probe_config=snakemake.params.probe,
         seed=int(snakemake.params.seed),
         threads=snakemake.threads,
         labels={

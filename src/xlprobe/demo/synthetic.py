@@ -472,7 +472,7 @@ class Clause:
 
 
 @dataclass
-class Sentence:
+class SyntheticSentence:
     clauses: list[Clause]
     linker: int | None = None  # index into LINKERS, joins clause 2 to clause 1
     question: bool = False
@@ -514,14 +514,14 @@ def _sample_clause(rng: random.Random) -> Clause:
     return clause
 
 
-def sample_sentence(rng: random.Random) -> Sentence:
+def sample_sentence(rng: random.Random) -> SyntheticSentence:
     """One abstract sentence: one clause, or two joined by a linker."""
     clauses = [_sample_clause(rng)]
     linker = None
     if rng.random() < P_SECOND_CLAUSE:
         clauses.append(_sample_clause(rng))
         linker = LINKER.draw(rng)
-    return Sentence(clauses, linker, question=rng.random() < P_QUESTION)
+    return SyntheticSentence(clauses, linker, question=rng.random() < P_QUESTION)
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -661,7 +661,7 @@ def _render_clause(clause: Clause, lex: Lexicon) -> tuple[list[Token], Token]:
     return [token for slot in order for token in parts[slot]], verb
 
 
-def render(sentence: Sentence, lex: Lexicon) -> list[Token]:
+def render(sentence: SyntheticSentence, lex: Lexicon) -> list[Token]:
     """The sentence's tokens in one language; heads are Token objects (None for the root)."""
     tokens, root = _render_clause(sentence.clauses[0], lex)
     if len(sentence.clauses) > 1:
@@ -675,7 +675,7 @@ def render(sentence: Sentence, lex: Lexicon) -> list[Token]:
     return tokens + [Token(mark, mark, "PUNCT", {}, "punct", root)]
 
 
-def sample_rendered(rng: random.Random, lexicons: Sequence[Lexicon]) -> tuple[Sentence, list[list[Token]]]:
+def sample_rendered(rng: random.Random, lexicons: Sequence[Lexicon]) -> tuple[SyntheticSentence, list[list[Token]]]:
     """A sentence whose rendering has MIN_WORDS..MAX_WORDS tokens in every given language."""
     while True:
         sentence = sample_sentence(rng)
@@ -686,7 +686,7 @@ def sample_rendered(rng: random.Random, lexicons: Sequence[Lexicon]) -> tuple[Se
 
 def parallel_corpus(
     lexicons: dict[str, Lexicon], languages: Sequence[str], n: int, seed: int
-) -> list[tuple[Sentence, list[list[Token]]]]:
+) -> list[tuple[SyntheticSentence, list[list[Token]]]]:
     """`n` abstract sentences, each rendered in every language of `languages` (in that order)."""
     rng = random.Random(f"{seed}:parallel")
     chosen = [lexicons[code] for code in languages]

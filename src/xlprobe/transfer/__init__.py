@@ -19,45 +19,41 @@ import pandas as pd
 import torch
 from transformers import AutoTokenizer
 
-from xlprobe.checkpoints import select_device
+from xlprobe.devices import select_device
 from xlprobe.io import write_json, write_tsv
 from xlprobe.provenance import provenance
 from xlprobe.transfer.data import LABELS, TaskData, load_task
 from xlprobe.transfer.methods import METHODS, load_classifier
 from xlprobe.transfer.train import encode, evaluate, fine_tune
+from xlprobe.workflow_config import schema_defaults
 
 __all__ = [
     "DEFAULTS",
     "METHODS",
     "TaskData",
+    "fine_tune_and_score",
     "load_task",
     "run_transfer",
     "transfer_checkpoint",
     "transfer_cli",
-    "transfer_scores",
 ]
 
 log = logging.getLogger(__name__)
 
-# The paper's hyperparameters (protocol: AdamW 2e-5, linear decay, no warm-up, effective batch 32,
-# max length 128; XNLI 5 epochs, POS 10). `transfer:` in the config overrides any of them.
+# The paper's hyperparameters, from the schema (config/schema.yaml: AdamW 2e-5, linear decay, no
+# warm-up, effective batch 32, max length 128; XNLI 5 epochs, POS 10); the budgets are off unless set.
+# `transfer:` in the config overrides any of them.
 DEFAULTS: dict[str, Any] = {
-    "method": "qlora",
-    "lr": 2.0e-5,
-    "batch_size": 32,
-    "gradient_accumulation": 1,
-    "max_length": 128,
-    "epochs": {"xnli": 5, "udpos": 10},
     "max_train_examples": None,
     "max_eval_examples": None,
     "eval_interval": None,
     "lora": {},
-    "device": "auto",
+    **schema_defaults("transfer"),
 }
 METRICS_COLUMNS = ["language", "role", "metric", "value"]
 
 
-def transfer_scores(
+def fine_tune_and_score(
     checkpoint: str | os.PathLike,
     data: TaskData,
     settings: dict[str, Any] | None = None,
@@ -145,7 +141,7 @@ def run_transfer(
         task, data_files, seed=seed, max_train_examples=settings["max_train_examples"],
         max_eval_examples=settings["max_eval_examples"], cache_dir=cache_dir,
     )
-    table, details = transfer_scores(checkpoint, data, settings, seed, tokenizer, revision, cache_dir)
+    table, details = fine_tune_and_score(checkpoint, data, settings, seed, tokenizer, revision, cache_dir)
     if checkpoint_record is None:
         checkpoint_record = {"path": str(checkpoint), "revision": revision,
                              "tokenizer": {"path": str(tokenizer or checkpoint)}}
@@ -172,7 +168,7 @@ def transfer_checkpoint(
     details_output: str | os.PathLike | None = None,
     data_files: Sequence[str | os.PathLike] = (),
     seed: int = 0,
-    demo_dir: str | os.PathLike = "resources/demo",
+    demo_dir: str | os.PathLike | None = None,
     cache_dir: str | None = None,
 ) -> pd.DataFrame:
     """`run_transfer` on a config model (`models.<name>` plus `name`) at `step`, found by xlprobe.checkpoints."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xlprobe.inputs import hub_dataset, task_format
+from xlprobe.inputs import hub_dataset, hub_task_splits, task_format
 from xlprobe.wordtable import read_word_table, sentence_rows
 
 log = logging.getLogger(__name__)
@@ -178,10 +178,10 @@ def load_task(
         train = read_tagged_sentences(tables[source])
         evaluation = {tb: read_tagged_sentences(tables[tb]) for tb in targets}
     elif fmt == "hub":
-        split = task.get("eval_split", "test")
-        train = _read_hub(kind, source, "train", cache_dir)
-        dev = _read_hub(kind, source, "validation", cache_dir)
-        evaluation = {lang: _read_hub(kind, lang, split, cache_dir) for lang in targets}
+        splits = hub_task_splits(task)
+        train = _read_hub(kind, source, splits["train"], cache_dir)
+        dev = _read_hub(kind, source, splits["dev"], cache_dir)
+        evaluation = {lang: _read_hub(kind, lang, splits["targets"], cache_dir) for lang in targets}
     else:
         files = task.get("files") or {}
         absent = [k for k in ["train", *targets] if k not in files]
