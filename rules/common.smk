@@ -10,6 +10,7 @@ from snakemake.logging import logger
 
 from xlprobe import costs
 from xlprobe.discovery import discover_steps
+from xlprobe.identity import model_runs, point, run_spec
 from xlprobe.hubdata import PREFETCH_MARKER, config_datasets, marker_name, repo_of
 from xlprobe.inputs import hub_pairs, similarity_data_files, task_data_files, task_hub_datasets
 from xlprobe.provenance import sidecar_path
@@ -32,6 +33,9 @@ STEPS = {
     )
     for name, spec in config["models"].items()
 }
+# Run name -> {model, seed}: one run per pre-training seed of a model with `seeds` (xlprobe.identity).
+# The `model` wildcard of every path is a run's name.
+RUNS = model_runs(config["models"])
 
 # Compute nodes have no internet: every hub object (checkpoints, tokenizers, datasets) is fetched once
 # by the local rules download_checkpoint and prefetch_dataset on the submit host, and every job runs in
@@ -75,13 +79,19 @@ def sized(full, demo):
     return demo if "demo" in config else full
 
 
-def steps_of(model):
-    return STEPS[model]
+def steps_of(run):
+    return STEPS[RUNS[run]["model"]]
 
 
 def model_points():
-    """Every (model, step) pair of the grid."""
-    return [(model, step) for model in MODELS for step in steps_of(model)]
+    """Every (run, step) pair of the grid: a run is a model, or one pre-training seed of it."""
+    return [(run, step) for run in RUNS for step in steps_of(run)]
+
+
+def result_point(wildcards):
+    """The identity (model, seed, step, layer, treebank) a job writes into its result (xlprobe.identity)."""
+    return point(**RUNS[wildcards.model], step=wildcards.step, layer=wildcards.get("layer"),
+                 treebank=wildcards.get("treebank"))
 
 
 # ----------------------------------------------------------------------------- requests
@@ -104,8 +114,9 @@ def treebank_rows(treebank):
     return rows if rows is not None else costs.tokens_of(config["treebanks"][treebank]["folder"], strict=False)
 
 
-def model_shape(model):
+def model_shape(run):
     """(hidden, blocks, parameters), or None for a model xlprobe.costs does not know (fixed requests)."""
+    model = RUNS[run]["model"]
     return costs.model_shape(model, config["models"][model], strict=False)
 
 
@@ -149,6 +160,7 @@ def attributes_path(treebank):
 ACTIVATIONS = f"{RESULTS}/activations/{{model}}/{{step}}/{{treebank}}"
 PROBE = f"{RESULTS}/probes/{{model}}/{{step}}/layer{{layer}}/{{treebank}}.json"
 OVERLAP = f"{RESULTS}/overlap/{{model}}/{{step}}/layer{{layer}}.tsv"
+STABILITY = f"{RESULTS}/overlap/{{model}}/{{step}}/layer{{layer}}.stability.tsv"
 TRANSFER = f"{RESULTS}/transfer/{{model}}/{{step}}/{{task}}.tsv"
 SIMILARITY = f"{RESULTS}/similarity/{{model}}/{{step}}.tsv"
 LM_LOSS = f"{RESULTS}/lm_loss/{{model}}/{{step}}.json"
@@ -182,7 +194,7 @@ def demo_treebank_files(language=None):
 
 def checkpoint_input(wildcards):
     """What a job on one (model, step) needs before it can load the checkpoint."""
-    if config["models"][wildcards.model]["source"] == "demo":
+    if config["models"][RUNS[wildcards.model]["model"]]["source"] == "demo":
         return f"{DEMO_DIR}/models/{wildcards.model}"
     return CHECKPOINT_MARKER.format(model=wildcards.model, step=wildcards.step)
 
@@ -200,8 +212,8 @@ def canonical(value):
 
 
 def model_slice(wildcards):
-    """One model's config at one step, without its step list: adding a step reruns nothing here."""
-    spec = {k: v for k, v in config["models"][wildcards.model].items() if k != "steps"}
+    """One run's model config at one step, without its step list: adding a step reruns nothing here."""
+    spec = {k: v for k, v in run_spec(config["models"], RUNS[wildcards.model]).items() if k != "steps"}
     return canonical({"name": wildcards.model, "step": wildcards.step, **spec})
 
 
@@ -265,6 +277,10 @@ def probe_files(model, step, layer):
 
 def all_overlap_files():
     return [OVERLAP.format(model=m, step=s, layer=l) for m, s in model_points() for l in LAYERS]
+
+
+def all_stability_files():
+    return [STABILITY.format(model=m, step=s, layer=l) for m, s in model_points() for l in LAYERS]
 
 
 def all_transfer_files():

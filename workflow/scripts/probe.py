@@ -13,13 +13,8 @@ with log_to(snakemake.log[0]):
         snakemake.output[0],
         # The device the rule asked resources for: a GPU only if requested (`auto` is the CPU here).
         probe_config={**snakemake.params.probe, "device": probe_device(snakemake.params.probe)},
+        replicates=int(snakemake.params.probe["replicates"]),
         seed=int(snakemake.params.seed),
         threads=snakemake.threads,
-        labels={
-            "model": snakemake.wildcards.model,
-            "step": snakemake.wildcards.step,
-            "layer": int(snakemake.wildcards.layer),
-            "treebank": snakemake.wildcards.treebank,
-            "language": snakemake.params.language,
-        },
+        labels={**snakemake.params.point, "language": snakemake.params.language},
     )
