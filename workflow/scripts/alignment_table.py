@@ -15,4 +15,6 @@ with log_to(snakemake.log[0]):
         alpha=snakemake.params.analysis.get("alpha", 0.05),
         check_paths=list(snakemake.input.lm_loss),
         margin=snakemake.params.checks.get("suspect_margin", DEFAULT_MARGIN),
+        stability_paths=list(snakemake.input.stability),
+        seed=snakemake.params.seed,
     )
