@@ -37,7 +37,7 @@ def replicates_of(frame: pd.DataFrame) -> int:
 def overlap_cells(frame: pd.DataFrame) -> tuple[list[str], np.ndarray]:
     """(attributes, cells [attribute, replicate, pair]) of overlap rows at one k; NaN where an
     attribute has no row for a pair."""
-    frame = frame.assign(replicate=frame["replicate"] if "replicate" in frame else 0)
+    frame = frame.assign(replicate=frame.get("replicate", 0))
     pair = frame["treebank_a"] + "\t" + frame["treebank_b"]
     attributes = sorted(frame["attribute"].unique())
     replicates = sorted(frame["replicate"].unique())
