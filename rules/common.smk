@@ -175,6 +175,8 @@ FIGURES = [
     "overlap_heatmaps",
     "overlap_vs_k",
     "overlap_vs_lm_loss",
+    "overlap_over_chance_vs_step",
+    "stability_vs_step",
 ]
 if config.get("similarity"):
     FIGURES.append("similarity_vs_step")
