@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from probe_fixture import EXPECTED, probe_result
 from scipy import stats
+from workflow_runs import snakemake
 
 from xlprobe.alignment import significant_pairs, summarize_overlap
 from xlprobe.correlation import correlation_table
+from xlprobe.identity import model_point, model_runs, run_spec
 from xlprobe.io import read_tsv, write_json
 from xlprobe.overlap import compute_overlap
 from xlprobe.uncertainty import pigeonhole_interval
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_one_replicate_reproduces_the_stored_probe_result(tmp_path):
@@ -129,3 +135,73 @@ def test_pigeonhole_interval_weighs_cells_by_replicate_and_pair_counts():
     assert point_low == pytest.approx(np.nanpercentile(np.nanmean(by_hand, axis=1), 2.5))
     assert point_low < np.nanmean(np.nanmean(cells, axis=(1, 2))) < point_high
     assert np.isnan(pigeonhole_interval(cells[:, :1], resamples=10)[2])
+
+
+@pytest.mark.slow
+def test_two_seeds_and_three_replicates_give_intervals_and_stability(tmp_path):
+    """config/test.yaml with one demo model, seeds [0, 1] and probe.replicates 3: alignment.tsv has a
+    row per seed and step with the overlap inside a proper interval, and the stability of the picks."""
+    config = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+    config["models"] = {"demo-32": {**config["models"]["demo-32"], "seeds": [0, 1]}}
+    config["probe"]["replicates"] = 3
+    configfile = tmp_path / "config.yaml"
+    configfile.write_text(yaml.safe_dump(config, sort_keys=False))
+    result = snakemake(tmp_path, "--cores", "2", configfile=configfile)
+    assert result.returncode == 0, result.stderr[-5000:]
+    check_replicated_run(tmp_path / config["results"], config)
+
+
+def check_replicated_run(results: Path, config: dict) -> None:
+    """What the done-when run of issue 22 must show in its results folder."""
+    alignment = pd.read_csv(results / "alignment.tsv", sep="\t")
+    steps = config["models"]["demo-32"]["steps"]
+    assert sorted(zip(alignment["seed"], alignment["step"])) == sorted((s, t) for s in (0, 1) for t in steps)
+    assert (alignment["model"] == "demo-32").all() and (alignment["replicates"] == 3).all()
+    assert (alignment["overlap_ci_low"] <= alignment["overlap"]).all()
+    assert (alignment["overlap"] <= alignment["overlap_ci_high"]).all()
+    assert (alignment["overlap_ci_low"] < alignment["overlap_ci_high"]).all()
+    assert alignment["stability"].between(0, 1).all()
+    assert (alignment["stability_chance"] == alignment["k"] / alignment["width"]).all()
+    # The two seeds are two pre-training runs: different weights, so different activations.
+    dumps = [np.load(results / f"activations/demo-32-seed{s}/400/xa/layer2.npy") for s in (0, 1)]
+    assert not np.array_equal(*dumps)
+    probe = json.loads((results / "probes/demo-32-seed1/400/layer2/xa.json").read_text())
+    assert (probe["model"], probe["seed"], probe["step"], probe["replicates"]) == ("demo-32", 1, 400, 3)
+    assert len(probe["replicate_attributes"]) == 2
+    correlations = pd.read_csv(results / "correlations.tsv", sep="\t", dtype={"seed": str})
+    assert {"0", "1", "pooled"} <= set(correlations.loc[correlations["model"] == "demo-32", "seed"])
+    for name in ("overlap_over_chance_vs_step", "stability_vs_step"):
+        assert (results / f"figures/{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_seeded_models_run_once_per_seed_with_the_seed_filled_in():
+    models = {
+        "pythia-160m": {"source": "hub", "repo": "EleutherAI/pythia-160m-seed{seed}", "revision": "step{step}",
+                        "steps": [0, 1000], "seeds": [1, 2]},
+        "demo-32": {"source": "demo", "steps": [0], "seeds": [0]},
+        "plain": {"source": "hub", "repo": "org/plain", "revision": "step{step}", "steps": [0]},
+    }
+    runs = model_runs(models)
+    assert runs == {"pythia-160m-seed1": {"model": "pythia-160m", "seed": 1},
+                    "pythia-160m-seed2": {"model": "pythia-160m", "seed": 2},
+                    "demo-32-seed0": {"model": "demo-32", "seed": 0},
+                    "plain": {"model": "plain", "seed": None}}
+    spec = run_spec(models, runs["pythia-160m-seed2"])
+    assert (spec["repo"], spec["revision"], spec["seed"], spec["model"]) == (
+        "EleutherAI/pythia-160m-seed2", "step{step}", 2, "pythia-160m")
+    assert "seeds" not in spec
+    assert run_spec(models, runs["plain"]) == models["plain"]
+    assert model_point({"name": "pythia-160m-seed2", **spec}, "1000") == {"model": "pythia-160m", "seed": 2,
+                                                                          "step": 1000}
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"source": "hub", "repo": "org/m", "revision": "step{step}", "seeds": [1]}, r"models\.m\.seeds: needs a \{seed\}"),
+        ({"source": "hub", "repo": "org/m-seed{seed}", "revision": "main"}, r"models\.m\.repo: has a \{seed\}"),
+    ],
+)
+def test_a_seed_without_its_field_or_a_field_without_seeds_is_an_error(spec, message):
+    with pytest.raises(ValueError, match=message):
+        model_runs({"m": {**spec, "steps": [0]}})
