@@ -11,13 +11,15 @@ import pytest
 import yaml
 from probe_fixture import EXPECTED, probe_result
 from scipy import stats
-from workflow_runs import snakemake
+from workflow_runs import planned_jobs, snakemake
 
+from xlprobe import costs
 from xlprobe.alignment import significant_pairs, summarize_overlap
 from xlprobe.correlation import correlation_table
 from xlprobe.identity import model_point, model_runs, run_spec
 from xlprobe.io import read_tsv, write_json
 from xlprobe.overlap import compute_overlap
+from xlprobe.plan import plan
 from xlprobe.uncertainty import pigeonhole_interval
 
 REPO = Path(__file__).resolve().parents[1]
@@ -205,3 +207,27 @@ def test_seeded_models_run_once_per_seed_with_the_seed_filled_in():
 def test_a_seed_without_its_field_or_a_field_without_seeds_is_an_error(spec, message):
     with pytest.raises(ValueError, match=message):
         model_runs({"m": {**spec, "steps": [0]}})
+
+
+def test_probe_cost_counts_the_replicates():
+    sizes = [costs.AttributeSize(1000, 100, 100, 4)]
+    one = costs.probe_seconds(sizes, 64, {"k": 10}, costs.unit_costs())
+    assert costs.probe_seconds(sizes, 64, {"k": 10, "replicates": 3}, costs.unit_costs()) == pytest.approx(3 * one)
+
+
+def test_plan_counts_a_seeded_models_jobs_as_the_dry_run_does(tmp_path):
+    config = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+    config["models"]["demo-32"]["seeds"] = [0, 1]
+    config["probe"]["replicates"] = 2
+    configfile = tmp_path / "config.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "-n", "--quiet", "rules", configfile=configfile, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    dry = planned_jobs(result)
+    assert dry["probe"] == 3 * 3 * 2  # runs (two seeds of demo-32, demo-48) x treebanks x steps
+    counted = {}
+    for row in plan(config, workdir=tmp_path):
+        for rule in row["rule"].split(", "):
+            counted[rule] = row["jobs"] // len(row["rule"].split(", "))
+    assert {rule: counted[rule] for rule in ("dump_activations", "probe", "compute_overlap", "transfer")} == {
+        rule: dry[rule] for rule in ("dump_activations", "probe", "compute_overlap", "transfer")}

@@ -21,7 +21,9 @@ from xlprobe.hubdata import config_datasets
 
 
 def _steps(config) -> list[tuple[str, str]]:
-    return [(m, str(s)) for m, spec in config["models"].items() for s in spec["steps"]]
+    """(model, step) of every job point: a model with `seeds` has its steps once per seed."""
+    return [(m, str(s)) for m, spec in config["models"].items() for _ in spec.get("seeds") or [None]
+            for s in spec["steps"]]
 
 
 def _words(config, treebank, workdir: Path) -> tuple[int, list[cost.AttributeSize], str]:
