@@ -160,7 +160,7 @@ def attributes_path(treebank):
 ACTIVATIONS = f"{RESULTS}/activations/{{model}}/{{step}}/{{treebank}}"
 PROBE = f"{RESULTS}/probes/{{model}}/{{step}}/layer{{layer}}/{{treebank}}.json"
 OVERLAP = f"{RESULTS}/overlap/{{model}}/{{step}}/layer{{layer}}.tsv"
-STABILITY = f"{RESULTS}/overlap/{{model}}/{{step}}/layer{{layer}}.stability.tsv"
+STABILITY = f"{RESULTS}/stability/{{model}}/{{step}}/layer{{layer}}.tsv"
 TRANSFER = f"{RESULTS}/transfer/{{model}}/{{step}}/{{task}}.tsv"
 SIMILARITY = f"{RESULTS}/similarity/{{model}}/{{step}}.tsv"
 LM_LOSS = f"{RESULTS}/lm_loss/{{model}}/{{step}}.json"

@@ -110,7 +110,9 @@ def plan(
             if not Path(workdir, config["ud_root"], config["treebanks"][tb]["folder"]).is_dir()
         ]
     )
-    demo_models = [m for m, spec in config["models"].items() if spec["source"] == "demo"]
+    # One pre-training job per demo model and seed.
+    demo_models = [(m, seed) for m, spec in config["models"].items() if spec["source"] == "demo"
+                   for seed in spec.get("seeds") or [None]]
     return [
         *(
             [row("generate_demo_data", 1, "CPU"), row("train_demo_tokenizer", 1, "CPU")]
