@@ -409,6 +409,8 @@ def _lookup_r(correlations: pd.DataFrame | None, layer, measure: str, target: st
         & (correlations["model"] == model)
         & (correlations["finals"] == "included")
     ]
+    if "seed" in rows:  # a model with seeds: the row pooled over them
+        rows = rows[rows["seed"].isna() | (rows["seed"].astype(str) == "pooled")]
     return float(rows["pearson_r"].iloc[0]) if len(rows) else np.nan
 
 
