@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from xlprobe.checks import DEFAULT_MARGIN, duplicates, read_checks, suspects
-from xlprobe.identity import run_name
+from xlprobe.identity import FINAL, run_name, step_value
 from xlprobe.io import read_json, read_tsv, write_json, write_tsv
 from xlprobe.overlap import COLUMNS as OVERLAP_FILE_COLUMNS
 from xlprobe.overlap import holm, same_language
@@ -48,7 +48,6 @@ from xlprobe.uncertainty import combined_pvalues, overlap_cells, pigeonhole_inte
 
 log = logging.getLogger(__name__)
 
-FINAL = "final"
 MAIN_METRICS = ("f1", "accuracy")
 # The overlap file's columns this stage reads (random_overlap is optional).
 OVERLAP_COLUMNS = set(OVERLAP_FILE_COLUMNS) - {"random_overlap"}
@@ -65,11 +64,6 @@ def step_key(step: str | int) -> tuple[int, int]:
     if not text.isdigit():
         raise ValueError(f"step '{text}' is neither an integer nor '{FINAL}'")
     return (0, int(text))
-
-
-def step_value(step: str | int) -> int | str:
-    """The step as written in tables: an int, or 'final'."""
-    return FINAL if str(step) == FINAL else int(step)
 
 
 def sort_points(frame: pd.DataFrame, model_order: Sequence[str] | None = None) -> pd.DataFrame:
