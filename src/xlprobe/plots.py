@@ -274,7 +274,8 @@ def plot_overlap_vs_step(alignment: pd.DataFrame, attributes: pd.DataFrame, laye
     handles = [Line2D([], [], color=colours[m], marker="o") for m in models]
     handles.append(Line2D([], [], color="grey", linestyle="--"))
     marks, mark_labels = _check_handles(flags)
-    _legend_below(fig, handles + marks, [*models, "chance (k/D), per model", *mark_labels])
+    spread, spread_labels = _spread_handles(alignment, "overlap")
+    _legend_below(fig, handles + spread + marks, [*models, "chance (k/D), per model", *spread_labels, *mark_labels])
     k = alignment["k"].dropna()
     fig.suptitle(f"Cross-lingual neuron overlap (layer {layer}, k = {int(k.iloc[0]) if len(k) else '?'})")
     fig.tight_layout()
@@ -412,6 +413,16 @@ def _lookup_r(correlations: pd.DataFrame | None, layer, measure: str, target: st
     if "seed" in rows:  # a model with seeds: the row pooled over them
         rows = rows[rows["seed"].isna() | (rows["seed"].astype(str) == "pooled")]
     return float(rows["pearson_r"].iloc[0]) if len(rows) else np.nan
+
+
+def _spread_handles(frame: pd.DataFrame, column: str) -> tuple[list, list]:
+    """Legend entries for what `_seed_band` drew: the range over seeds, or the replicate interval."""
+    if f"{column}_seed_low" in frame and frame[f"{column}_seed_low"].notna().any():
+        return [Rectangle((0, 0), 1, 1, color="grey", alpha=0.3, linewidth=0)], ["range over pre-training seeds"]
+    if column == "overlap" and "overlap_ci_low" in frame and frame["overlap_ci_low"].notna().any():
+        return [Line2D([], [], color="grey", marker="|", linestyle="none", markersize=10)], [
+            "95% interval over probe replicates and pairs"]
+    return [], []
 
 
 def pair_summary(at_k: pd.DataFrame, alpha: float) -> pd.DataFrame:
@@ -678,7 +689,9 @@ def plot_overlap_over_chance_vs_step(alignment: pd.DataFrame, layer: int | None 
     handles = [Line2D([], [], color=colours[m], marker="o") for m in models]
     handles += [Line2D([], [], color="black", linestyle="--"),
                 Rectangle((0, 0), 1, 1, color="grey", alpha=0.2, linewidth=0)]
-    _legend_below(fig, handles, [*models, "chance", "95% range of one random pair (per model)"], ncol=2)
+    spread, spread_labels = _spread_handles(alignment, "overlap")
+    _legend_below(fig, handles + spread, [*models, "chance", "95% range of one random pair (per model)",
+                                          *spread_labels], ncol=2)
     fig.suptitle(f"Overlap over chance with its uncertainty (layer {layer})")
     fig.tight_layout()
     return fig
@@ -707,7 +720,8 @@ def plot_stability_vs_step(alignment: pd.DataFrame, layer: int | None = None):
     ax.set_ylim(0, 1.02)
     handles = [Line2D([], [], color=colours[m], marker="o") for m in models]
     handles.append(Line2D([], [], color="grey", linestyle="--"))
-    _legend_below(fig, handles, [*models, "chance (k/D), per model"], ncol=2)
+    spread, spread_labels = _spread_handles(alignment, "stability")
+    _legend_below(fig, handles + spread, [*models, "chance (k/D), per model", *spread_labels], ncol=2)
     fig.suptitle(f"Stability of the selected neurons across probe replicates (layer {layer})")
     fig.tight_layout()
     return fig
