@@ -48,6 +48,12 @@ def point(
     return fields
 
 
+def replicate_attributes(result: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Per probe replicate of a probe result, attribute -> its record: `attributes` is replicate 0,
+    `replicate_attributes` the others (absent in a result of one replicate)."""
+    return [result["attributes"], *result.get("replicate_attributes", [])]
+
+
 def run_name(model: str, seed: int | None) -> str:
     """The folder name of one pre-training run of a model: the model's name, with its seed if it has seeds."""
     return model if seed is None else f"{model}-seed{seed}"

@@ -36,8 +36,8 @@ import pandas as pd
 from scipy.stats import hypergeom
 
 from xlprobe.identity import point as result_point
+from xlprobe.identity import replicate_attributes
 from xlprobe.io import read_json, write_json, write_tsv
-from xlprobe.probing import replicate_attributes
 from xlprobe.provenance import checkpoints_of, provenance, sidecar_path
 
 log = logging.getLogger(__name__)

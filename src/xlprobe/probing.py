@@ -49,12 +49,6 @@ def attribute_seed(seed: int, attribute: str, replicate: int = 0) -> int:
     return zlib.crc32(key.encode()) & 0x7FFFFFFF
 
 
-def replicate_attributes(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per probe replicate, attribute -> its record: `attributes` is replicate 0, `replicate_attributes`
-    the others (absent in a result of one replicate)."""
-    return [result["attributes"], *result.get("replicate_attributes", [])]
-
-
 def probe_attribute(
     splits: dict[str, tuple[np.ndarray, np.ndarray]],
     classes: Sequence[str],
