@@ -5,6 +5,7 @@
 rule alignment_table:
     input:
         overlap=all_overlap_files(),
+        stability=all_stability_files(),
         transfer=all_transfer_files(),
         similarity=all_similarity_files(),
         lm_loss=all_lm_loss_files(),
@@ -21,6 +22,8 @@ rule alignment_table:
         analysis=canonical(config.get("analysis", {})),
         tasks=canonical({name: task.get("targets") for name, task in config.get("transfer", {}).get("tasks", {}).items()}),
         checks=canonical(config.get("checks", {})),
+        # Seeds the resampling of the overlap's replicate interval.
+        seed=config["seed"],
     log:
         f"{LOGS}/alignment_table.log",
     conda:

@@ -10,6 +10,7 @@ from snakemake.logging import logger
 
 from xlprobe import costs
 from xlprobe.hubdata import PREFETCH_MARKER, marker_name, repo_of
+from xlprobe.identity import point, run_spec
 from xlprobe.inputs import hub_pairs, similarity_data_files, task_data_files, task_hub_datasets
 from xlprobe.provenance import sidecar_path
 from xlprobe.ud_release import UD_2_1_URL as UD_RELEASE_URL
@@ -22,6 +23,9 @@ from xlprobe.resolved_config import resolve_config
 SCHEMA = workflow.source_path("../config/schema.yaml")
 RESOLVED = resolve_config(config, schema_path=SCHEMA, workdir=os.getcwd(), refresh_steps=workflow.is_main_process)
 STEPS = RESOLVED.steps
+# Run name -> {model, seed}: one run per pre-training seed of a model with `seeds` (xlprobe.identity).
+# The `model` wildcard of every path is a run's name.
+RUNS = RESOLVED.runs
 
 # Compute nodes have no internet: every hub object (checkpoints, tokenizers, datasets) is fetched once
 # by the local rules download_checkpoint and prefetch_dataset on the submit host, and every job runs in
@@ -75,13 +79,19 @@ def sized(full, demo):
     return demo if RESOLVED.is_demo else full
 
 
-def steps_of(model):
-    return STEPS[model]
+def steps_of(run):
+    return STEPS[RUNS[run]["model"]]
 
 
 def model_points():
-    """Every (model, step) pair of the grid."""
+    """Every (run, step) pair of the grid: a run is a model, or one pre-training seed of it."""
     return RESOLVED.points()
+
+
+def result_point(wildcards):
+    """The identity (model, seed, step, layer, treebank) a job writes into its result (xlprobe.identity)."""
+    return point(**RUNS[wildcards.model], step=wildcards.step, layer=wildcards.get("layer"),
+                 treebank=wildcards.get("treebank"))
 
 
 # ----------------------------------------------------------------------------- requests
@@ -104,9 +114,9 @@ def treebank_rows(treebank):
     return rows if rows is not None else costs.tokens_of(config["treebanks"][treebank]["folder"], strict=False)
 
 
-def model_shape(model):
-    """The model's shape from its config.json, or None before one can be read (fixed requests)."""
-    return RESOLVED.model_shape(model)
+def model_shape(run):
+    """The run's model's shape from its config.json, or None before one can be read (fixed requests)."""
+    return RESOLVED.model_shape(run)
 
 
 def probe_request(wildcards, input):
@@ -149,6 +159,7 @@ def attributes_path(treebank):
 ACTIVATIONS = f"{RESULTS}/activations/{{model}}/{{step}}/{{treebank}}"
 PROBE = f"{RESULTS}/probes/{{model}}/{{step}}/layer{{layer}}/{{treebank}}.json"
 OVERLAP = f"{RESULTS}/overlap/{{model}}/{{step}}/layer{{layer}}.tsv"
+STABILITY = f"{RESULTS}/stability/{{model}}/{{step}}/layer{{layer}}.tsv"
 TRANSFER = f"{RESULTS}/transfer/{{model}}/{{step}}/{{task}}.tsv"
 SIMILARITY = f"{RESULTS}/similarity/{{model}}/{{step}}.tsv"
 LM_LOSS = f"{RESULTS}/lm_loss/{{model}}/{{step}}.json"
@@ -171,7 +182,7 @@ def demo_treebank_files(language=None):
 
 def checkpoint_input(wildcards):
     """What a job on one (model, step) needs before it can load the checkpoint."""
-    if config["models"][wildcards.model]["source"] == "demo":
+    if config["models"][RUNS[wildcards.model]["model"]]["source"] == "demo":
         return f"{DEMO_DIR}/models/{wildcards.model}"
     return CHECKPOINT_MARKER.format(model=wildcards.model, step=wildcards.step)
 
@@ -189,8 +200,8 @@ def canonical(value):
 
 
 def model_slice(wildcards):
-    """One model's config at one step, without its step list: adding a step reruns nothing here."""
-    spec = {k: v for k, v in config["models"][wildcards.model].items() if k != "steps"}
+    """One run's model config at one step, without its step list: adding a step reruns nothing here."""
+    spec = {k: v for k, v in run_spec(config["models"], RUNS[wildcards.model]).items() if k != "steps"}
     return canonical({"name": wildcards.model, "step": wildcards.step, **spec})
 
 
@@ -254,6 +265,10 @@ def probe_files(model, step, layer):
 
 def all_overlap_files():
     return [OVERLAP.format(model=m, step=s, layer=l) for m, s in model_points() for l in LAYERS]
+
+
+def all_stability_files():
+    return [STABILITY.format(model=m, step=s, layer=l) for m, s in model_points() for l in LAYERS]
 
 
 def all_transfer_files():

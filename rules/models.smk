@@ -24,8 +24,9 @@ if DEMO_MODELS:
         output:
             directory(f"{DEMO_DIR}/models/{{model}}"),
         params:
-            pretrain=lambda wc: canonical(config["models"][wc.model]["pretrain"]),
-            seed=config["seed"],
+            pretrain=lambda wc: canonical(config["models"][RUNS[wc.model]["model"]]["pretrain"]),
+            # The run's pre-training seed (initialisation and data order); the config's without `seeds`.
+            seed=lambda wc: config["seed"] if RUNS[wc.model]["seed"] is None else RUNS[wc.model]["seed"],
         log:
             f"{LOGS}/pretrain_demo_model/{{model}}.log",
         benchmark:

@@ -17,6 +17,8 @@ rule probe:
         seed=config["seed"],
         model=model_slice,
         dump=dump_settings(),
+        # model, seed, step, layer, treebank: written into the result as data.
+        point=result_point,
         # Written into the result, so that the overlap knows which pairs share a language.
         language=lambda wc: config["treebanks"][wc.treebank]["language"],
     log:
@@ -30,6 +32,7 @@ rule probe:
     resources:
         gpu=int(PROBE_DEVICE != "cpu"),
         mem_mb=sized(lambda wc, input: probe_request(wc, input)["mem_mb"], 2000),
+        # probe_request counts probe.replicates: one job trains them all on the dump it loads once.
         runtime=sized(lambda wc, input: probe_request(wc, input)["runtime"], 30),
     conda:
         "../envs/gpu.yaml"

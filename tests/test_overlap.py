@@ -170,7 +170,7 @@ def test_compute_overlap_without_pairs_writes_header(tmp_path):
     probes = [_probe(tmp_path / "xa.json", 8, {}), _probe(tmp_path / "xb.json", 8, {"Case": [1]})]
     out = tmp_path / "layer1.tsv"
     compute_overlap(probes, out, k=1)
-    assert out.read_text().strip().split("\t") == COLUMNS
+    assert out.read_text().strip().split("\t") == ["replicate", *COLUMNS]
 
 
 def test_compute_overlap_rejects_bad_probes(tmp_path):
@@ -242,6 +242,6 @@ def test_the_overlap_names_its_point_and_refuses_probes_of_another(tmp_path):
         probes.append(tmp_path / f"{tb}.json")
     out = tmp_path / "layer2.tsv"
     compute_overlap(probes, out, k=1, random_draws=5)  # the probes' own point
-    assert read_json(tmp_path / "layer2.provenance.json")["point"] == {"model": "m", "step": "7", "layer": 2}
+    assert read_json(tmp_path / "layer2.provenance.json")["point"] == {"model": "m", "seed": None, "step": 7, "layer": 2}
     with pytest.raises(ValueError, match=r"xa\.json: a probe of .*'layer': '2'.*not of .*'layer': 3"):
         compute_overlap(probes, out, k=1, point={"model": "m", "step": "7", "layer": 3})

@@ -25,6 +25,8 @@ NAMES = [
     "overlap_heatmaps",
     "overlap_vs_k",
     "overlap_vs_lm_loss",
+    "overlap_over_chance_vs_step",
+    "stability_vs_step",
     "similarity_vs_step",
 ]
 

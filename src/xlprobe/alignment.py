@@ -8,7 +8,15 @@ Choices, stated once:
   (`within_language_overlap`, `n_within_pairs`), never in `overlap`. Chance is k/D, so
   `overlap_minus_chance` and `overlap_over_chance` are the macro mean minus, and divided by, chance.
 - `share_significant` is the share of pairs whose Holm-corrected p-value is below `alpha`
-  (macro mean over attributes in alignment.tsv).
+  (macro mean over attributes in alignment.tsv); under probe replicates the p-value of a pair is
+  combined over the replicates first (xlprobe.uncertainty).
+- Probe replicates: `overlap` is the mean over replicates (and pairs), `overlap_ci_low` and
+  `overlap_ci_high` its 95% interval (xlprobe.uncertainty; empty with one replicate), `stability` the
+  mean share of top-k picks two replicates of one treebank have in common (mean over treebanks, then
+  attributes) beside `stability_chance` (k/D).
+- Identity: every row names its model, seed (empty for a model without `seeds`), step and layer, read
+  from the overlap and stability tables' own columns; transfer, similarity and checkpoint checks
+  are joined through the run's name (xlprobe.identity.run_name).
 - Transfer: a task's main metric is the first of MAIN_METRICS present in its file (POS: `f1`,
   else `accuracy`; XNLI: `accuracy`); `transfer_<task>` is its mean over the configured target
   languages (all target rows where none are configured), `transfer_<task>_source` the source score.
@@ -31,14 +39,15 @@ import numpy as np
 import pandas as pd
 
 from xlprobe.checks import DEFAULT_MARGIN, duplicates, read_checks, suspects
+from xlprobe.identity import FINAL, run_name, step_value
 from xlprobe.io import read_json, read_tsv, write_json, write_tsv
 from xlprobe.overlap import COLUMNS as OVERLAP_FILE_COLUMNS
-from xlprobe.overlap import same_language
+from xlprobe.overlap import holm, same_language
 from xlprobe.provenance import provenance, sidecar_path
+from xlprobe.uncertainty import combined_pvalues, overlap_cells, pigeonhole_interval, replicates_of
 
 log = logging.getLogger(__name__)
 
-FINAL = "final"
 MAIN_METRICS = ("f1", "accuracy")
 # The overlap file's columns this stage reads (random_overlap is optional).
 OVERLAP_COLUMNS = set(OVERLAP_FILE_COLUMNS) - {"random_overlap"}
@@ -55,11 +64,6 @@ def step_key(step: str | int) -> tuple[int, int]:
     if not text.isdigit():
         raise ValueError(f"step '{text}' is neither an integer nor '{FINAL}'")
     return (0, int(text))
-
-
-def step_value(step: str | int) -> int | str:
-    """The step as written in tables: an int, or 'final'."""
-    return FINAL if str(step) == FINAL else int(step)
 
 
 def sort_points(frame: pd.DataFrame, model_order: Sequence[str] | None = None) -> pd.DataFrame:
@@ -128,7 +132,10 @@ SUMMARY_COLUMNS = [
     "k",
     "width",
     "n_pairs",
+    "replicates",
     "overlap",
+    "overlap_ci_low",
+    "overlap_ci_high",
     "chance",
     "overlap_minus_chance",
     "overlap_over_chance",
@@ -139,33 +146,57 @@ SUMMARY_COLUMNS = [
 ]
 
 
-def summarize_overlap(frame: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
-    """Per attribute at the largest k: mean overlap over cross-lingual pairs, chance, pairs, share
-    significant; and apart, the mean over pairs of two treebanks of one language (NaN where none)."""
+def significant_pairs(at_k: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """One row per pair (attribute, treebank_a, treebank_b, languages) of overlap rows at one k, with
+    `significant`: its Holm-corrected p-value, combined over probe replicates, below `alpha`."""
+    keys = ["attribute", "treebank_a", "treebank_b", "language_a", "language_b"]
+    pairs = at_k.drop_duplicates(keys[:3])[keys].reset_index(drop=True)
+    if replicates_of(at_k) < 2:
+        pairs["significant"] = (at_k.drop_duplicates(keys[:3])["p_holm"] < alpha).to_numpy()
+        return pairs
+    combined = combined_pvalues(at_k).reindex(pd.MultiIndex.from_frame(pairs[keys[:3]])).to_numpy()
+    pairs["p_combined"] = combined
+    pairs["p_holm"] = pairs.groupby([pairs["attribute"], same_language(pairs)])["p_combined"].transform(holm)
+    pairs["significant"] = pairs["p_holm"] < alpha
+    return pairs
+
+
+def summarize_overlap(frame: pd.DataFrame, alpha: float = 0.05, seed: int = 0) -> pd.DataFrame:
+    """Per attribute at the largest k: mean overlap over cross-lingual pairs (and probe replicates)
+    with its interval, chance, pairs, share significant; and apart, the mean over pairs of two
+    treebanks of one language (NaN where none). `frame.attrs["overlap_ci"]`: the (low, high) of the
+    macro mean over attributes."""
     if frame.empty:
-        return pd.DataFrame(columns=SUMMARY_COLUMNS)
+        summary = pd.DataFrame(columns=SUMMARY_COLUMNS)
+        summary.attrs["overlap_ci"] = (np.nan, np.nan)
+        return summary
     k = int(frame["k"].max())
     at_k = frame[frame["k"] == k].copy()
-    dropped = frame[["attribute", "treebank_a", "treebank_b"]].drop_duplicates().shape[0] - len(at_k)
+    replicates = replicates_of(frame)
+    dropped = frame[["attribute", "treebank_a", "treebank_b"]].drop_duplicates().shape[0] - len(at_k) // replicates
     if dropped:
         log.warning("%d pairs have no row at k=%d (fewer neurons selected) and are left out", dropped, k)
-    at_k["significant"] = at_k["p_holm"] < alpha
     if "random_overlap" not in at_k:
         at_k["random_overlap"] = np.nan
     within = same_language(at_k)
     attributes = pd.Index(sorted(at_k["attribute"].unique()), name="attribute")
+    pairs = significant_pairs(at_k, alpha)
     summary = (
         at_k[~within]
         .groupby("attribute", sort=True)
-        .agg(
-            n_pairs=("overlap", "size"),
-            overlap=("overlap", "mean"),
-            random_overlap=("random_overlap", "mean"),
-            share_significant=("significant", "mean"),
-        )
+        .agg(overlap=("overlap", "mean"), random_overlap=("random_overlap", "mean"))
         .reindex(attributes)
     )
+    cross_pairs = pairs[~same_language(pairs)].groupby("attribute")["significant"]
+    summary["n_pairs"] = cross_pairs.size().reindex(attributes)
+    summary["share_significant"] = cross_pairs.mean().reindex(attributes).astype(float)
+    summary["replicates"] = replicates
+    names, cells = overlap_cells(at_k[~within])
+    low, high, point_low, point_high = pigeonhole_interval(cells, seed=seed)
+    summary["overlap_ci_low"] = pd.Series(low, index=names).reindex(attributes)
+    summary["overlap_ci_high"] = pd.Series(high, index=names).reindex(attributes)
     reference = at_k[within].groupby("attribute")["overlap"].agg(["size", "mean"]).reindex(attributes)
+    reference["size"] = reference["size"] // replicates
     summary["n_pairs"] = summary["n_pairs"].fillna(0).astype(int)
     summary["n_within_pairs"] = reference["size"].fillna(0).astype(int)
     summary["within_language_overlap"] = reference["mean"]
@@ -175,7 +206,9 @@ def summarize_overlap(frame: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     summary["width"] = round(k / summary["chance"].iloc[0])
     summary["overlap_minus_chance"] = summary["overlap"] - summary["chance"]
     summary["overlap_over_chance"] = summary["overlap"] / summary["chance"]
-    return summary[SUMMARY_COLUMNS]
+    summary = summary[SUMMARY_COLUMNS]
+    summary.attrs["overlap_ci"] = (point_low, point_high)
+    return summary
 
 
 def overlap_by_k(frame: pd.DataFrame) -> pd.DataFrame:
@@ -278,19 +311,26 @@ def build_alignment(
     alpha: float = 0.05,
     check_paths: Iterable[str | os.PathLike] = (),
     margin: float = DEFAULT_MARGIN,
+    stability_paths: Iterable[str | os.PathLike] = (),
+    seed: int = 0,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(alignment, per-attribute table) from the overlap, transfer and similarity files, and the
-    checkpoint checks where given."""
+    """(alignment, per-attribute table) from the overlap (and stability), transfer and similarity
+    files, and the checkpoint checks where given. `seed` seeds the overlap intervals' resampling."""
     targets = dict(targets or {})
     attribute_rows, point_rows, models = [], [], []
+    stability = stability_by_attribute(stability_paths)
     for path in overlap_paths:
-        point = point_of(path, "overlap")
+        frame = _read_checked(path, OVERLAP_COLUMNS)
+        point = overlap_point(path, frame)
         models.append(point["model"])
-        summary = summarize_overlap(_read_checked(path, OVERLAP_COLUMNS), alpha)
+        summary = summarize_overlap(frame, alpha, seed)
+        low, high = summary.attrs["overlap_ci"]
+        summary = summary.merge(stability.get(_key(point), STABILITY_EMPTY), on="attribute", how="left")
         attribute_rows.append(summary.assign(**point))
         cross = summary[summary["n_pairs"] > 0]
         macro = cross[
-            ["overlap", "overlap_minus_chance", "overlap_over_chance", "random_overlap", "share_significant"]
+            ["overlap", "overlap_minus_chance", "overlap_over_chance", "random_overlap", "share_significant",
+             "stability", "stability_chance"]
         ].mean()
         point_rows.append(
             {
@@ -300,7 +340,10 @@ def build_alignment(
                 "chance": summary["chance"].iloc[0] if len(summary) else np.nan,
                 "n_attributes": len(cross),
                 "n_pairs": int(summary["n_pairs"].sum()),
+                "replicates": replicates_of(frame),
                 **macro.to_dict(),
+                "overlap_ci_low": low,
+                "overlap_ci_high": high,
                 # The within-language reference, macro mean over the attributes that have such pairs.
                 "n_within_pairs": int(summary["n_within_pairs"].sum()),
                 "within_language_overlap": summary["within_language_overlap"].mean(),
@@ -309,6 +352,7 @@ def build_alignment(
     if not point_rows:
         raise ValueError("no overlap files given")
     alignment = pd.DataFrame(point_rows)
+    runs = [run_name(m, _seed(s)) for m, s in zip(alignment["model"], alignment["seed"])]
 
     transfer = {}
     for path in transfer_paths:
@@ -316,7 +360,7 @@ def build_alignment(
         scores = summarise_transfer(_read_checked(path, TRANSFER_COLUMNS), targets.get(point["task"]), path)
         transfer[(point["model"], point["step"], point["task"])] = scores
     for task in sorted({t for (_, _, t) in transfer}):
-        found = [transfer.get((m, s, task)) for m, s in zip(alignment["model"], alignment["step"])]
+        found = [transfer.get((run, s, task)) for run, s in zip(runs, alignment["step"])]
         alignment[f"transfer_{task}"] = [f["target"] if f else np.nan for f in found]
         alignment[f"transfer_{task}_source"] = [f["source"] if f else np.nan for f in found]
         alignment[f"transfer_{task}_metric"] = [f["metric"] if f else "" for f in found]
@@ -329,8 +373,8 @@ def build_alignment(
         missing = {"similarity": np.nan, "similarity_all_layers": np.nan}
         scores = pd.DataFrame(
             [
-                similarity_scores(similarity_frames[(m, s)], layer) if (m, s) in similarity_frames else missing
-                for m, s, layer in zip(alignment["model"], alignment["step"], alignment["layer"])
+                similarity_scores(similarity_frames[(run, s)], layer) if (run, s) in similarity_frames else missing
+                for run, s, layer in zip(runs, alignment["step"], alignment["layer"])
             ],
             index=alignment.index,
         )
@@ -341,22 +385,63 @@ def build_alignment(
 
     check_paths = list(check_paths)
     if check_paths:
-        checks = checkpoint_checks(check_paths, margin)
-        alignment = alignment.merge(checks, on=["model", "step"], how="left", validate="many_to_one")
+        checks = checkpoint_checks(check_paths, margin).rename(columns={"model": "_run"})
+        alignment = (
+            alignment.assign(_run=runs)
+            .merge(checks, on=["_run", "step"], how="left", validate="many_to_one")
+            .drop(columns="_run")
+        )
         alignment["duplicate_of"] = alignment["duplicate_of"].fillna("")
         alignment["suspect"] = alignment["suspect"].fillna(False).astype(bool)
 
-    alignment.insert(2, "final", alignment["step"].map(lambda s: str(s) == FINAL))
+    alignment.insert(1, "seed", alignment.pop("seed"))
+    alignment.insert(3, "final", alignment["step"].map(lambda s: str(s) == FINAL))
     order = list(dict.fromkeys(models))
     attributes = pd.concat(attribute_rows, ignore_index=True) if attribute_rows else pd.DataFrame()
     if not attributes.empty:
         attributes.insert(0, "model", attributes.pop("model"))
-        attributes.insert(1, "step", attributes.pop("step"))
-        attributes.insert(2, "final", attributes["step"].map(lambda s: str(s) == FINAL))
-        attributes.insert(3, "layer", attributes.pop("layer"))
-    for column in ("k", "width"):
+        attributes.insert(1, "seed", attributes.pop("seed").astype("Int64"))
+        attributes.insert(2, "step", attributes.pop("step"))
+        attributes.insert(3, "final", attributes["step"].map(lambda s: str(s) == FINAL))
+        attributes.insert(4, "layer", attributes.pop("layer"))
+    for column in ("k", "width", "seed"):
         alignment[column] = alignment[column].astype("Int64")
     return sort_points(alignment, order), sort_points(attributes, order)
+
+
+STABILITY_EMPTY = pd.DataFrame(columns=["attribute", "stability", "stability_chance"])
+
+
+def _seed(value) -> int | None:
+    """A seed as read from a table: None where empty."""
+    return None if value is None or pd.isna(value) else int(value)
+
+
+def _key(point: Mapping) -> tuple:
+    return (point["model"], _seed(point.get("seed")), step_value(point["step"]), int(point["layer"]))
+
+
+def overlap_point(path: str | os.PathLike, frame: pd.DataFrame) -> dict[str, object]:
+    """The (model, seed, step, layer) of an overlap table: its own identity columns; the provenance
+    record beside it only for a table without rows (nothing to read them from)."""
+    if len(frame) and {"model", "step", "layer"} <= set(frame.columns):
+        first = frame.iloc[0]
+        return {"model": str(first["model"]), "seed": _seed(first.get("seed")),
+                "step": step_value(first["step"]), "layer": int(first["layer"])}
+    point = point_of(path, "overlap")
+    return {"model": point["model"], "seed": None, "step": point["step"], "layer": point["layer"], **point}
+
+
+def stability_by_attribute(paths: Iterable[str | os.PathLike]) -> dict[tuple, pd.DataFrame]:
+    """Per point (model, seed, step, layer): attribute -> mean stability over its treebanks and chance."""
+    found = {}
+    for path in paths:
+        frame = _read_checked(path, {"model", "step", "layer", "attribute", "stability", "stability_chance"})
+        if frame.empty:
+            continue
+        per_attribute = frame.groupby("attribute", as_index=False)[["stability", "stability_chance"]].mean()
+        found[_key(frame.iloc[0])] = per_attribute
+    return found
 
 
 def write_alignment_table(
@@ -369,6 +454,8 @@ def write_alignment_table(
     alpha: float = 0.05,
     check_paths: Iterable[str | os.PathLike] = (),
     margin: float = DEFAULT_MARGIN,
+    stability_paths: Iterable[str | os.PathLike] = (),
+    seed: int = 0,
 ) -> pd.DataFrame:
     """Build the alignment tables and write both TSVs, each with its provenance sidecar.
 
@@ -378,12 +465,13 @@ def write_alignment_table(
         [str(p) for p in paths] for paths in (overlap_paths, transfer_paths, similarity_paths, check_paths)
     )
     alignment, attributes = build_alignment(overlap_paths, transfer_paths, similarity_paths, targets, alpha,
-                                            check_paths, margin)
+                                            check_paths, margin, [str(p) for p in stability_paths], seed)
     log.info("alignment table: %d points, %d attribute rows", len(alignment), len(attributes))
     record = provenance(
-        {"alpha": alpha, "targets": dict(targets or {}), "suspect_margin": margin},
+        {"alpha": alpha, "targets": dict(targets or {}), "suspect_margin": margin, "seed": seed},
         inputs={"overlap": overlap_paths, "transfer": transfer_paths, "similarity": similarity_paths,
-                "lm_loss": check_paths},
+                "lm_loss": check_paths,
+                "stability": [str(p) for p in stability_paths]},
     )
     for out in (alignment_out, attributes_out):
         write_json(sidecar_path(out), record)

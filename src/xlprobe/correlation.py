@@ -8,6 +8,12 @@ dropped and counted instead of turning the whole interval into NaN. Below MIN_IN
 is no interval: of 3 points, 18 of the 27 resamples hold 2 distinct points, whose correlation is ±1
 by construction, and the "95%" interval held a known correlation in 41-67% of synthetic series
 (benchmarks/validity.py; docs/validity.md has the coverage at more points).
+
+Pre-training seeds: a model with several seeds gets one row per seed (its checkpoints resampled as
+above) and a row pooled over its seeds (`seed` = pooled), as does the pool over models. A pooled
+row's interval resamples in two stages, as the data were made: seeds (runs) with replacement, then
+the checkpoints of each drawn run with replacement (a cluster bootstrap: checkpoints of one run share
+its weights' history and are no independent draws).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import pandas as pd
 from scipy import stats
 
 from xlprobe.alignment import read_table
+from xlprobe.identity import run_name
 from xlprobe.io import write_json, write_tsv
 from xlprobe.provenance import provenance, sidecar_path
 
@@ -37,6 +44,7 @@ COLUMNS = [
     "measure",
     "target",
     "model",
+    "seed",
     "finals",
     "n",
     "pearson_r",
@@ -93,11 +101,46 @@ def bootstrap_ci(
     return float(low), float(high), len(values)
 
 
-def correlate(x: Sequence[float], y: Sequence[float], resamples: int = 1000, seed: int = 0) -> dict:
-    """Pearson and Spearman with p-values and bootstrap 95% intervals; NaN with a note when undefined."""
+def clustered_bootstrap_ci(
+    x: Sequence[float],
+    y: Sequence[float],
+    clusters: Sequence,
+    statistic: str,
+    resamples: int,
+    seed: int,
+    level: float = 0.95,
+) -> tuple[float, float, int]:
+    """Percentile interval of a paired statistic from a two-stage bootstrap: clusters (runs) with
+    replacement, then the points of each drawn cluster with replacement; also the usable resamples."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if resamples <= 0 or len(x) < MIN_INTERVAL_POINTS:
+        return np.nan, np.nan, 0
+    members = [np.flatnonzero(np.asarray(clusters) == c) for c in dict.fromkeys(clusters)]
+    rng = np.random.default_rng(seed)
+    values = np.empty(resamples)
+    for b in range(resamples):
+        drawn = rng.integers(0, len(members), size=len(members))
+        index = np.concatenate([rng.choice(members[c], size=len(members[c])) for c in drawn])
+        values[b] = STATISTICS[statistic](x[index][None, :], y[index][None, :])[0]
+    values = values[~np.isnan(values)]
+    if len(values) == 0:
+        return np.nan, np.nan, 0
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high), len(values)
+
+
+def correlate(
+    x: Sequence[float], y: Sequence[float], resamples: int = 1000, seed: int = 0, clusters: Sequence | None = None
+) -> dict:
+    """Pearson and Spearman with p-values and bootstrap 95% intervals; NaN with a note when undefined.
+
+    `clusters` (one label per point, e.g. the pre-training run): resample clusters, then points."""
     x, y = np.asarray(x, float), np.asarray(y, float)
     keep = ~(np.isnan(x) | np.isnan(y))
     x, y = x[keep], y[keep]
+    if clusters is not None:
+        clusters = np.asarray(clusters, dtype=object)[keep]
     result = {"n": len(x), "bootstrap": int(resamples), "bootstrap_valid": 0, "note": ""}
     for name in COLUMNS:
         if name.startswith(("pearson_", "spearman_")):
@@ -114,10 +157,13 @@ def correlate(x: Sequence[float], y: Sequence[float], resamples: int = 1000, see
         spearman = stats.spearmanr(x, y)
     result["pearson_r"], result["pearson_p"] = float(pearson.statistic), float(pearson.pvalue)
     result["spearman_rho"], result["spearman_p"] = float(spearman.statistic), float(spearman.pvalue)
-    result["pearson_ci_low"], result["pearson_ci_high"], valid = bootstrap_ci(
-        x, y, "pearson", resamples, seed
-    )
-    result["spearman_ci_low"], result["spearman_ci_high"], _ = bootstrap_ci(x, y, "spearman", resamples, seed)
+    def interval(statistic):
+        if clusters is None:
+            return bootstrap_ci(x, y, statistic, resamples, seed)
+        return clustered_bootstrap_ci(x, y, clusters, statistic, resamples, seed)
+
+    result["pearson_ci_low"], result["pearson_ci_high"], valid = interval("pearson")
+    result["spearman_ci_low"], result["spearman_ci_high"], _ = interval("spearman")
     result["bootstrap_valid"] = valid
     if resamples and len(x) < MIN_INTERVAL_POINTS:
         result["note"] = f"no bootstrap interval below {MIN_INTERVAL_POINTS} points"
@@ -140,9 +186,23 @@ def correlation_table(
     measures: Sequence[str] = MEASURES,
     targets: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """Every overlap measure vs every target, per layer, per model and pooled, with and without finals."""
+    """Every overlap measure vs every target, per layer, per model (per seed and pooled over seeds,
+    where a model has several) and pooled over models, with and without finals."""
     targets = correlation_targets(alignment) if targets is None else list(targets)
-    models = list(dict.fromkeys(alignment["model"]))
+    seeds = alignment["seed"] if "seed" in alignment else pd.Series(pd.NA, index=alignment.index)
+    runs = pd.Series([run_name(m, None if pd.isna(s) else int(s)) for m, s in zip(alignment["model"], seeds)],
+                     index=alignment.index)
+    groups = []  # (model, seed, mask, clustered)
+    for model in dict.fromkeys(alignment["model"]):
+        of_model = alignment["model"].eq(model)
+        model_seeds = list(dict.fromkeys(seeds[of_model].dropna()))
+        if len(model_seeds) < 2:
+            groups.append((model, model_seeds[0] if model_seeds else None, of_model, False))
+            continue
+        groups += [(model, s, of_model & seeds.eq(s), False) for s in model_seeds]
+        groups.append((model, POOLED, of_model, True))
+    several_runs = runs.nunique() > alignment["model"].nunique()
+    groups.append((POOLED, POOLED if several_runs else None, pd.Series(True, index=alignment.index), several_runs))
     final = (
         alignment["final"].astype(str).str.lower().eq("true")
         if "final" in alignment
@@ -152,21 +212,21 @@ def correlation_table(
     for layer in sorted(alignment["layer"].unique()):
         for measure in measures:
             for target in targets:
-                for model in [*models, POOLED]:
+                for model, model_seed, of_group, clustered in groups:
                     for finals in ("included", "excluded"):
-                        mask = alignment["layer"].eq(layer)
-                        if model != POOLED:
-                            mask &= alignment["model"].eq(model)
+                        mask = alignment["layer"].eq(layer) & of_group
                         if finals == "excluded":
                             mask &= ~final
                         subset = alignment[mask]
-                        result = correlate(subset[measure], subset[target], resamples, seed)
+                        result = correlate(subset[measure], subset[target], resamples, seed,
+                                           clusters=list(runs[mask]) if clustered else None)
                         rows.append(
                             {
                                 "layer": layer,
                                 "measure": measure,
                                 "target": target,
                                 "model": model,
+                                "seed": model_seed,
                                 "finals": finals,
                                 **result,
                             }

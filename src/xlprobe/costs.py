@@ -163,13 +163,14 @@ def probe_epochs(probe_config: Mapping[str, Any], costs: Mapping[str, float]) ->
 def probe_seconds(
     sizes: list[AttributeSize], dim: int, probe_config: Mapping[str, Any], costs: Mapping[str, float]
 ) -> float:
-    """Estimated seconds of one probe job on one CPU thread (see the module docstring)."""
+    """Estimated seconds of one probe job on one CPU thread (see the module docstring): its
+    `replicates` probes one after another."""
     epochs, k = probe_epochs(probe_config, costs), min(int(probe_config["k"]), dim)
     p, q = costs["probe_epoch_ns_per_row_dim"], costs["probe_epoch_ns_per_row_dim_class"]
     g = costs["greedy_ns_per_row_dim_class_pick"]
     train = sum(epochs * s.train * dim * (p + q * s.classes) for s in sizes)
     greedy = sum(s.dev * dim * s.classes * k * g for s in sizes)
-    return (train + greedy) * 1e-9
+    return int(probe_config["replicates"]) * (train + greedy) * 1e-9
 
 
 def probe_memory_mb(sizes: list[AttributeSize], dim: int, words: int) -> float:

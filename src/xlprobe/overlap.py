@@ -15,6 +15,12 @@ reference treebank changes no cross-lingual p-value.
 The random-neuron baseline is the column `random_overlap`: the mean overlap at k' of `random_draws`
 seeded pairs of random ordered neuron lists (a Monte-Carlo check of the analytic chance level). It
 depends only on D and k, so it is the same for every row with the same k'.
+
+Probe replicates (probe.replicates = R): the overlap is computed within each replicate (replicate r
+of treebank A against replicate r of B), one row per replicate, and Holm's families are per
+replicate. The stability of the picks compares the replicates of one treebank: per attribute, the
+mean over replicate pairs of |A_r[:k] ∩ A_s[:k]| / k, beside its chance level k/D (two random
+k-subsets share k^2/D neurons on average).
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import hypergeom
 
+from xlprobe.identity import point as result_point
+from xlprobe.identity import replicate_attributes
 from xlprobe.integrity import read_sealed_json
 from xlprobe.io import read_json, write_json, write_tsv
 from xlprobe.provenance import checkpoints_of, provenance, sidecar_path
@@ -49,6 +57,7 @@ COLUMNS = [
     "p_holm",
     "random_overlap",
 ]
+STABILITY_COLUMNS = ["treebank", "language", "attribute", "k", "replicates", "stability", "stability_chance"]
 RANDOM_DRAWS = 1000
 
 
@@ -95,14 +104,23 @@ def same_language(frame: pd.DataFrame) -> pd.Series:
 def load_selections(
     probe_paths: Sequence[str | os.PathLike],
 ) -> tuple[int, dict[str, dict[str, list[int]]], dict[str, str]]:
-    """Read probe JSONs: the common width D, per treebank attribute -> selected neurons, and per
-    treebank its language.
+    """Read probe JSONs: the common width D, per treebank attribute -> selected neurons (of probe
+    replicate 0), and per treebank its language."""
+    width, replicates, languages = load_replicate_selections(probe_paths)
+    return width, replicates[0], languages
+
+
+def load_replicate_selections(
+    probe_paths: Sequence[str | os.PathLike],
+) -> tuple[int, list[dict[str, dict[str, list[int]]]], dict[str, str]]:
+    """Read probe JSONs: the common width D, per probe replicate per treebank attribute -> selected
+    neurons, and per treebank its language. Every file must hold the same number of replicates.
 
     The treebank and its language come from the probe file (the probe rule writes both), never from
     the file's name.
     """
     width = None
-    selections: dict[str, dict[str, list[int]]] = {}
+    selections: list[dict[str, dict[str, list[int]]]] = []
     languages: dict[str, str] = {}
     for path in probe_paths:
         probe = read_json(path)
@@ -115,18 +133,24 @@ def load_selections(
         elif dimension != width:
             raise ValueError(f"{path}: dimension {dimension} differs from {width} of {probe_paths[0]}")
         treebank = str(probe["treebank"])
-        if treebank in selections:
+        if treebank in languages:
             raise ValueError(f"{path}: treebank '{treebank}' already read from another probe file")
-        chosen = {}
-        for attribute, result in probe["attributes"].items():
-            neurons = [int(n) for n in result.get("selected", [])]
-            if len(set(neurons)) != len(neurons) or any(not 0 <= n < dimension for n in neurons):
-                raise ValueError(
-                    f"{path}: attribute '{attribute}': selected neurons repeat or are outside 0..{dimension - 1}"
-                )
-            if neurons:
-                chosen[attribute] = neurons
-        selections[treebank] = chosen
+        records = replicate_attributes(probe)
+        if not selections:
+            selections = [{} for _ in records]
+        elif len(records) != len(selections):
+            raise ValueError(f"{path}: {len(records)} probe replicates, {probe_paths[0]} has {len(selections)}")
+        for replicate, attributes in enumerate(records):
+            chosen = {}
+            for attribute, result in attributes.items():
+                neurons = [int(n) for n in result.get("selected", [])]
+                if len(set(neurons)) != len(neurons) or any(not 0 <= n < dimension for n in neurons):
+                    raise ValueError(
+                        f"{path}: attribute '{attribute}': selected neurons repeat or are outside 0..{dimension - 1}"
+                    )
+                if neurons:
+                    chosen[attribute] = neurons
+            selections[replicate][treebank] = chosen
         languages[treebank] = str(probe["language"])
     if width is None:
         raise ValueError("no probe files given")
@@ -174,6 +198,25 @@ def overlap_table(
     return frame[COLUMNS]
 
 
+def stability_table(
+    replicates: Sequence[Mapping[str, Mapping[str, Sequence[int]]]],
+    width: int,
+    k: int,
+    languages: Mapping[str, str],
+) -> pd.DataFrame:
+    """Per treebank and attribute: the mean over pairs of probe replicates of the share of top-k picks
+    they have in common (`stability`, NaN with one replicate) and its chance level k/D."""
+    rows = []
+    for treebank in replicates[0]:
+        for attribute in replicates[0][treebank]:
+            picks = [list(r[treebank].get(attribute, [])) for r in replicates]
+            depth = min(k, *(len(p) for p in picks))
+            shares = [len(set(a[:depth]) & set(b[:depth])) / depth for a, b in itertools.combinations(picks, 2)]
+            rows.append((treebank, languages[treebank], attribute, depth, len(picks),
+                         float(np.mean(shares)) if shares else np.nan, depth / width))
+    return pd.DataFrame(rows, columns=STABILITY_COLUMNS)
+
+
 def check_one_checkpoint(probe_paths: Sequence[str | os.PathLike]) -> list[dict]:
     """The one checkpoint record behind the probe files; an error naming each file's commit if several.
 
@@ -195,7 +238,7 @@ def check_one_checkpoint(probe_paths: Sequence[str | os.PathLike]) -> list[dict]
 
 
 def point_of_probes(probe_paths: Sequence[str | os.PathLike], point: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The (model, step, layer) of an overlap: `point` (the rule's wildcards) where given, else the
+    """The (model, seed, step, layer) of an overlap: `point` (the rule's) where given, else the
     probes' own; a probe that names another point is an error."""
     keys = ("model", "step", "layer")
     found = dict(point) if point else None
@@ -208,7 +251,9 @@ def point_of_probes(probe_paths: Sequence[str | os.PathLike], point: Mapping[str
             raise ValueError(f"{path}: a probe of {own}, not of {found}")
     if not found:
         return {}
-    return {"model": str(found["model"]), "step": str(found["step"]), "layer": int(found["layer"])}
+    if found.get("seed") is None:
+        found["seed"] = next((read_json(path).get("seed") for path in probe_paths), None)
+    return result_point(found["model"], found["step"], seed=found["seed"], layer=found["layer"])
 
 
 def compute_overlap(
@@ -218,20 +263,36 @@ def compute_overlap(
     seed: int = 0,
     random_draws: int = RANDOM_DRAWS,
     point: Mapping[str, Any] | None = None,
+    stability_output: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
-    """Read one (model, step, layer)'s probe files and write its overlap TSV and provenance sidecar.
+    """Read one (model, seed, step, layer)'s probe files and write its overlap TSV (one block of rows
+    per probe replicate), its provenance sidecar and, where `stability_output` is given, the
+    stability of the picks per treebank and attribute.
 
-    The sidecar (`sidecar_path(output)`) names the point (`point`: the rule's wildcards, else the
-    probes'), the probe files and the checkpoint record their provenance carries; probes of different
-    checkpoints, or of another point, are an error.
+    Both tables begin with the point's identity (model, seed, step, layer: `point`, the rule's, else
+    the probes') as columns. The sidecar (`sidecar_path(output)`) names the point, the probe files and
+    the checkpoint record their provenance carries; probes of different checkpoints, or of another
+    point, are an error.
     """
     for path in probe_paths:
         read_sealed_json(path)  # a damaged probe file stops here, named with its rebuild command
     point = point_of_probes(probe_paths, point)
     checkpoints = check_one_checkpoint(probe_paths)
-    width, selections, languages = load_selections(probe_paths)
-    frame = overlap_table(selections, width, k, languages, seed=seed, random_draws=random_draws)
-    log.info("%d treebanks, width %d: %d overlap rows", len(selections), width, len(frame))
+    width, replicates, languages = load_replicate_selections(probe_paths)
+    frame = pd.concat(
+        [
+            overlap_table(selections, width, k, languages, seed=seed, random_draws=random_draws)
+            .assign(replicate=replicate)
+            for replicate, selections in enumerate(replicates)
+        ],
+        ignore_index=True,
+    )
+    frame = with_identity(frame[["replicate", *COLUMNS]], point)
+    log.info("%d treebanks, width %d, %d probe replicates: %d overlap rows", len(languages), width,
+             len(replicates), len(frame))
+    if stability_output is not None:
+        stability = with_identity(stability_table(replicates, width, k, languages), point)
+        write_tsv(stability_output, stability)
     write_json(
         sidecar_path(output),
         provenance(
@@ -243,3 +304,9 @@ def compute_overlap(
     )
     write_tsv(output, frame)
     return frame
+
+
+def with_identity(frame: pd.DataFrame, point: Mapping[str, Any]) -> pd.DataFrame:
+    """`frame` with the point's identity fields as its first columns."""
+    identity = pd.DataFrame({key: [value] * len(frame) for key, value in point.items()}, index=frame.index)
+    return pd.concat([identity, frame], axis=1)

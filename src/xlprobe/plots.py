@@ -5,6 +5,9 @@ One style for all (seaborn "whitegrid", "paper" context), models in the colour-b
 the steps of all models in numeric order, `final` last, evenly spaced (not to scale), so that early
 and late checkpoints stay readable side by side. Figures are drawn for one layer (by default the
 deepest probed layer, as the paper probes one); every figure is saved as PNG and PDF.
+
+Pre-training seeds: a line is the mean over a model's seeds, its shaded band the range over them;
+with one seed, error bars give the overlap's replicate interval (overlap_ci_low/high).
 """
 
 from __future__ import annotations
@@ -25,13 +28,16 @@ import seaborn as sns
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator, PercentFormatter
+from scipy.stats import hypergeom
 
 from xlprobe import resolved_config
 from xlprobe.alignment import (
     FINAL,
     overlap_by_k,
+    overlap_point,
     point_of,
     read_table,
+    significant_pairs,
     similarity_by_layer,
     step_key,
     step_value,
@@ -159,12 +165,42 @@ def save_figure(fig, png: str | os.PathLike, pdf: str | os.PathLike) -> None:
 
 
 def overlap_frames(paths: Iterable[str | os.PathLike]) -> dict[tuple, pd.DataFrame]:
-    """Overlap TSVs keyed by (model, step, layer)."""
-    frames = {}
+    """Overlap TSVs keyed by (model, step, layer), read with their identity columns; the files of a
+    model's several seeds concatenated (each row keeps its seed and replicate)."""
+    frames: dict[tuple, list[pd.DataFrame]] = {}
     for path in paths:
-        point = point_of(path, "overlap")
-        frames[(point["model"], point["step"], point["layer"])] = read_tsv(path)
-    return frames
+        frame = read_tsv(path)
+        point = overlap_point(path, frame)
+        frames.setdefault((point["model"], point["step"], point["layer"]), []).append(frame)
+    return {key: pd.concat(found, ignore_index=True) for key, found in frames.items()}
+
+
+def mean_over_seeds(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """Per (model, step, layer): the mean of `columns` over seeds, and `<column>_seed_low/high` (their
+    range over seeds; NaN with one seed). Other columns: their first value."""
+    columns = [c for c in columns if c != "seed"]
+    if "seed" not in frame or frame["seed"].nunique() < 2:
+        return frame.assign(**{f"{c}_seed_{e}": np.nan for c in columns if c in frame for e in ("low", "high")})
+    keys = ["model", "step", "layer", *(["attribute"] if "attribute" in frame else [])]
+    grouped = frame.groupby(keys, sort=False, dropna=False)
+    present = [c for c in columns if c in frame]
+    out = grouped.first().join(grouped[present].mean(), rsuffix="_mean")
+    for column in present:
+        out[column] = out.pop(f"{column}_mean")
+        out[f"{column}_seed_low"] = grouped[column].min()
+        out[f"{column}_seed_high"] = grouped[column].max()
+    return out.reset_index()
+
+
+def _seed_band(ax, x, rows, column, colour, scale=1.0) -> None:
+    """The across-seed range of `column` as a band; the replicate interval as error bars with one seed."""
+    low, high = f"{column}_seed_low", f"{column}_seed_high"
+    if low in rows and rows[low].notna().any():
+        ax.fill_between(x, rows[low] / scale, rows[high] / scale, color=colour, alpha=0.2, linewidth=0)
+    elif column == "overlap" and "overlap_ci_low" in rows and rows["overlap_ci_low"].notna().any():
+        y = rows["overlap"] / scale
+        ax.errorbar(x, y, yerr=[y - rows["overlap_ci_low"] / scale, rows["overlap_ci_high"] / scale - y],
+                    fmt="none", ecolor=colour, capsize=3, linewidth=1)
 
 
 def similarity_frames(paths: Iterable[str | os.PathLike]) -> dict[tuple, pd.DataFrame]:
@@ -197,9 +233,12 @@ def _last_points(frames: Mapping[tuple, pd.DataFrame], layer: int) -> dict[str, 
 
 # ----------------------------------------------------------------------------- figures
 def plot_overlap_vs_step(alignment: pd.DataFrame, attributes: pd.DataFrame, layer: int | None = None):
-    """Mean overlap and each attribute's overlap per checkpoint, one line per model, chance dashed."""
+    """Mean overlap and each attribute's overlap per checkpoint, one line per model, chance dashed;
+    the band over seeds, or the replicate interval (see the module docstring)."""
     alignment, layer = _pick_layer(alignment, layer)
     attributes, _ = _pick_layer(attributes, layer)
+    alignment = mean_over_seeds(alignment, ["overlap", "chance"])
+    attributes = mean_over_seeds(attributes, ["overlap", "chance"]) if not attributes.empty else attributes
     if alignment["overlap"].isna().all():
         return _empty_figure("no attribute was kept in two languages: no overlap to show")
     models = list(dict.fromkeys(alignment["model"]))
@@ -224,6 +263,7 @@ def plot_overlap_vs_step(alignment: pd.DataFrame, attributes: pd.DataFrame, laye
                 continue
             x = rows["step"].map(position)
             ax.plot(x, rows["overlap"], marker="o", color=colours[model], label=model)
+            _seed_band(ax, x, rows, "overlap", colours[model])
             ax.plot(x, rows["chance"], linestyle="--", color=colours[model], linewidth=1)
             _mark_checks(ax, model, rows["step"], x, rows["overlap"], flags)
         ax.set_title(title, fontweight="bold" if frame is alignment else "normal")
@@ -235,7 +275,8 @@ def plot_overlap_vs_step(alignment: pd.DataFrame, attributes: pd.DataFrame, laye
     handles = [Line2D([], [], color=colours[m], marker="o") for m in models]
     handles.append(Line2D([], [], color="grey", linestyle="--"))
     marks, mark_labels = _check_handles(flags)
-    _legend_below(fig, handles + marks, [*models, "chance (k/D), per model", *mark_labels])
+    spread, spread_labels = _spread_handles(alignment, "overlap")
+    _legend_below(fig, handles + spread + marks, [*models, "chance (k/D), per model", *spread_labels, *mark_labels])
     k = alignment["k"].dropna()
     fig.suptitle(f"Cross-lingual neuron overlap (layer {layer}, k = {int(k.iloc[0]) if len(k) else '?'})")
     fig.tight_layout()
@@ -370,7 +411,31 @@ def _lookup_r(correlations: pd.DataFrame | None, layer, measure: str, target: st
         & (correlations["model"] == model)
         & (correlations["finals"] == "included")
     ]
+    if "seed" in rows:  # a model with seeds: the row pooled over them
+        rows = rows[rows["seed"].isna() | (rows["seed"].astype(str) == "pooled")]
     return float(rows["pearson_r"].iloc[0]) if len(rows) else np.nan
+
+
+def _spread_handles(frame: pd.DataFrame, column: str) -> tuple[list, list]:
+    """Legend entries for what `_seed_band` drew: the range over seeds, or the replicate interval."""
+    if f"{column}_seed_low" in frame and frame[f"{column}_seed_low"].notna().any():
+        return [Rectangle((0, 0), 1, 1, color="grey", alpha=0.3, linewidth=0)], ["range over pre-training seeds"]
+    if column == "overlap" and "overlap_ci_low" in frame and frame["overlap_ci_low"].notna().any():
+        return [Line2D([], [], color="grey", marker="|", linestyle="none", markersize=10)], [
+            "95% interval over probe replicates and pairs"]
+    return [], []
+
+
+def pair_summary(at_k: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    """Per pair at one k: the mean overlap over its rows (seeds and probe replicates) and whether it is
+    Holm-significant, its p-value combined over them (xlprobe.uncertainty)."""
+    keys = ["attribute", "treebank_a", "treebank_b", "language_a", "language_b"]
+    draws = [c for c in ("seed", "replicate") if c in at_k]
+    if draws:
+        at_k = at_k.assign(replicate=at_k.groupby(draws, dropna=False).ngroup())
+    pairs = significant_pairs(at_k, alpha)
+    overlap = at_k.groupby(keys, sort=False)["overlap"].mean()
+    return pairs.assign(overlap=overlap.reindex(pd.MultiIndex.from_frame(pairs[keys])).to_numpy())
 
 
 def plot_overlap_heatmaps(
@@ -405,7 +470,7 @@ def plot_overlap_heatmaps(
     for j, model in enumerate(models):
         key = last[model]
         frame = frames[key]
-        at_k = frame[frame["k"] == frame["k"].max()]
+        at_k = pair_summary(frame[frame["k"] == frame["k"].max()], alpha)
         for i, attribute in enumerate(attributes):
             ax = axes[i, j]
             ax.grid(False)
@@ -416,11 +481,11 @@ def plot_overlap_heatmaps(
             matrix = np.full((len(languages), len(languages)), np.nan)
             significant = np.zeros(matrix.shape, dtype=bool)
             within = np.zeros(matrix.shape, dtype=bool)
-            for a, b, value, p, same in zip(
-                rows["treebank_a"], rows["treebank_b"], rows["overlap"], rows["p_holm"], same_language(rows)
+            for a, b, value, marked, same in zip(
+                rows["treebank_a"], rows["treebank_b"], rows["overlap"], rows["significant"], same_language(rows)
             ):
                 for x, y in ((index[a], index[b]), (index[b], index[a])):
-                    matrix[x, y], significant[x, y], within[x, y] = value, p < alpha, same
+                    matrix[x, y], significant[x, y], within[x, y] = value, marked, same
             # One mesh and one text per labelled cell: seaborn's heatmap adds a text to every cell,
             # which takes minutes to lay out for 14 languages x 20 attributes x 3 models.
             image = ax.pcolormesh(
@@ -588,6 +653,81 @@ def plot_overlap_vs_lm_loss(alignment: pd.DataFrame, layer: int | None = None):
     return fig
 
 
+def random_pair_band(width: int, k: int, level: float = 0.95) -> tuple[float, float]:
+    """The central `level` range of one random pair's overlap / chance (hypergeometric shared count)."""
+    tail = (1 - level) / 2
+    low, high = hypergeom.ppf([tail, 1 - tail], width, k, k)
+    return low / k / (k / width), high / k / (k / width)
+
+
+def plot_overlap_over_chance_vs_step(alignment: pd.DataFrame, layer: int | None = None):
+    """Overlap / chance per checkpoint, one line per model (mean over seeds, band over seeds or the
+    replicate interval as error bars), against the range of one random pair (shaded, per model)."""
+    alignment, layer = _pick_layer(alignment, layer)
+    if alignment["overlap"].isna().all():
+        return _empty_figure("no attribute was kept in two languages: no overlap to show")
+    alignment = alignment.assign(overlap_ci_low=alignment["overlap_ci_low"] / alignment["chance"],
+                                 overlap_ci_high=alignment["overlap_ci_high"] / alignment["chance"],
+                                 overlap=alignment["overlap_over_chance"]) if "overlap_ci_low" in alignment \
+        else alignment.assign(overlap=alignment["overlap_over_chance"])
+    alignment = mean_over_seeds(alignment, ["overlap"])
+    models = list(dict.fromkeys(alignment["model"]))
+    colours = model_colours(models)
+    steps = ordered_steps(alignment["step"])
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    position = _step_axis(ax, steps)
+    for model in models:
+        rows = alignment[alignment["model"] == model].sort_values("step", key=lambda s: s.map(step_key))
+        x = rows["step"].map(position)
+        ax.plot(x, rows["overlap"], marker="o", color=colours[model], label=model)
+        _seed_band(ax, x, rows, "overlap", colours[model])
+        width, k = rows["width"].dropna(), rows["k"].dropna()
+        if len(width) and len(k):
+            low, high = random_pair_band(int(width.iloc[0]), int(k.iloc[0]))
+            ax.axhspan(low, high, color=colours[model], alpha=0.07, linewidth=0)
+    ax.axhline(1.0, color="black", linestyle="--", linewidth=1)
+    ax.set_ylabel("overlap / chance (k/D)")
+    handles = [Line2D([], [], color=colours[m], marker="o") for m in models]
+    handles += [Line2D([], [], color="black", linestyle="--"),
+                Rectangle((0, 0), 1, 1, color="grey", alpha=0.2, linewidth=0)]
+    spread, spread_labels = _spread_handles(alignment, "overlap")
+    _legend_below(fig, handles + spread, [*models, "chance", "95% range of one random pair (per model)",
+                                          *spread_labels], ncol=2)
+    fig.suptitle(f"Overlap over chance with its uncertainty (layer {layer})")
+    fig.tight_layout()
+    return fig
+
+
+def plot_stability_vs_step(alignment: pd.DataFrame, layer: int | None = None):
+    """Stability of the top-k picks across probe replicates per checkpoint, one line per model (band
+    over seeds), its chance level k/D dashed."""
+    alignment, layer = _pick_layer(alignment, layer)
+    if "stability" not in alignment or alignment["stability"].isna().all():
+        return _empty_figure("one probe replicate: no stability to show (set probe.replicates >= 2)")
+    alignment = mean_over_seeds(alignment, ["stability", "stability_chance"])
+    models = list(dict.fromkeys(alignment["model"]))
+    colours = model_colours(models)
+    steps = ordered_steps(alignment["step"])
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    position = _step_axis(ax, steps)
+    for model in models:
+        rows = alignment[alignment["model"] == model].sort_values("step", key=lambda s: s.map(step_key))
+        x = rows["step"].map(position)
+        ax.plot(x, rows["stability"], marker="o", color=colours[model], label=model)
+        _seed_band(ax, x, rows, "stability", colours[model])
+        ax.plot(x, rows["stability_chance"], linestyle="--", color=colours[model], linewidth=1)
+    ax.set_ylabel("share of top-k picks two replicates share")
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_ylim(0, 1.02)
+    handles = [Line2D([], [], color=colours[m], marker="o") for m in models]
+    handles.append(Line2D([], [], color="grey", linestyle="--"))
+    spread, spread_labels = _spread_handles(alignment, "stability")
+    _legend_below(fig, handles + spread, [*models, "chance (k/D), per model", *spread_labels], ncol=2)
+    fig.suptitle(f"Stability of the selected neurons across probe replicates (layer {layer})")
+    fig.tight_layout()
+    return fig
+
+
 # ----------------------------------------------------------------------------- all figures
 FIGURE_NAMES = resolved_config.FIGURE_NAMES
 
@@ -610,14 +750,18 @@ def plot_figures(
     correlations = read_tsv(correlations_path) if correlations_path else None
     overlaps = overlap_frames(overlap_paths)
     similarity = similarity_frames(similarity_paths)
+    # Lines per model over steps: the mean over a model's seeds.
+    per_step = mean_over_seeds(alignment, list(alignment.select_dtypes("number").columns.difference(["layer"])))
     makers = {
         "overlap_vs_step": lambda: plot_overlap_vs_step(alignment, attributes),
-        "transfer_vs_step": lambda: plot_transfer_vs_step(alignment),
+        "overlap_over_chance_vs_step": lambda: plot_overlap_over_chance_vs_step(alignment),
+        "stability_vs_step": lambda: plot_stability_vs_step(alignment),
+        "transfer_vs_step": lambda: plot_transfer_vs_step(per_step),
         "overlap_vs_transfer": lambda: plot_overlap_vs_transfer(alignment, correlations),
         "overlap_heatmaps": lambda: plot_overlap_heatmaps(overlaps, alpha=alpha),
         "overlap_vs_k": lambda: plot_overlap_vs_k(overlaps),
-        "overlap_vs_lm_loss": lambda: plot_overlap_vs_lm_loss(alignment),
-        "similarity_vs_step": lambda: plot_similarity_vs_step(alignment, similarity),
+        "overlap_vs_lm_loss": lambda: plot_overlap_vs_lm_loss(per_step),
+        "similarity_vs_step": lambda: plot_similarity_vs_step(per_step, similarity),
     }
     for name, (png, pdf) in outputs.items():
         with plt.rc_context(STYLE):

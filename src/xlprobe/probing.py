@@ -43,9 +43,11 @@ PROBE_ARGUMENTS = (
 )
 
 
-def attribute_seed(seed: int, attribute: str) -> int:
-    """A seed per attribute, fixed by the config seed and the attribute's name."""
-    return zlib.crc32(f"{seed}\t{attribute}".encode()) & 0x7FFFFFFF
+def attribute_seed(seed: int, attribute: str, replicate: int = 0) -> int:
+    """A seed per attribute and probe replicate, fixed by the config seed, the attribute's name and the
+    replicate; replicate 0 keeps the stream of a run without replicates."""
+    key = f"{seed}\t{attribute}" if replicate == 0 else f"{seed}\t{attribute}\t{replicate}"
+    return zlib.crc32(key.encode()) & 0x7FFFFFFF
 
 
 def probe_attribute(
@@ -125,11 +127,16 @@ def probe_treebank(
     threads: int = 1,
     labels: dict[str, Any] | None = None,
     progress: bool = True,
+    replicates: int = 1,
 ) -> dict[str, Any]:
     """Probe every attribute with kept values in one treebank's activations; write the result JSON.
 
-    `labels` (model, step, layer, treebank, ...) are copied into the result as they are.
+    `replicates` independent probe trainings and greedy selections per attribute, each seeded by
+    `attribute_seed(seed, attribute, replicate)`, on the activations loaded once.
+    `labels` (model, seed, step, layer, treebank, ...) are copied into the result as they are.
     """
+    if replicates < 1:
+        raise ValueError(f"probe.replicates must be at least 1, not {replicates}")
     torch.set_num_threads(threads)
     words = read_word_table(words_path)
     attributes = read_attribute_table(attributes_path)
@@ -144,7 +151,7 @@ def probe_treebank(
     usable = ~words["sentence_id"].isin(skipped) & words["split"].isin(SPLITS)
     k = int(probe_config["k"])
     settings = probe_settings(probe_config)
-    results: dict[str, Any] = {}
+    results: list[dict[str, Any]] = [{} for _ in range(replicates)]
     for attribute, values in _kept_values(attributes, attributes_path).items():
         if attribute not in words.columns:
             raise ValueError(f"{attributes_path}: attribute {attribute!r} has no column in {words_path}")
@@ -161,31 +168,37 @@ def probe_treebank(
             if len(index) == 0:
                 raise ValueError(f"{words_path}: no {split} rows for attribute {attribute!r}")
         _check_finite(splits, activations_path, attribute)
-        seed_here = attribute_seed(seed, attribute)
-        log.info(
-            "%s: %d classes, %s rows, seed %d",
-            attribute,
-            len(classes),
-            "/".join(str(len(splits[s][1])) for s in SPLITS),
-            seed_here,
-        )
-        results[attribute] = probe_attribute(
-            splits, classes, k=min(k, activations.shape[1]), seed=seed_here, progress=progress, **settings
-        )
-        log.info(
-            "%s: top neurons %s, dev %s %.3f, test MI under the mask family %.3f",
-            attribute,
-            results[attribute]["selected"][:5],
-            settings["criterion"],
-            results[attribute]["dev_score"][-1],
-            results[attribute]["mask_family"]["test_mi"],
-        )
+        for replicate in range(replicates):
+            seed_here = attribute_seed(seed, attribute, replicate)
+            log.info(
+                "%s: %d classes, %s rows, replicate %d of %d, seed %d",
+                attribute,
+                len(classes),
+                "/".join(str(len(splits[s][1])) for s in SPLITS),
+                replicate + 1,
+                replicates,
+                seed_here,
+            )
+            record = probe_attribute(
+                splits, classes, k=min(k, activations.shape[1]), seed=seed_here, progress=progress, **settings
+            )
+            results[replicate][attribute] = record
+            log.info(
+                "%s: top neurons %s, dev %s %.3f, test MI under the mask family %.3f",
+                attribute,
+                record["selected"][:5],
+                settings["criterion"],
+                record["dev_score"][-1],
+                record["mask_family"]["test_mi"],
+            )
     result = {
         **(labels or {}),
         "dimension": int(activations.shape[1]),
         "k": k,
         "criterion": settings["criterion"],
-        "attributes": results,
+        "replicates": replicates,
+        "attributes": results[0],
+        **({"replicate_attributes": results[1:]} if replicates > 1 else {}),
         "provenance": provenance(
             {"probe": probe_config, "seed": seed},
             inputs={

@@ -20,6 +20,7 @@ import yaml
 from xlprobe.devices import job_device
 from xlprobe.discovery import discover_steps
 from xlprobe.hubdata import config_datasets
+from xlprobe.identity import model_runs, run_spec
 from xlprobe.model_shape import ModelShape, ShapeUnknown, model_shape
 from xlprobe.workflow_config import SCHEMA, check_config, schema_defaults, with_defaults
 
@@ -31,6 +32,8 @@ FIGURE_NAMES = (
     "overlap_heatmaps",
     "overlap_vs_k",
     "overlap_vs_lm_loss",
+    "overlap_over_chance_vs_step",
+    "stability_vs_step",
     "similarity_vs_step",
 )
 
@@ -73,20 +76,30 @@ class ResolvedConfig:
     def probe_device(self) -> str:
         return self.config["probe"]["device"]
 
-    def points(self) -> list[tuple[str, str]]:
-        """Every (model, step) of the grid."""
-        return [(model, step) for model, steps in self.steps.items() for step in steps]
+    @property
+    def runs(self) -> dict[str, dict[str, Any]]:
+        """Run name -> {model, seed}: one run per pre-training seed of a model with `seeds`, else the
+        model itself (xlprobe.identity). The `model` wildcard of every path is a run's name."""
+        return model_runs(self.config["models"])
 
-    def model_shape(self, model: str) -> ModelShape | None:
+    def points(self) -> list[tuple[str, str]]:
+        """Every (run, step) of the grid."""
+        return [(run, step) for run, of in self.runs.items() for step in self.steps[of["model"]]]
+
+    def model_shape(self, run: str) -> ModelShape | None:
         """A model's shape from its config.json, or None where none can be read yet (see xlprobe.model_shape).
 
         Only a shape found is kept: download_checkpoint puts config.json into the cache during the run,
         and the jobs after it are sized from it.
         """
-        if model not in self._shapes:
+        runs = self.runs
+        of = runs.get(run) or {"model": run, "seed": None}
+        model = of["model"]
+        if model not in self._shapes:  # every seed of a model has one shape: its first run's is read
+            first = next(r for r in runs.values() if r["model"] == model)
             try:
                 self._shapes[model] = model_shape(
-                    model, self.config["models"][model], self.steps[model], demo=self.config.get("demo"),
+                    model, run_spec(self.config["models"], first), self.steps[model], demo=self.config.get("demo"),
                     cache_dir=self.path(self.config["hf_cache"]) if self.config.get("hf_cache") else None,
                 )
             except ShapeUnknown:

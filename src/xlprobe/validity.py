@@ -152,12 +152,13 @@ def write_treebank(folder: Path, X: np.ndarray, labels: dict[str, np.ndarray], r
     return paths
 
 
-def run_setting(setting: Setting, seed: int, workdir: str | Path | None = None) -> pd.DataFrame:
+def run_setting(setting: Setting, seed: int, workdir: str | Path | None = None, replicates: int = 1) -> pd.DataFrame:
     """Probe every language, compute the overlap file, and return its rows with the planted truth.
 
     Adds to the overlap file's columns: `seed`, `width`, `shared_share`, `expected` (see
     `Setting.expected_overlap`) and `recall` (the share of the pair's planted neurons within their
-    top k'). `frame.attrs["noise_scale_quantiles"]`: for every top-k pick that is not one of its
+    top k'; of replicate 0). `replicates` probes per language (rows per replicate, see
+    xlprobe.overlap). `frame.attrs["noise_scale_quantiles"]`: for every top-k pick that is not one of its
     language's planted neurons, the quantile of that neuron's noise scale among all D (0.5 on
     average if such picks ignored the scale).
     """
@@ -177,6 +178,7 @@ def run_setting(setting: Setting, seed: int, workdir: str | Path | None = None) 
                 seed=seed,
                 labels={"treebank": language, "language": language},
                 progress=False,
+                replicates=replicates,
             )
             probe_paths.append(out)
         frame = compute_overlap(probe_paths, Path(tmp) / "overlap.tsv", k=setting.k, seed=seed)
@@ -256,6 +258,71 @@ def summarize(frame: pd.DataFrame, ks: Sequence[int] | None = None, alpha: float
                 }
             )
     return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- probe replicates
+def replicate_intervals(frame: pd.DataFrame, k: int, alpha: float = 0.05) -> pd.DataFrame:
+    """Per (width, ρ, seed, attribute) and per (width, ρ, seed) as attribute `mean`: the overlap at k
+    over replicates and pairs with its 95% interval (xlprobe.uncertainty), the truth it should hold,
+    and the share of pairs Holm-significant from replicate 0 alone and combined over the replicates.
+
+    Truths: `expected` (k/D at ρ = 0, where chance coincidence is all there is; above, the planted
+    neurons ranked first, which the probe's recall falls short of) and `grand_mean`, the mean of the
+    overlap over every seed of the setting (a Monte-Carlo estimate of the expected overlap that holds
+    at every ρ).
+    """
+    from xlprobe.alignment import significant_pairs
+    from xlprobe.uncertainty import overlap_cells, pigeonhole_interval
+
+    rows = []
+    at_k = frame[frame["k"] == k]
+    for (width, rho, seed), run in at_k.groupby(["width", "shared_share", "seed"]):
+        names, cells = overlap_cells(run)
+        low, high, point_low, point_high = pigeonhole_interval(cells, seed=int(seed))
+        single = significant_pairs(run[run["replicate"] == 0], alpha)
+        combined = significant_pairs(run, alpha)
+        for i, name in enumerate([*names, "mean"]):
+            pick = slice(None) if name == "mean" else [i]
+            of_single = single if name == "mean" else single[single["attribute"] == name]
+            of_combined = combined if name == "mean" else combined[combined["attribute"] == name]
+            rows.append({
+                "width": width, "k": k, "shared_share": rho, "seed": seed, "attribute": name,
+                "replicates": cells.shape[1],
+                "overlap": float(np.nanmean(np.nanmean(cells[pick], axis=(1, 2)))),
+                "low": point_low if name == "mean" else low[i],
+                "high": point_high if name == "mean" else high[i],
+                "expected": float(run["expected"].iloc[0]),
+                "significant_single": of_single["significant"].mean(),
+                "significant_combined": of_combined["significant"].mean(),
+                "familywise_single": of_single.groupby("attribute")["significant"].any().mean(),
+                "familywise_combined": of_combined.groupby("attribute")["significant"].any().mean(),
+            })
+    table = pd.DataFrame(rows)
+    table["grand_mean"] = table.groupby(["width", "shared_share", "attribute"])["overlap"].transform("mean")
+    return table
+
+
+def replicate_coverage(intervals: pd.DataFrame) -> pd.DataFrame:
+    """Per (width, k, ρ) and level (one attribute, the mean over attributes): how often the interval
+    holds `expected` and `grand_mean`, its mean width, and the significance rates."""
+    level = np.where(intervals["attribute"] == "mean", "mean over attributes", "one attribute")
+    holds = intervals.assign(
+        level=level,
+        holds_expected=(intervals["low"] <= intervals["expected"]) & (intervals["expected"] <= intervals["high"]),
+        holds_grand_mean=(intervals["low"] <= intervals["grand_mean"]) & (intervals["grand_mean"] <= intervals["high"]),
+        width_ci=intervals["high"] - intervals["low"],
+    )
+    return (
+        holds.groupby(["width", "k", "shared_share", "level"], sort=True)
+        .agg(intervals=("low", "size"), replicates=("replicates", "first"), overlap=("overlap", "mean"),
+             expected=("expected", "mean"), coverage_expected=("holds_expected", "mean"),
+             coverage_grand_mean=("holds_grand_mean", "mean"), mean_width=("width_ci", "mean"),
+             significant_single=("significant_single", "mean"),
+             significant_combined=("significant_combined", "mean"),
+             familywise_single=("familywise_single", "mean"),
+             familywise_combined=("familywise_combined", "mean"))
+        .reset_index()
+    )
 
 
 # ----------------------------------------------------------------------------- correlation stage

@@ -14,4 +14,6 @@ with log_to(snakemake.log[0]):
         alpha=snakemake.params.analysis["alpha"],
         check_paths=list(snakemake.input.lm_loss),
         margin=snakemake.params.checks["suspect_margin"],
+        stability_paths=list(snakemake.input.stability),
+        seed=snakemake.params.seed,
     )

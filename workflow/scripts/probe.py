@@ -11,13 +11,8 @@ with log_to(snakemake.log[0]):
         snakemake.input.meta,
         snakemake.output[0],
         probe_config=snakemake.params.probe,
+        replicates=int(snakemake.params.probe["replicates"]),
         seed=int(snakemake.params.seed),
         threads=snakemake.threads,
-        labels={
-            "model": snakemake.wildcards.model,
-            "step": snakemake.wildcards.step,
-            "layer": int(snakemake.wildcards.layer),
-            "treebank": snakemake.wildcards.treebank,
-            "language": snakemake.params.language,
-        },
+        labels={**snakemake.params.point, "language": snakemake.params.language},
     )
