@@ -106,7 +106,7 @@ def demo_run(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def hub_server(shared_data, tmp_path_factory):
-    """The local hub (scripts/hub-server: olah serving the repos of xlprobe.localhub), built once.
+    """The local hub (scripts/hub-server: olah serving the repos of tests/localhub.py), built once.
 
     Tests that stop it leave it stopped; `local_hub` starts it again for the next test.
     """
