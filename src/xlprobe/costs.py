@@ -53,8 +53,8 @@ MODEL_SHAPES = {
     "pythia-1b": (2048, 16, 1_011_781_632),
     "pythia-1.4b": (2048, 24, 1_414_647_808),
 }
-# What a job asks for when its model's shape is unknown (before its activations exist): the fixed
-# requests the rules made before they were sized.
+# What a job asks for when its model's shape is unknown (before its activations exist): fixed
+# requests, (runtime in minutes, mem_mb).
 UNSIZED = {"probe": (240, 8000), "dump": (240, 16000), "transfer": (720, 16000)}
 # English EWT at the paper's settings: 5 kept attributes; part of speech covers 82% of the training
 # tokens (17 classes), the other four 14% each (about 3 classes). Used to size unbuilt treebanks.
