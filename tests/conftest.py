@@ -156,3 +156,15 @@ def slurm_cluster(tmp_path_factory):
         yield directory
     finally:
         subprocess.run([str(REPO / "scripts" / "slurm-cluster"), "stop", str(directory)], check=True, timeout=120)
+
+
+# ----------------------------------------------------------------------------- the inner loop
+# What needs a whole workflow run, the local hub (its repos take minutes to build) or a SLURM cluster
+# is slow: `pytest -m "not slow"` is the inner loop without them; scripts/test.sh (CI) runs everything.
+SLOW_FIXTURES = {"demo_run", "hub_server", "local_hub", "slurm_cluster"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
