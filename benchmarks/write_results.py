@@ -93,7 +93,8 @@ def points_table(results: Path, k: int | None) -> pd.DataFrame:
 
 def correlations_table(results: Path) -> pd.DataFrame:
     frame = read_tsv(results / "correlations.tsv")
-    frame = frame[frame["measure"] == "overlap_over_chance"]
+    # below 3 checkpoints the stage gives no coefficient (a `note` says so)
+    frame = frame[(frame["measure"] == "overlap_over_chance") & frame["pearson_r"].notna()]
 
     def interval(low, high):
         return "–" if pd.isna(low) else f"{low:.2f} to {high:.2f}"
@@ -162,8 +163,9 @@ def plan_section(config: str) -> list[str]:
     title = "## Planned cost of the paper's grid"
     if done.returncode:
         return [title, f"`xlprobe plan --config {config}` failed:\n\n```\n{done.stderr.strip()[-2000:]}\n```"]
+    printed = done.stdout.strip().replace(f"{REPO}/", "")
     return [title, f"`xlprobe plan --config {config}` (estimates; see [cluster.md](cluster.md)):",
-            f"```\n{done.stdout.strip()}\n```"]
+            f"```\n{printed}\n```"]
 
 
 def main(argv: list[str] | None = None) -> None:
