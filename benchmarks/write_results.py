@@ -53,9 +53,11 @@ def run_time_line(results: Path) -> str:
     if not path.exists():
         return ""
     t = json.loads(path.read_text())
-    return (f"Wall time of the workflow from scratch: {t['wall_s'] / 60:.1f} min for {t['jobs']} jobs "
+    cpu = f", {t['cpu_s'] / 60:.1f} CPU-minutes" if "cpu_s" in t else ""
+    mean = f", {t['load_mean']} on average" if "load_mean" in t else ""
+    return (f"Wall time of the workflow from scratch: {t['wall_s'] / 60:.1f} min for {t['jobs']} jobs{cpu} "
             f"(`snakemake --cores {t['cores']}` on {t['cpus']} CPUs; load average {t['load_start']} at the start, "
-            f"{t['load_end']} at the end; {t['date']}).")
+            f"{t['load_end']} at the end{mean}; finished {t['date']}).")
 
 
 def points_table(results: Path, k: int | None) -> pd.DataFrame:
