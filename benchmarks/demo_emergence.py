@@ -9,7 +9,7 @@ computes it) of `DRAWS` draws in which every treebank's top-k set of every attri
 k-subset of the D neurons; its 2.5% and 97.5% quantiles. D is the probes' width (the hidden size,
 or 4 x hidden with activations.site: mlp).
 
-Then, for issue 12's checks: each Holm-significant pair at the last checkpoint, the transfer per
+Then each Holm-significant pair at the last checkpoint, the transfer per
 checkpoint, the correlations with their bootstrap intervals, and with --figure overlap / chance per
 checkpoint against the random band beside the transfer.
 """

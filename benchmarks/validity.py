@@ -144,7 +144,7 @@ def render_replicates(out: Path, docs: Path | None) -> str:
 
 
 def checks(summary: pd.DataFrame) -> list[str]:
-    """The issue's criteria: FPR at ρ = 0 within α (per pair and family-wise); overlap increasing in ρ."""
+    """The checks: FPR at ρ = 0 within α (per pair and family-wise); overlap increasing in ρ."""
     failures = []
     for (width, k), group in summary.groupby(["width", "k"]):
         group = group.sort_values("shared_share")
@@ -289,9 +289,9 @@ attribute) families with any significant pair (what Holm bounds by α). Coverage
 percentile-bootstrap interval of a series of checkpoints holds the true correlation of the bivariate
 normal it was drawn from (Spearman against 6/π·asin(r/2)). With 3 checkpoints the stage gives no
 interval (`correlation.MIN_INTERVAL_POINTS` = 4, shown as –): of 3 points, 18 of the 27 bootstrap
-resamples hold only 2 distinct points, whose correlation is ±1 by construction, and before that rule
-the 3-point "95%" interval held the true r in 60% (r = 0.5) and 41% (r = 0.9) of 400 series each
-(this benchmark, run on the correlation stage of commit 2cee8b8).
+resamples hold only 2 distinct points, whose correlation is ±1 by construction; a 3-point "95%"
+interval held the true r in only 60% (r = 0.5) and 41% (r = 0.9) of 400 series each (this benchmark
+with the minimum set to 3).
 """
 
 

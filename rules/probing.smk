@@ -5,7 +5,7 @@ rule probe:
     input:
         words=lambda wc: words_path(wc.treebank),
         attributes=lambda wc: attributes_path(wc.treebank),
-        # A dump job writes all layers in one pass, so adding a layer rewrites the old layers' files
+        # A dump job writes all layers in one pass, so adding a layer rewrites the other layers' files
         # (with the same numbers). ancient(): their time stamps do not rerun this probe; what would
         # change the numbers is in params (model, dump settings) and reruns it through them.
         activations=ancient(f"{ACTIVATIONS}/layer{{layer}}.npy"),

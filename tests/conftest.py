@@ -106,7 +106,7 @@ def demo_run(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def hub_server(shared_data, tmp_path_factory):
-    """The local hub (scripts/hub-server: olah serving the repos of xlprobe.localhub), built once.
+    """The local hub (scripts/hub-server: olah serving the repos of tests/localhub.py), built once.
 
     Tests that stop it leave it stopped; `local_hub` starts it again for the next test.
     """
@@ -156,3 +156,15 @@ def slurm_cluster(tmp_path_factory):
         yield directory
     finally:
         subprocess.run([str(REPO / "scripts" / "slurm-cluster"), "stop", str(directory)], check=True, timeout=120)
+
+
+# ----------------------------------------------------------------------------- the inner loop
+# What needs a whole workflow run, the local hub (its repos take minutes to build) or a SLURM cluster
+# is slow: `pytest -m "not slow"` is the inner loop without them; scripts/test.sh (CI) runs everything.
+SLOW_FIXTURES = {"demo_run", "hub_server", "local_hub", "slurm_cluster"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

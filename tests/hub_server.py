@@ -26,7 +26,7 @@ def free_port() -> int:
 
 
 class LocalHub:
-    """An olah server on 127.0.0.1 serving the repos that xlprobe.localhub builds in `directory`."""
+    """An olah server on 127.0.0.1 serving the repos that tests/localhub.py builds in `directory`."""
 
     def __init__(self, directory: Path, shared_data: Path):
         self.directory = directory
@@ -63,7 +63,7 @@ class LocalHub:
 
     def git(self, repo_id: str, *args: str, kind: str = "model") -> bytes:
         """`git <args>` in a served repo (what the server serves, read independently of it)."""
-        from xlprobe.localhub import repo_dir
+        from localhub import repo_dir
 
         return subprocess.run(["git", "-C", str(repo_dir(self.mirrors, repo_id, kind)), *args],
                               capture_output=True, check=True).stdout

@@ -7,9 +7,9 @@ import json
 
 import pytest
 from hub_server import run_python
+from localhub import TinyBloom, add_step, served_tokenizer
 
 from xlprobe.discovery import matching_steps, revision_regex
-from xlprobe.localhub import TinyBloom, add_step, served_tokenizer
 
 
 def test_revision_template_and_selector():

@@ -470,6 +470,7 @@ def builds(tmp_path_factory) -> dict[Path, Future]:
     pool.shutdown(cancel_futures=True)
 
 
+@pytest.mark.slow  # a fresh virtual environment per file, from PyPI: minutes
 @pytest.mark.parametrize("env_file", ENV_FILES, ids=lambda p: p.name)
 def test_environment_builds_from_pypi(env_file: Path, builds: dict[Path, Future]):
     builds[env_file].result()

@@ -9,9 +9,8 @@ import json
 import pytest
 import torch
 from hub_server import run_python
+from localhub import DEFAULT_MODELS, TOKENIZER_REPO
 from safetensors.torch import load as load_safetensors
-
-from xlprobe.localhub import DEFAULT_MODELS, TOKENIZER_REPO
 
 SPEC = DEFAULT_MODELS[0]
 MODEL = {

@@ -85,7 +85,7 @@ def config_points(workdir: Path, config: dict) -> list[tuple[str, str]]:
 
 
 def check_flags(workdir: Path, config: dict, alignment: pd.DataFrame) -> None:
-    """The served repos' planted faults (xlprobe.localhub.DEFAULT_MODELS) are flagged: bloom-32's step 2000
+    """The served repos' planted faults (localhub.DEFAULT_MODELS) are flagged: bloom-32's step 2000
     republishes step 1000's weights, bloom-48's step 2000 is scrambled; nothing else is flagged."""
     points = alignment.drop_duplicates(["model", "step"]).set_index(["model", "step"])
     flagged = {point: (row["duplicate_of"], row["suspect"]) for point, row in points.iterrows()
@@ -178,7 +178,7 @@ def rerun_after_a_new_branch(hub, workdir: Path, fetch, rest):
     """bloom-48 global_step3000 published after the run: the same command (dry) plans that step's jobs, as
     many per rule as each earlier step had, and the aggregates; nothing of the other steps. The branch is
     removed afterwards (the server is shared by the session's tests)."""
-    from xlprobe.localhub import DEFAULT_MODELS, add_step, repo_dir, served_tokenizer
+    from localhub import DEFAULT_MODELS, add_step, repo_dir, served_tokenizer
 
     spec = DEFAULT_MODELS[1]
     hub.start()

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 # The tests that read real data and cannot have it generated: file formats and real treebanks.
 REAL_FILES = {
@@ -33,6 +35,7 @@ def outcomes(done: subprocess.CompletedProcess) -> dict[str, int]:
     return {word: int(n) for n, word in re.findall(r"(\d+) (passed|failed|skipped|error)", summary)}
 
 
+@pytest.mark.slow  # a pytest session in a subprocess
 def test_in_ci_a_test_needing_the_shared_data_fails_instead_of_skipping(tmp_path):
     real = "tests/test_treebank.py::test_real_french_treebank_counts"
     assert outcomes(pytest_without_shared_data(tmp_path, real, ci=False)) == {"skipped": 1}
@@ -41,6 +44,7 @@ def test_in_ci_a_test_needing_the_shared_data_fails_instead_of_skipping(tmp_path
     assert "CI=true" in done.stdout
 
 
+@pytest.mark.slow  # a pytest session of two test modules in a subprocess
 def test_model_tests_run_without_the_shared_data(tmp_path):
     # The tiny model and its text come from the synthetic generator: only real-file tests skip.
     done = pytest_without_shared_data(tmp_path, "tests/test_similarity.py", "tests/test_transfer.py", ci=False)

@@ -88,6 +88,7 @@ def test_correlation_interval_covers_a_known_correlation_with_many_checkpoints()
     assert 0.2 < result["pearson_width"] < 1.0
 
 
+@pytest.mark.slow  # the benchmark end to end: probes for every setting
 def test_quick_benchmark_recovers_planted_sharing(tmp_path):
     """The benchmark's --quick run (D = 128, k = 10, 3 seeds, ρ in {0, 0.5, 1}) through the workflow's stages."""
     spec = importlib.util.spec_from_file_location("validity_benchmark", BENCHMARK)

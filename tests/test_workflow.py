@@ -175,6 +175,27 @@ def test_changing_the_batch_size_reruns_nothing(demo_run, tmp_path):
     assert planned_jobs(result) == {}, result.stdout[-3000:]
 
 
+# Loaded into every Python process of the run below (a sitecustomize on PYTHONPATH): a dump that has
+# written a layer completely stops before renaming it into place, says so in a file, and waits there to
+# be killed. The kill then always falls mid-dump, however fast the machine.
+HOLD_THE_DUMP = """
+import os, pathlib, time
+
+_replace = os.replace
+
+
+def replace(src, dst, *args, **kwargs):
+    path = pathlib.Path(src)
+    if path.name.startswith(".layer") and "activations" in path.parts:
+        pathlib.Path(os.environ["XLPROBE_TEST_DUMP_HELD"]).touch()
+        time.sleep(3600)
+    return _replace(src, dst, *args, **kwargs)
+
+
+os.replace = replace
+"""
+
+
 def test_a_run_killed_mid_dump_resumes_to_the_same_results(demo_run, tmp_path):
     reference, _, config, _ = demo_run
     workdir = tmp_path / "work"
@@ -188,20 +209,25 @@ def test_a_run_killed_mid_dump_resumes_to_the_same_results(demo_run, tmp_path):
 
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
            str(workdir), "--configfile", str(configfile), "--cores", "1", target]
-    run = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    activations = workdir / config["results"] / "activations"
+    hook, held = tmp_path / "hook", tmp_path / "dump-held"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(HOLD_THE_DUMP)
+    env = {**os.environ, "XLPROBE_TEST_DUMP_HELD": str(held),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")]))}
+    run = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                           env=env)
     deadline = time.monotonic() + 600
     try:
-        # wait until a dump is writing (its temporary files are hidden: .layerN.npy.XXXX.npy)
-        while not any(activations.rglob(".layer*")):
-            assert run.poll() is None and time.monotonic() < deadline, "no dump started"
-            time.sleep(0.02)
+        # the dump announces that it holds a finished layer under its temporary name and waits
+        while not held.exists():
+            assert run.poll() is None and time.monotonic() < deadline, "no dump reached its rename"
+            time.sleep(0.1)
     finally:
         os.killpg(run.pid, signal.SIGKILL)  # the node is lost: nothing runs, no clean-up
         run.wait()
     results = workdir / config["results"]
     left = [p for p in results.rglob(".*") if p.is_file()]
-    assert left, "the kill came after the dump had finished"
+    assert left, "the killed dump left no temporary file"
     # nothing that looks finished is unfinished: every result file present is the complete one
     for relative in result_files(results):
         assert same_result(results / relative, reference / config["results"] / relative), relative

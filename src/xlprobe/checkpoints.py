@@ -181,7 +181,7 @@ def hub_snapshot(
     from huggingface_hub import errors, snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
-    # A hub that cannot be reached: httpx's errors (huggingface_hub >= 1), OSError (requests, before).
+    # A hub that cannot be reached: httpx's errors (huggingface_hub >= 1), OSError (requests, < 1).
     unreachable = (errors.HfHubHTTPError, LocalEntryNotFoundError, OSError, getattr(errors, "HTTPError", OSError))
     cache = str(cache_dir) if cache_dir else None
     what = f"revision '{revision}' of repo '{repo}'"

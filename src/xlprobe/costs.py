@@ -43,8 +43,8 @@ START_MINUTES = 10  # interpreter, imports, loading a checkpoint, reading the ta
 BASE_MB = 1500  # Python with torch, numpy, pandas loaded (measured RSS ~1.0 GB) plus slack
 WORD_TABLE_BYTES = 400  # one row of a word table in pandas, all columns as strings
 GREEDY_CACHE_BYTES = 2 * 2**30  # greedy_select's max_cache_bytes
-# What a job asks for when its model's shape is unknown (before its activations exist): the fixed
-# requests the rules made before they were sized.
+# What a job asks for when its model's shape is unknown (before its activations exist): fixed
+# requests, (runtime in minutes, mem_mb).
 UNSIZED = {"probe": (240, 8000), "dump": (240, 16000), "transfer": (720, 16000)}
 # English EWT at the paper's settings: 5 kept attributes; part of speech covers 82% of the training
 # tokens (17 classes), the other four 14% each (about 3 classes). Used to size unbuilt treebanks.

@@ -108,7 +108,7 @@ def lm_loss(model, tokenizer, sample: Mapping[str, Sequence[str]], batch_size: i
 def checkpoint_weights(model: Mapping[str, Any], step: int | str, marker: str | os.PathLike | None,
                        demo_dir: str | os.PathLike, cache_dir: str | None) -> dict[str, Any]:
     """The weight hashes of a checkpoint: those its download marker recorded at prefetch (hub, local),
-    else its files hashed now (demo models; markers of an older xlprobe)."""
+    else its files hashed here (demo models; markers without weight hashes)."""
     from xlprobe.checkpoints import local_files, resolve_checkpoint
     from xlprobe.weights import hash_folder
 

@@ -240,7 +240,7 @@ class LatentSubsetProbe:
         `masks` is a boolean [2s, B, D] tensor for the rows xb [B, D], or a MaskSampler that draws them
         a block of rows at a time. The work goes a block of rows and one mask at a time, so that the
         float inputs and their products stay in the core's cache: no [2s, B, D] float tensor goes
-        through memory (those trips were most of the old step's cost). Every [block, D] array lives
+        through memory (such trips would cost more than the arithmetic). Every [block, D] array lives
         in buffers reused from step to step (`_Workspace`): fresh ones cost a page fault per 4 KB.
 
         The objective is the released one (copenlu/multilingual-typology-probing, poisson_trainer.py
@@ -341,8 +341,8 @@ def _row_blocks(rows: int, dim: int, floats: int = 2**17) -> list[slice]:
 def mask_bit_source(gen: torch.Generator, device: torch.device) -> torch.Generator | np.random.BitGenerator:
     """Where a probe's mask bits come from, seeded from `gen`.
 
-    On CPU numpy's PCG64 (about 3x faster than torch's Mersenne Twister, which drew half the old
-    probe's time); on a GPU torch's own generator on that device, so that the bits never cross the bus.
+    On CPU numpy's PCG64 (about 3x faster than torch's Mersenne Twister, whose bits would take half
+    the probe's time); on a GPU torch's own generator on that device, so that the bits never cross the bus.
     """
     if device.type == "cpu":
         return np.random.PCG64(int(torch.randint(0, 2**62, (1,), generator=gen, device=device)))

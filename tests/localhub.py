@@ -1,5 +1,8 @@
 """Hub repositories on disk, for a local hub server (olah) that tests and trials run against.
 
+Test scaffolding: it reads the project's shared data and is no part of the xlprobe package; the tests
+import it from tests/ and scripts/hub-server runs it as a script.
+
 olah serves git repositories under `<mirrors>/models/<org>/<name>` and `<mirrors>/datasets/<org>/<name>`
 as hub repos, each git branch a revision (see ../shared/notes/local-hub.md). This module writes them:
 
@@ -11,7 +14,7 @@ as hub repos, each git branch a revision (see ../shared/notes/local-hub.md). Thi
   `Helsinki-NLP/opus-100`), as parquet with the README `configs:` header, filled from the shared data.
 
 `add_step` adds one more `global_step{N}` branch to a built repo (a step published later).
-scripts/hub-server builds the repos (`python -m xlprobe.localhub build`) and serves them.
+scripts/hub-server builds the repos (`python tests/localhub.py build`) and serves them.
 """
 
 from __future__ import annotations
@@ -424,7 +427,7 @@ def olah_config(mirrors: str | os.PathLike, cache: str | os.PathLike, port: int)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m xlprobe.localhub", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python tests/localhub.py", description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=["build", "config", "add-step"])
     parser.add_argument("mirrors", help="folder for the git repos (models/, datasets/)")
     parser.add_argument("--data", default="../shared/data", help="the shared data (build)")
