@@ -30,7 +30,6 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 from scipy.stats import hypergeom
 
-from xlprobe import resolved_config
 from xlprobe.alignment import (
     FINAL,
     overlap_by_k,
@@ -43,6 +42,7 @@ from xlprobe.alignment import (
     step_value,
 )
 from xlprobe.correlation import MEASURES, correlation_targets
+from xlprobe.figures import FIGURE_NAMES
 from xlprobe.io import atomic_path, read_tsv
 from xlprobe.overlap import same_language
 
@@ -729,7 +729,6 @@ def plot_stability_vs_step(alignment: pd.DataFrame, layer: int | None = None):
 
 
 # ----------------------------------------------------------------------------- all figures
-FIGURE_NAMES = resolved_config.FIGURE_NAMES
 
 
 def plot_figures(

@@ -19,23 +19,11 @@ import yaml
 
 from xlprobe.devices import job_device
 from xlprobe.discovery import discover_steps
+from xlprobe.figures import FIGURE_NAMES
 from xlprobe.hubdata import config_datasets
 from xlprobe.identity import model_runs, run_spec
 from xlprobe.model_shape import ModelShape, ShapeUnknown, model_shape
 from xlprobe.workflow_config import SCHEMA, check_config, schema_defaults, with_defaults
-
-# Every figure plot_figures draws, in the order they are listed; similarity_vs_step needs `similarity`.
-FIGURE_NAMES = (
-    "overlap_vs_step",
-    "transfer_vs_step",
-    "overlap_vs_transfer",
-    "overlap_heatmaps",
-    "overlap_vs_k",
-    "overlap_vs_lm_loss",
-    "overlap_over_chance_vs_step",
-    "stability_vs_step",
-    "similarity_vs_step",
-)
 
 
 def steps_record(config: Mapping[str, Any], model: str) -> str:
