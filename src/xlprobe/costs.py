@@ -291,13 +291,15 @@ def similarity_seconds(similarity: Mapping[str, Any], params: int, costs) -> flo
     return forward_seconds(sentences, params, costs)
 
 
-def lm_loss_seconds(similarity: Mapping[str, Any], checks: Mapping[str, Any], params: int, costs) -> float:
-    """One lm_loss job: a forward pass over `lm_loss_sentences` sentences of each similarity language
-    (priced as the similarity's forward passes)."""
+def lm_loss_seconds(similarity: Mapping[str, Any], checks: Mapping[str, Any], params: int, costs,
+                    treebanks: Mapping[str, Any] | None = None) -> float:
+    """One lm_loss job: a forward pass over `lm_loss_sentences` sentences of each treebank language and
+    of each similarity language (priced as the similarity's forward passes)."""
     from xlprobe.lm_loss import DEFAULT_SENTENCES
 
-    languages = {language for pair in similarity.get("pairs", []) for language in pair}
-    sentences = len(languages) * checks.get("lm_loss_sentences", DEFAULT_SENTENCES)
+    languages = len({spec["language"] for spec in (treebanks or {}).values()})
+    languages += len({language for pair in similarity.get("pairs", []) for language in pair})
+    sentences = languages * checks.get("lm_loss_sentences", DEFAULT_SENTENCES)
     return forward_seconds(sentences, params, costs)
 
 

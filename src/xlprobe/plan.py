@@ -83,7 +83,8 @@ def plan(
     )
 
     lm_loss_h = sum(
-        cost.lm_loss_seconds(similarity, config.get("checks") or {}, shapes[m][2], costs) / 3600 for m, _ in points
+        cost.lm_loss_seconds(similarity, config.get("checks") or {}, shapes[m][2], costs, config["treebanks"]) / 3600
+        for m, _ in points
     )
 
     def row(rule, jobs, device, hours=0.0, disk=0.0, note=""):
@@ -141,7 +142,7 @@ def plan(
         row("transfer", len(points) * len(tasks), "GPU", transfer_h),
         row("similarity", len(points) if similarity else 0, "GPU", similarity_h),
         row("lm_loss", len(points), "GPU", lm_loss_h, note="checkpoint checks"),
-        row("alignment_table, correlations, plot_figures, all", 4, "CPU"),
+        row("lm_loss_sample, alignment_table, correlations, plot_figures, all", 5, "CPU"),
     ]
 
 

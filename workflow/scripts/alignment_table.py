@@ -1,7 +1,6 @@
 """Rule alignment_table: overlap, transfer, similarity and the checkpoint checks of every (model, step, layer)."""
 
 from xlprobe.alignment import write_alignment_table
-from xlprobe.checks import DEFAULT_MARGIN
 from xlprobe.logs import log_to
 
 with log_to(snakemake.log[0]):
@@ -14,5 +13,5 @@ with log_to(snakemake.log[0]):
         targets=snakemake.params.tasks,
         alpha=snakemake.params.analysis.get("alpha", 0.05),
         check_paths=list(snakemake.input.lm_loss),
-        margin=snakemake.params.checks.get("suspect_margin", DEFAULT_MARGIN),
+        margin=snakemake.params.checks["suspect_margin"],
     )
