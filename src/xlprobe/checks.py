@@ -58,18 +58,16 @@ def suspects(losses: Sequence[tuple[Any, float | None]], margin: float = DEFAULT
     for step, loss in losses:
         if loss is None or math.isnan(loss):
             continue
-        reasons = []
         if math.isinf(loss):
-            reasons.append("LM loss not a finite number")
-        else:
-            if best is not None and loss > best[1] + margin:
-                reasons.append(f"LM loss {loss:.3f} nats, {loss - best[1]:.2f} above step {best[0]}'s {best[1]:.3f} "
-                               "(the lowest of the earlier steps)")
-            if uniform is not None and loss > uniform + margin:
-                reasons.append(f"LM loss {loss:.3f} nats, {loss - uniform:.2f} above a uniform guess "
-                               f"(ln of the output width, {uniform:.3f})")
-        if reasons:
-            flagged[step] = "; ".join(reasons)
+            flagged[step] = "LM loss not a finite number"
+            continue
+        above = []
+        if best is not None and loss > best[1] + margin:
+            above.append(f"{loss - best[1]:.2f} above step {best[0]}'s {best[1]:.3f} (the lowest of the earlier steps)")
+        if uniform is not None and loss > uniform + margin:
+            above.append(f"{loss - uniform:.2f} above a uniform guess (ln of the output width, {uniform:.3f})")
+        if above:
+            flagged[step] = f"LM loss {loss:.3f} nats, " + ", ".join(above)
         elif best is None or loss < best[1]:
             best = (step, loss)
     return flagged
