@@ -1,20 +1,51 @@
-# Is each checkpoint what its name says? Its LM loss on a fixed multilingual sample (the similarity
-# section's sentences) and its weight hashes (recorded at prefetch for hub checkpoints), one JSON per
+# Is each checkpoint what its name says? Its LM loss on a fixed multilingual sample (the treebanks'
+# held-out sentences in every config, the similarity section's parallel text where configured; written
+# once by lm_loss_sample) and its weight hashes (recorded at prefetch for hub checkpoints), one JSON per
 # checkpoint; the alignment table flags duplicates and suspects from them (xlprobe.checks).
+
+LM_LOSS_SAMPLE = f"{RESULTS}/lm_loss/sample.json"
+
+
+def lm_loss_treebanks(wildcards):
+    """language -> the files of its treebanks, treebanks in config order (xlprobe.lm_loss.write_sample)."""
+    languages = {}
+    for treebank in TREEBANKS:
+        languages.setdefault(config["treebanks"][treebank]["language"], []).extend(treebank_input(treebank))
+    return languages
+
+
+rule lm_loss_sample:
+    input:
+        treebanks=lambda wc: [path for tb in TREEBANKS for path in treebank_input(tb)],
+        parallel=similarity_data_input,
+        hub=similarity_hub_input,
+    output:
+        LM_LOSS_SAMPLE,
+    params:
+        treebanks=lm_loss_treebanks,
+        similarity=canonical(lm_loss_text()),
+        sentences=config["checks"]["lm_loss_sentences"],
+        seed=config["seed"],
+        cache_dir=config.get("hf_cache"),
+        demo_dir=DEMO_DIR,
+    log:
+        f"{LOGS}/lm_loss_sample.log",
+    conda:
+        "../envs/gpu.yaml"
+    script:
+        f"../{SCRIPTS}/lm_loss_sample.py"
 
 
 rule lm_loss:
     input:
         checkpoint=checkpoint_input,
-        parallel=similarity_data_input,
-        hub=similarity_hub_input,
+        sample=LM_LOSS_SAMPLE,
     output:
         LM_LOSS,
     params:
         model=model_slice,
-        # the text of the sample only: the similarity's layers or pooling do not change the loss
-        similarity=canonical(lm_loss_text()),
-        checks=canonical(config.get("checks", {})),
+        # not the margin (the verdict, read by alignment_table) nor the sample's settings (its own rule)
+        checks=canonical({key: config["checks"][key] for key in ("batch_size", "device")}),
         cache_dir=config.get("hf_cache"),
         demo_dir=DEMO_DIR,
     log:

@@ -66,6 +66,9 @@ class TinyBloom:
     same_weights: tuple[tuple[int, int], ...] = ()
     # Steps whose branch holds their checkpoint's weights shuffled (`scramble`): broken checkpoints.
     scrambled: tuple[int, ...] = ()
+    # (step, factor): the step's branch holds its checkpoint's weights multiplied by `factor` (`scale`):
+    # a broken checkpoint whose weight files still look plausible.
+    scaled: tuple[tuple[int, float], ...] = ()
 
     @property
     def intermediate_repo(self) -> str:
@@ -81,6 +84,17 @@ class TinyBloom:
 DEFAULT_MODELS = (
     TinyBloom("bloom-32", hidden_size=32, same_weights=((2000, 1000),)),
     TinyBloom("bloom-48", hidden_size=48, train_steps=300, scrambled=(2000,)),
+)
+
+# Series for the checkpoint checks (tests/test_checks_hub.py, benchmarks/checkpoint_checks.py), the same
+# short training each: step 40's weight matrices multiplied by 30 and step 80 republishing step 60; two
+# neighbouring steps scrambled; nothing broken. Built on demand into a running hub (`add_models`).
+CHECK_STEPS = (0, 20, 40, 60, 80)
+CHECK_MODELS = (
+    TinyBloom("bloom-x30", hidden_size=48, steps=CHECK_STEPS, train_steps=300, scaled=((40, 30.0),),
+              same_weights=((80, 60),)),
+    TinyBloom("bloom-adjacent", hidden_size=48, steps=CHECK_STEPS, train_steps=300, scrambled=(40, 60)),
+    TinyBloom("bloom-healthy", hidden_size=48, steps=CHECK_STEPS, train_steps=300),
 )
 
 
@@ -195,21 +209,39 @@ def add_step(mirrors: str | os.PathLike, spec: TinyBloom, tokenizer, step: int,
     return commit_files(directory, f"global_step{step}", files, f"step {step}")
 
 
-def scramble(folder: str | os.PathLike, out: str | os.PathLike, seed: int = 0) -> Path:
-    """A copy of the checkpoint in `folder` whose every weight tensor has its entries shuffled (seeded):
-    the shapes and value distribution of the original, none of its function (a broken checkpoint)."""
+def _rewrite_weights(folder: str | os.PathLike, out: str | os.PathLike, change) -> Path:
+    """A copy of the checkpoint in `folder` with `change(parameter)` applied to every weight tensor in place."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(folder)
-    generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for parameter in model.parameters():
-            flat = parameter.view(-1)
-            flat.copy_(flat[torch.randperm(flat.numel(), generator=generator)])
+            change(parameter)
     model.save_pretrained(out)
     AutoTokenizer.from_pretrained(folder).save_pretrained(out)
     return Path(out)
+
+
+def scramble(folder: str | os.PathLike, out: str | os.PathLike, seed: int = 0) -> Path:
+    """A copy of the checkpoint in `folder` whose every weight tensor has its entries shuffled (seeded):
+    the shapes and value distribution of the original, none of its function (a broken checkpoint)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+
+    def shuffle(parameter):
+        flat = parameter.view(-1)
+        flat.copy_(flat[torch.randperm(flat.numel(), generator=generator)])
+
+    return _rewrite_weights(folder, out, shuffle)
+
+
+def scale(folder: str | os.PathLike, out: str | os.PathLike, factor: float) -> Path:
+    """A copy of the checkpoint in `folder` with its weight matrices (embeddings, linear layers) multiplied
+    by `factor`: a broken checkpoint whose hidden states stay within float16 (its LayerNorms and biases
+    are kept, so each block's input is still normalized), whose predictions are confidently wrong."""
+    return _rewrite_weights(folder, out, lambda parameter: parameter.mul_(factor) if parameter.dim() >= 2 else None)
 
 
 def _trained(spec: TinyBloom, tokenizer, text_lines: list[str], out: Path) -> list[Path]:
@@ -248,21 +280,58 @@ def build_model_repos(mirrors: str | os.PathLike, spec: TinyBloom, tokenizer,
     with tempfile.TemporaryDirectory() as tmp:
         folders = _trained(spec, tokenizer, text_lines or [], Path(tmp)) if spec.train_steps else []
         folder_of = dict(zip(spec.steps, folders))
+        factors = dict(spec.scaled)
         for step in spec.steps:
             source = same.get(step, step)  # the step whose weights this branch holds
             folder = folder_of.get(source)
+            if (step in spec.scrambled or step in factors) and folder is None:
+                # random weights, as the branch would hold, then broken
+                folder = Path(tmp, "random", str(source))
+                for name, content in _model_files(tokenizer, spec, source, False).items():
+                    (folder / name).parent.mkdir(parents=True, exist_ok=True)
+                    (folder / name).write_bytes(content)
             if step in spec.scrambled:
-                if folder is None:  # random weights, as the branch would hold, then shuffled
-                    folder = Path(tmp, "random", str(source))
-                    for name, content in _model_files(tokenizer, spec, source, False).items():
-                        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-                        (folder / name).write_bytes(content)
                 folder = scramble(folder, Path(tmp, "scrambled", str(step)), seed=step)
+            if step in factors:
+                folder = scale(folder, Path(tmp, "scaled", str(step)), factors[step])
             commits[f"global_step{step}"] = add_step(mirrors, spec, tokenizer, step, folder, seed=source)
         model = AutoModelForCausalLM.from_pretrained(folders[-1]) if folders else None
         final = _model_files(tokenizer, spec, seed=10**6, both_formats=True, model=model)
     commits["final"] = commit_files(repo_dir(mirrors, spec.final_repo), "main", final, "final model")
     return commits
+
+
+def add_models(mirrors: str | os.PathLike, specs: Iterable[TinyBloom], data: str | os.PathLike) -> None:
+    """The repos of `specs` in a built hub (its tokenizer, its text from the shared `data`), where missing."""
+    tokenizer = served_tokenizer(mirrors)
+    for spec in specs:
+        if not repo_dir(mirrors, spec.intermediate_repo).is_dir():
+            build_model_repos(mirrors, spec, tokenizer, tokenizer_text(Path(data)))
+
+
+def cut_treebanks(ud_root: str | os.PathLike, out: str | os.PathLike, treebanks: dict[str, Any],
+                  sentences: int = 120) -> Path:
+    """A UD root at `out` with the config `treebanks`' files from `ud_root`, each cut to its first
+    `sentences` sentences (runs against the local hub in minutes)."""
+    from xlprobe.wordtable import conllu_files
+
+    for spec in treebanks.values():
+        for path in conllu_files([Path(ud_root, spec["folder"])]):
+            blocks = Path(path).read_text(encoding="utf-8").split("\n\n")[:sentences]
+            cut = Path(out, spec["folder"], Path(path).name)
+            cut.parent.mkdir(parents=True, exist_ok=True)
+            cut.write_text("\n\n".join(blocks) + "\n\n", encoding="utf-8")
+    return Path(out)
+
+
+def checks_config(hub_config: dict[str, Any], ud_root: str | os.PathLike, specs: Iterable[TinyBloom]) -> dict[str, Any]:
+    """config/hub.yaml's probing part (no transfer, no similarity) on `ud_root`, its models `specs` at
+    CHECK_STEPS: the run that the checkpoint checks are tried on."""
+    config = {k: v for k, v in hub_config.items() if k not in ("transfer", "similarity")}
+    config["ud_root"] = str(ud_root)
+    config["models"] = {spec.name: {"source": "hub", "repo": spec.intermediate_repo, "revision": "global_step{step}",
+                                    "tokenizer": TOKENIZER_REPO, "steps": list(CHECK_STEPS)} for spec in specs}
+    return config
 
 
 # ----------------------------------------------------------------------------- datasets

@@ -22,19 +22,40 @@ from xlprobe.weights import hash_folder
 
 # ----------------------------------------------------------------------------- the suspect rule
 def test_suspect_rule_interior_last_and_first_steps():
-    # interior: above both neighbours by more than the margin
-    assert suspects([(0, 9.0), (100, 5.0), (200, 7.5), (300, 4.0)], margin=1.0) == {200}
-    # above one neighbour only, or by less than the margin: not suspect
-    assert suspects([(0, 9.0), (100, 5.0), (200, 6.5), (300, 6.0)], margin=1.0) == set()
-    assert suspects([(0, 9.0), (100, 5.0), (200, 5.9), (300, 4.0)], margin=1.0) == set()
-    # the last step against its one neighbour; the first never (it is the highest by nature)
-    assert suspects([(0, 9.0), (100, 5.0), ("final", 8.0)], margin=1.0) == {"final"}
-    assert suspects([(0, 12.0), (100, 5.0), (200, 4.0)], margin=1.0) == set()
-    # a step without a loss is skipped: its neighbours compare with each other
-    assert suspects([(0, 9.0), (100, 5.0), (200, math.nan), (300, 7.0), (400, 4.0)], margin=1.0) == {300}
-    # the margin is in nats: 1.5 above both is suspect at 1.0, not at 2.0
+    # interior: more than the margin above the lowest earlier loss
+    assert set(suspects([(0, 9.0), (100, 5.0), (200, 7.5), (300, 4.0)], margin=1.0)) == {200}
+    # a rise of less than the margin is not suspect, nor is a loss above a later one only
+    assert set(suspects([(0, 9.0), (100, 5.0), (200, 5.9), (300, 4.0)], margin=1.0)) == set()
+    assert set(suspects([(0, 9.0), (100, 5.0), (200, 6.5), (300, 6.0)], margin=1.0)) == {200}
+    # the last step against the earlier ones
+    assert set(suspects([(0, 9.0), (100, 5.0), ("final", 8.0)], margin=1.0)) == {"final"}
+    # the first step is legitimately the highest; it is suspect only far above a uniform guess
+    assert set(suspects([(0, 12.0), (100, 5.0), (200, 4.0)], margin=1.0)) == set()
+    assert set(suspects([(0, 12.0), (100, 5.0), (200, 4.0)], margin=1.0, uniform=12.4)) == set()
+    assert set(suspects([(0, 13.5), (100, 5.0), (200, 4.0)], margin=1.0, uniform=12.4)) == {0}
+    # a step without a loss is skipped
+    assert set(suspects([(0, 9.0), (100, 5.0), (200, math.nan), (300, 7.0), (400, 4.0)], margin=1.0)) == {300}
+    # the margin is in nats: 1.5 above is suspect at 1.0, not at 2.0
     losses = [(0, 9.0), (100, 5.0), (200, 6.5), (300, 4.5)]
-    assert suspects(losses, margin=1.0) == {200} and suspects(losses, margin=2.0) == set()
+    assert set(suspects(losses, margin=1.0)) == {200} and set(suspects(losses, margin=2.0)) == set()
+
+
+def test_two_neighbouring_broken_steps_are_both_suspect():
+    # each is compared with the healthy steps before it, not with its broken neighbour
+    losses = [(0, 6.2), (20, 5.1), (40, 9.0), (60, 9.3), (80, 4.6)]
+    assert set(suspects(losses, margin=1.0)) == {40, 60}
+    # the last two steps, and a broken first step with its broken neighbour
+    assert set(suspects([(0, 6.2), (20, 5.1), (40, 4.9), (60, 8.0), (80, 8.2)], margin=1.0)) == {60, 80}
+    assert set(suspects([(0, 20.0), (20, 21.0), (40, 5.0), (60, 4.8)], margin=1.0, uniform=6.2)) == {0, 20}
+    # a healthy series, falling fast then slowly with noise below the margin, flags nothing
+    assert suspects([(0, 6.3), (20, 5.2), (40, 5.4), (60, 4.9), (80, 5.3)], margin=1.0, uniform=6.2) == {}
+
+
+def test_a_loss_that_is_not_finite_is_suspect_with_its_reason():
+    flagged = suspects([(0, 6.0), (20, math.inf), (40, 4.0)], margin=1.0, uniform=6.2)
+    assert flagged == {20: "LM loss not a finite number"}
+    reason = suspects([(0, 6.0), (20, 5.0), (40, 7.25)], margin=1.0)[40]
+    assert reason == "LM loss 7.250 nats, 2.25 above step 20's 5.000 (the lowest of the earlier steps)"
 
 
 # ----------------------------------------------------------------------------- hashes
@@ -99,33 +120,44 @@ def test_the_sample_is_each_languages_first_sentences_once(demo_data):
 
 
 # ----------------------------------------------------------------------------- the table
-def write_point(root, model, step, loss, sha):
+def write_point(root, model, step, loss, sha, **extra):
     path = root / f"overlap/{model}/{step}/layer2.tsv"
     selections = {"xa": {"Number": [0, 1, 2]}, "xb": {"Number": [1, 2, 3]}}
     write_tsv(path, overlap_table(selections, 16, k=3, languages={"xa": "xa", "xb": "xb"}, random_draws=5))
     record_point(path, "overlap")
     check = root / f"lm_loss/{model}/{step}.json"
     write_json(check, {"model": model, "step": str(step), "lm_loss": loss, "languages": {},
-                       "weights": {"model.safetensors": {"sha256": sha, "from": "file"}}})
+                       "weights": {"model.safetensors": {"sha256": sha, "from": "file"}}, **extra})
     return path, check
 
 
 def test_alignment_flags_duplicates_and_suspects_and_warns(tmp_path, caplog):
-    points = [("m", 0, 9.0, "s0"), ("m", 1000, 5.0, "s1"), ("m", 2000, 4.5, "s1"), ("m", 3000, 8.0, "s3"),
-              ("m", 4000, 4.0, "s4"), ("m", "final", 3.9, "s4"), ("n", 1000, 6.0, "s1")]
-    written = [write_point(tmp_path, *point) for point in points]
+    m = {"uniform_loss": 10.0}
+    points = [("m", 0, 9.0, "s0", m), ("m", 1000, 5.0, "s1", m), ("m", 2000, 4.5, "s1", m), ("m", 3000, 8.0, "s3", m),
+              ("m", 4000, 4.0, "s4", m), ("m", "final", 3.9, "s4", m),
+              # n: a vocabulary whose uniform guess is 4.5 nats, and a forward pass that overflowed
+              ("n", 1000, 6.0, "s1", {"uniform_loss": 4.5, "samples": {"parallel": {"lm_loss": 6.5}}}),
+              ("n", 2000, None, "s2", {"uniform_loss": 4.5, "non_finite": ["xa"]})]
+    written = [write_point(tmp_path, *point[:4], **point[4]) for point in points]
     with caplog.at_level(logging.WARNING, logger="xlprobe"):
         write_alignment_table([o for o, _ in written], [], [], tmp_path / "alignment.tsv",
                               tmp_path / "alignment_attributes.tsv", check_paths=[c for _, c in written])
     table = read_table(tmp_path / "alignment.tsv").set_index(["model", "step"])
-    assert table["lm_loss"].tolist() == [9.0, 5.0, 4.5, 8.0, 4.0, 3.9, 6.0]
-    assert table["duplicate_of"].tolist() == ["", "", 1000, "", "", 4000, ""]
-    assert table.index[table["suspect"]].tolist() == [("m", 3000)]
+    assert table["lm_loss"].tolist() == [9.0, 5.0, 4.5, 8.0, 4.0, 3.9, 6.0, math.inf]
+    assert table["lm_loss_parallel"].fillna(-1).tolist() == [-1] * 6 + [6.5, -1]
+    assert table["duplicate_of"].tolist() == ["", "", 1000, "", "", 4000, "", ""]
+    assert table.index[table["suspect"]].tolist() == [("m", 3000), ("n", 1000), ("n", 2000)]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("m: step 2000 holds the same weights as step 1000" in w for w in warnings), warnings
     assert any("m: step final holds the same weights as step 4000" in w for w in warnings), warnings
     suspect = [w for w in warnings if "suspect" in w]
-    assert len(suspect) == 1 and "step 3000" in suspect[0] and "step 2000: 4.500" in suspect[0], suspect
+    assert suspect == [
+        ("m: step 3000 is suspect: LM loss 8.000 nats, 3.50 above step 2000's 4.500 (the lowest of the earlier "
+         "steps) (margin 1.00 nats); a broken checkpoint?"),
+        ("n: step 1000 is suspect: LM loss 6.000 nats, 1.50 above a uniform guess (ln of the output width, 4.500) "
+         "(margin 1.00 nats); a broken checkpoint?"),
+        "n: step 2000 is suspect: LM loss not a finite number (margin 1.00 nats); a broken checkpoint?",
+    ], suspect
     # a missing record key is named with its file
     write_json(written[0][1], {"model": "m", "step": "0"})
     with pytest.raises(ValueError, match=r"lm_loss/m/0.json: missing keys \['lm_loss', 'weights'\]"):
@@ -133,25 +165,64 @@ def test_alignment_flags_duplicates_and_suspects_and_warns(tmp_path, caplog):
                               check_paths=[c for _, c in written])
 
 
-def test_the_stage_records_loss_and_hashes_and_without_text_the_hashes_alone(tiny_bloom, demo_data, tmp_path):
+def test_the_stage_records_both_losses_the_verdicts_sample_and_the_hashes(tiny_bloom, demo_data, tmp_path):
+    from xlprobe.demo.synthetic import demo_treebank_file
     from xlprobe.io import read_json
-    from xlprobe.lm_loss import run_lm_loss
-    from xlprobe.workflow_config import schema_defaults
+    from xlprobe.lm_loss import run_lm_loss, write_sample
 
     model = {"name": "tiny", "source": "local", "path": str(tiny_bloom.root / "{step}")}
-    similarity = {"pairs": [["xa", "xb"]], "files": {lang: str(path) for lang, path in demo_data.parallel.items()}}
-    checks = schema_defaults("checks")
-    run_lm_loss(model, "model", similarity, {**checks, "lm_loss_sentences": 4}, tmp_path / "a.json")
-    record = read_json(tmp_path / "a.json")
+    treebanks = {lang: [demo_treebank_file(demo_data.ud_root, lang, split) for split in ("train", "dev", "test")]
+                 for lang in demo_data.languages}
+    similarity = {"pairs": [demo_data.languages], "files": {lang: str(path) for lang, path in demo_data.parallel.items()}}
+    write_sample(tmp_path / "sample.json", treebanks, similarity, per_language=4, seed=0)
+    write_sample(tmp_path / "bare.json", treebanks, None, per_language=4, seed=0)
+    run_lm_loss(model, "model", tmp_path / "sample.json", {"batch_size": 3, "device": "cpu"}, tmp_path / "a.json")
+    run_lm_loss(model, "model", tmp_path / "bare.json", {"batch_size": 3, "device": "cpu"}, tmp_path / "b.json")
+    record, bare = read_json(tmp_path / "a.json"), read_json(tmp_path / "b.json")
     weights = tiny_bloom.path / "model.safetensors"
     assert record["weights"] == {"model.safetensors": {"sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
                                                        "from": "file"}}
-    languages = record["languages"]
-    assert [languages[lang]["sentences"] for lang in ("xa", "xb")] == [4, 4]
-    assert record["lm_loss"] == pytest.approx((languages["xa"]["loss"] + languages["xb"]["loss"]) / 2)
-    # a random model's loss is about that of a uniform guess over the vocabulary
-    assert abs(record["lm_loss"] - math.log(len(tiny_bloom.tokenizer))) < 1.0
+    samples = record["samples"]
+    assert set(samples) == {"treebanks", "parallel"} and set(bare["samples"]) == {"treebanks"}
+    for sample in samples.values():
+        languages = sample["languages"]
+        assert [languages[lang]["sentences"] for lang in demo_data.languages] == [4, 4]
+        assert sample["lm_loss"] == pytest.approx(sum(languages[lang]["loss"] for lang in demo_data.languages) / 2)
+    # the verdict reads the treebanks' loss, with or without parallel text
+    assert record["lm_loss_sample"] == "treebanks" and record["lm_loss"] == samples["treebanks"]["lm_loss"]
+    assert bare["lm_loss"] == record["lm_loss"] and bare["languages"] == record["languages"]
+    # the treebanks' loss is that of the sample's sentences, computed independently
+    sentences = read_json(tmp_path / "sample.json")["samples"]["treebanks"][demo_data.languages[0]]
+    total, tokens = sentence_losses(tiny_bloom.model, tiny_bloom.tokenizer, sentences)
+    assert record["languages"][demo_data.languages[0]]["loss"] == pytest.approx(total / tokens, rel=1e-5)
+    # a random model's loss is about that of a uniform guess over its output width
+    assert record["uniform_loss"] == pytest.approx(math.log(tiny_bloom.model.config.vocab_size))
+    assert abs(record["lm_loss"] - record["uniform_loss"]) < 1.0
     assert record["provenance"]["checkpoint"]["path"] == str(tiny_bloom.path)
-    run_lm_loss(model, "model", None, checks, tmp_path / "b.json")
-    bare = read_json(tmp_path / "b.json")
-    assert bare["lm_loss"] is None and bare["languages"] == {} and bare["weights"] == record["weights"]
+    assert record["provenance"]["sample"] == str(tmp_path / "sample.json")
+
+
+def test_the_treebank_sample_is_seeded_held_out_sentences_in_corpus_order(demo_data, tmp_path):
+    from xlprobe.demo.synthetic import demo_treebank_file
+    from xlprobe.lm_loss import treebank_sentences
+
+    lang = demo_data.languages[0]
+    files = [demo_treebank_file(demo_data.ud_root, lang, split) for split in ("train", "dev", "test")]
+    test_file = demo_treebank_file(demo_data.ud_root, lang, "test")
+    texts = [line.removeprefix("# text = ") for line in test_file.read_text(encoding="utf-8").splitlines()
+             if line.startswith("# text = ")]
+    sample = treebank_sentences({lang: files}, per_language=5, seed=0)[lang]
+    # from the test file only, in its order, the same for the same seed, another for another seed
+    assert len(sample) == 5 and sample == [t for t in texts if t in sample]
+    assert [texts.index(t) for t in sample] == sorted(texts.index(t) for t in sample)
+    assert treebank_sentences({lang: files}, 5, seed=0)[lang] == sample != treebank_sentences({lang: files}, 5, 1)[lang]
+    assert treebank_sentences({lang: files}, 10**6, seed=0)[lang] == texts
+    # a treebank without a test file: all its files; a sentence without `# text`: its surface tokens
+    plain = tmp_path / "x-ud-train.conllu"
+    plain.write_text("# sent_id = 1\n1-2\tdu\t_\t_\t_\t_\t_\t_\t_\t_\n1\tde\tde\tADP\t_\t_\t0\troot\t_\t_\n"
+                     "2\tle\tle\tDET\t_\t_\t1\tdet\t_\t_\n3\tchat\tchat\tNOUN\t_\t_\t1\tobj\t_\t_\n\n",
+                     encoding="utf-8")
+    assert treebank_sentences({"x": [plain]}, 5, seed=0) == {"x": ["du chat"]}
+    (tmp_path / "empty.conllu").write_text("")
+    with pytest.raises(ValueError, match="language y: no sentences in its treebank files"):
+        treebank_sentences({"y": [tmp_path / "empty.conllu"]}, 5, seed=0)

@@ -17,8 +17,6 @@ import pytest
 import yaml
 from workflow_runs import planned_jobs, planned_wildcards, snakemake
 
-from xlprobe.wordtable import conllu_files
-
 REPO = Path(__file__).resolve().parents[1]
 FETCHING = {"download_checkpoint", "prefetch_dataset"}
 pytestmark = pytest.mark.slow
@@ -26,13 +24,9 @@ pytestmark = pytest.mark.slow
 
 def small_ud_root(shared: Path, root: Path, config: dict, sentences: int = 120) -> Path:
     """The configured treebanks' real files, each cut to its first `sentences` sentences (CI time)."""
-    for spec in config["treebanks"].values():
-        for path in conllu_files([shared / "ud-2.1" / spec["folder"]]):
-            blocks = Path(path).read_text(encoding="utf-8").split("\n\n")[:sentences]
-            out = root / spec["folder"] / Path(path).name
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text("\n\n".join(blocks) + "\n\n", encoding="utf-8")
-    return root
+    from xlprobe.localhub import cut_treebanks
+
+    return cut_treebanks(shared / "ud-2.1", root, config["treebanks"], sentences)
 
 
 def hub_config(workdir: Path, shared: Path, models: list[str] | None = None,
@@ -128,7 +122,9 @@ def check_results(hub, workdir: Path, config: dict, fetch, rest) -> None:
         blob = hub.git(repo, "show", f"{revision}:model.safetensors")
         assert marker["weights"] == {"model.safetensors": {"sha256": hashlib.sha256(blob).hexdigest(), "from": "file"}}
         check = json.loads((results / "lm_loss" / model / f"{step}.json").read_text())
-        assert check["weights"] == marker["weights"] and set(check["languages"]) == {"en", "ta", "vi"}
+        # the verdict's loss on the treebanks' languages, the parallel text's beside it
+        assert check["weights"] == marker["weights"] and set(check["languages"]) == set(config["treebanks"])
+        assert set(check["samples"]["parallel"]["languages"]) == {"en", "ta", "vi"}
     assert ran["lm_loss"] == len(points), ran
     alignment = pd.read_csv(results / "alignment.tsv", sep="\t", dtype={"step": str, "duplicate_of": str})
     alignment["duplicate_of"] = alignment["duplicate_of"].fillna("")

@@ -189,10 +189,14 @@ def test_figures_mark_duplicates_and_suspects(tmp_path):
     assert marked(fig, 110)[0] == [(steps.index(100), row.at[("tiny", 100), "overlap"])]
     assert marked(fig, 140)[0] == [(steps.index(100), row.at[("small", 100), "overlap"])]
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert "suspect: LM loss far above its neighbours" in legend and any("duplicate" in t for t in legend)
+    assert "suspect: LM loss far above the earlier steps'" in legend and any("duplicate" in t for t in legend)
     fig = plot_overlap_vs_lm_loss(alignment)
     assert marked(fig, 110)[0] == [(9.0, row.at[("tiny", 100), "overlap"])]
     assert fig.axes[0].xaxis_inverted()
+    # a loss that is not a number (inf in the table) has no place on the loss axis
+    alignment.loc[(alignment["model"] == "tiny") & (alignment["step"] == 100), "lm_loss"] = np.inf
+    fig = plot_overlap_vs_lm_loss(alignment)
+    assert marked(fig, 110)[0] == [] and np.isfinite(fig.axes[0].get_xlim()).all()
 
 
 def test_heatmaps_frame_same_language_pairs_apart():

@@ -133,12 +133,14 @@ def test_adding_a_language_schedules_only_its_jobs_and_the_aggregates(demo_run, 
     result = snakemake(workdir, "-n", configfile=configfile)
     assert result.returncode == 0, result.stderr[-3000:]
     n_layers = len(config["activations"]["layers"])
-    # the demo's data and models stay; every overlap gains the new language's pairs
+    # the demo's data and models stay; every overlap gains the new language's pairs, every checkpoint's
+    # LM loss its sentences
     assert planned_jobs(result) == {
         "build_word_table": 1,
         "dump_activations": n_points(config),
         "probe": n_points(config) * n_layers,
         "compute_overlap": n_points(config) * n_layers,
+        "lm_loss_sample": 1, "lm_loss": n_points(config),
         "alignment_table": 1, "correlations": 1, "plot_figures": 1, "all": 1,
     }, result.stdout[-3000:]
 

@@ -24,7 +24,8 @@ Choices, stated once:
   probed layer (NaN where that layer was not measured; the config check stops such a config), and
   `similarity_all_layers` the mean over every measured layer. Correlations name the column they use.
 - Checkpoint checks (from the rule lm_loss's records, where given): `lm_loss` (nats per token on the
-  fixed sample, xlprobe.lm_loss), `suspect` (xlprobe.checks: the suspect rule over the model's steps, step order,
+  treebanks' fixed sample, xlprobe.lm_loss), `lm_loss_parallel` (on the similarity section's parallel
+  text, NaN without one), `suspect` (xlprobe.checks: the suspect rule over the model's steps, step order,
   `final` last) and `duplicate_of` (the first earlier step of the model with identical weight files,
   empty otherwise; xlprobe.checks). Each suspect and each duplicate is also a warning in the log.
 """
@@ -34,6 +35,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -275,32 +277,39 @@ def similarity_scores(frame: pd.DataFrame, layer: int) -> dict[str, float]:
 
 # ----------------------------------------------------------------------------- the table
 def checkpoint_checks(check_paths: Iterable[str | os.PathLike], margin: float = DEFAULT_MARGIN) -> pd.DataFrame:
-    """One row per (model, step) of the lm_loss records: `lm_loss`, `duplicate_of` (the first earlier
-    step with identical weights, else empty) and `suspect`; a warning for each duplicate and suspect."""
+    """One row per (model, step) of the lm_loss records: `lm_loss` (the verdict's sample, xlprobe.lm_loss;
+    inf where it is not a finite number), `lm_loss_parallel` (the parallel text's, where configured),
+    `duplicate_of` (the first earlier step with identical weights, else empty) and `suspect`; a warning
+    for each duplicate and suspect."""
     records = read_checks(list(check_paths))
     frame = pd.DataFrame(
-        [{"model": r["model"], "step": step_value(r["step"]),
-          "lm_loss": np.nan if r["lm_loss"] is None else float(r["lm_loss"]), "weights": r["weights"]}
-         for r in records], columns=["model", "step", "lm_loss", "weights"],
+        [{"model": r["model"], "step": step_value(r["step"]), "lm_loss": record_loss(r),
+          "lm_loss_parallel": record_loss((r.get("samples") or {}).get("parallel") or {"lm_loss": None}),
+          "uniform_loss": r.get("uniform_loss"), "weights": r["weights"]}
+         for r in records], columns=["model", "step", "lm_loss", "lm_loss_parallel", "uniform_loss", "weights"],
     )
     frame = sort_points(frame)
     twins = duplicates(frame[["model", "step", "weights"]].itertuples(index=False))
     frame["duplicate_of"] = [str(twins.get((m, s), "")) for m, s in zip(frame["model"], frame["step"])]
-    flagged = {(model, step) for model, rows in frame.groupby("model", sort=False)
-               for step in suspects(list(zip(rows["step"], rows["lm_loss"])), margin)}
-    frame["suspect"] = [(m, s) in flagged for m, s in zip(frame["model"], frame["step"])]
+    reasons = {}
+    for model, rows in frame.groupby("model", sort=False):
+        uniform = rows["uniform_loss"].astype(float).max()  # one vocabulary per model; NaN in older records
+        flagged = suspects(list(zip(rows["step"], rows["lm_loss"])), margin, None if np.isnan(uniform) else uniform)
+        reasons.update({(model, step): reason for step, reason in flagged.items()})
+    frame["suspect"] = [(m, s) in reasons for m, s in zip(frame["model"], frame["step"])]
     for model, step, twin in frame.loc[frame["duplicate_of"] != "", ["model", "step", "duplicate_of"]].itertuples(index=False):
         log.warning("%s: step %s holds the same weights as step %s (identical weight files): a duplicate, "
                     "not a new checkpoint", model, step, twin)
-    for index in frame.index[frame["suspect"]]:
-        model, step = frame.at[index, "model"], frame.at[index, "step"]
-        rows = frame[frame["model"] == model].reset_index(drop=True)
-        at = rows.index[rows["step"] == step][0]
-        neighbours = ", ".join(f"step {rows.at[j, 'step']}: {rows.at[j, 'lm_loss']:.3f}"
-                               for j in (at - 1, at + 1) if 0 <= j < len(rows))
-        log.warning("%s: step %s is suspect: LM loss %.3f nats, more than %.2f above its neighbours (%s); "
-                    "a broken checkpoint?", model, step, frame.at[index, "lm_loss"], margin, neighbours)
-    return frame.drop(columns="weights")
+    for (model, step), reason in reasons.items():
+        log.warning("%s: step %s is suspect: %s (margin %.2f nats); a broken checkpoint?", model, step, reason, margin)
+    return frame.drop(columns=["weights", "uniform_loss"])
+
+
+def record_loss(record: Mapping[str, Any]) -> float:
+    """The loss of an lm_loss record (or of one of its samples): NaN where none, inf where not finite."""
+    if record.get("non_finite"):
+        return np.inf
+    return np.nan if record.get("lm_loss") is None else float(record["lm_loss"])
 
 
 def build_alignment(

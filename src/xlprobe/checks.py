@@ -3,14 +3,21 @@ earlier step's weights (`duplicate_of`), and which look broken (`suspect`).
 
 Light on purpose (no torch, no hub client): the analysis stage imports it.
 
-The suspect rule: a checkpoint whose loss is more than `checks.suspect_margin` nats (default 1.0,
-a perplexity e times higher) above both neighbouring steps of its model. A difference of losses in nats
-is a log ratio of perplexities, so one margin suits small and large vocabularies and early and late
-training. The last step has one neighbour and is compared with it (a broken newest checkpoint is the
-likeliest case when steps are discovered); the first step never is: loss falls fastest at the start,
-so the first listed step is legitimately the highest. Healthy neighbouring BLOOM checkpoints differ by a
+The suspect rule, over one model's steps in their listed order, with `m` = `checks.suspect_margin`
+nats (default 1.0, a perplexity e times higher). A step is suspect when its LM loss
+- is not a finite number (the forward pass overflowed or met NaN weights), or
+- is more than m above the lowest loss of the model's earlier steps that are not suspect themselves
+  (training lowers the loss on held-out text; it does not raise it by a nat), or
+- is more than m above ln V, the loss of a uniform guess over the model's V output tokens (an
+  untrained model sits at about ln V; only a broken one is far above it).
+The second clause covers the interior and the last step, and two or more neighbouring broken
+checkpoints (each is compared with the healthy steps before it, not with its broken neighbour); the
+third covers the first step, which has nothing earlier and is legitimately the highest of a healthy
+series. A difference of losses in nats is a log ratio of perplexities, so one margin suits small and
+large vocabularies and early and late training. Healthy neighbouring BLOOM checkpoints differ by a
 small fraction of a nat; the reported broken bloom-560m `global_step600000` (perplexity about 3·10⁵,
-about 12.6 nats) is many nats above its neighbours. Two broken neighbours hide each other (a limitation).
+about 12.6 nats) is many nats above the steps before it. Not caught: a broken first step less than m
+above ln V. docs/checks.md gives the numbers the rule was checked on.
 """
 
 from __future__ import annotations
@@ -38,20 +45,31 @@ def read_checks(paths: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
     return records
 
 
-def suspects(losses: Sequence[tuple[Any, float]], margin: float = DEFAULT_MARGIN) -> set:
-    """The steps of one model flagged by the suspect rule; `losses` is [(step, loss)] in step order.
+def suspects(losses: Sequence[tuple[Any, float | None]], margin: float = DEFAULT_MARGIN,
+             uniform: float | None = None) -> dict[Any, str]:
+    """The steps of one model flagged by the suspect rule (see the module's docstring), each with its
+    reason; `losses` is [(step, loss)] in step order, `uniform` ln of the output width where known.
 
-    Interior step: loss > both neighbours' + margin. Last step: > its one neighbour's + margin.
-    First step: never. A step with no loss (NaN) is never suspect and is no one's neighbour.
+    A step with no loss (None or NaN) is never suspect and takes no part; an infinite loss stands for
+    one that is not a finite number.
     """
-    known = [(step, loss) for step, loss in losses if loss is not None and not math.isnan(loss)]
-    flagged = set()
-    for i, (step, loss) in enumerate(known):
-        if i == 0:
+    flagged: dict[Any, str] = {}
+    best: tuple[Any, float] | None = None  # the lowest loss of the earlier steps not flagged
+    for step, loss in losses:
+        if loss is None or math.isnan(loss):
             continue
-        neighbours = [known[i - 1][1]] + ([known[i + 1][1]] if i + 1 < len(known) else [])
-        if all(loss > other + margin for other in neighbours):
-            flagged.add(step)
+        if math.isinf(loss):
+            flagged[step] = "LM loss not a finite number"
+            continue
+        above = []
+        if best is not None and loss > best[1] + margin:
+            above.append(f"{loss - best[1]:.2f} above step {best[0]}'s {best[1]:.3f} (the lowest of the earlier steps)")
+        if uniform is not None and loss > uniform + margin:
+            above.append(f"{loss - uniform:.2f} above a uniform guess (ln of the output width, {uniform:.3f})")
+        if above:
+            flagged[step] = f"LM loss {loss:.3f} nats, " + ", ".join(above)
+        elif best is None or loss < best[1]:
+            best = (step, loss)
     return flagged
 
 

@@ -265,9 +265,11 @@ def similarity_seconds(similarity: Mapping[str, Any], params: int, costs) -> flo
     return forward_seconds(sentences, params, costs)
 
 
-def lm_loss_seconds(similarity: Mapping[str, Any], checks: Mapping[str, Any], params: int, costs) -> float:
-    """One lm_loss job: a forward pass over `lm_loss_sentences` sentences of each similarity language
-    (priced as the similarity's forward passes)."""
-    languages = {language for pair in similarity.get("pairs", []) for language in pair}
-    sentences = len(languages) * checks["lm_loss_sentences"]
+def lm_loss_seconds(similarity: Mapping[str, Any], checks: Mapping[str, Any], params: int, costs,
+                    treebanks: Mapping[str, Any] | None = None) -> float:
+    """One lm_loss job: a forward pass over `lm_loss_sentences` sentences of each treebank language and
+    of each similarity language (priced as the similarity's forward passes)."""
+    languages = len({spec["language"] for spec in (treebanks or {}).values()})
+    languages += len({language for pair in similarity.get("pairs", []) for language in pair})
+    sentences = languages * checks["lm_loss_sentences"]
     return forward_seconds(sentences, params, costs)

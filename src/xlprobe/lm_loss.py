@@ -1,15 +1,29 @@
 """Is a checkpoint what its name says? Its language-model loss on a fixed multilingual sample,
 and the per-checkpoint record that also carries its weight hashes.
 
-The sample: the sentences of the config's `similarity` section (its `files`, its `hub` corpus, or the
-demo's parallel files), the first `checks.lm_loss_sentences` non-empty aligned pairs of each configured
-pair, each language's side once (the first pair that has it, in config order). The same sentences for
-every checkpoint of every model; parallel text, so every language weighs alike. For the demo these
-are the generator's parallel sentences, drawn apart from the pre-training text.
+Two samples, written once per run by `write_sample` (the rule lm_loss_sample) and read by every
+checkpoint's job, so that every checkpoint of every model sees the same sentences:
+
+- `treebanks`, in every config: per language, `checks.lm_loss_sentences` sentences drawn (seeded by the
+  config's `seed` and the language) from the held-out part of the language's treebanks: their UD test
+  files (`*-test.conllu`) where a treebank has them, else all its files; each sentence its `# text`
+  comment, else its surface tokens joined by spaces; kept in corpus order.
+- `parallel`, where the config has a `similarity` section: its sentences (its `files`, its `hub`
+  corpus, or the demo's parallel files), the first `checks.lm_loss_sentences` non-empty aligned pairs of
+  each configured pair, each language's side once (the first pair that has it, in config order).
+
+The verdict (xlprobe.checks) reads `lm_loss`, the treebank sample's loss: every config has it, so a
+run's verdict does not depend on whether it also measures similarity. The parallel sample's loss stays
+in the record beside it (`samples.parallel`), every language weighing alike there.
 
 The loss: each sentence preceded by the EOS token (the document separator of pre-training, so the
 first word is predicted too), mean cross-entropy in nats per predicted token within a language
-(transformers' causal-LM loss, which shifts the labels itself), then the mean over languages.
+(transformers' causal-LM loss, which shifts the labels itself), then the mean over languages. The
+record also carries `uniform_loss`, ln of the model's output width: the loss of a uniform guess, which
+an untrained model is close to and a broken one is far above.
+
+The loss is computed in a job of its own per checkpoint (rule lm_loss), not inside the dump jobs:
+docs/checks.md gives the reasons and the measured costs.
 
 The verdicts drawn from these records (duplicate, suspect) are in xlprobe.checks.
 """
@@ -19,7 +33,10 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+import random
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
@@ -31,9 +48,11 @@ log = logging.getLogger(__name__)
 
 # The similarity settings that decide the sample's text (not its layers or pooling).
 TEXT_KEYS = ("pairs", "files", "hub")
+# The sample the verdicts read.
+VERDICT_SAMPLE = "treebanks"
 
 
-# ----------------------------------------------------------------------------- the sample
+# ----------------------------------------------------------------------------- the samples
 def text_settings(similarity: Mapping[str, Any] | None) -> dict[str, Any]:
     """The part of `similarity:` that names the sample's text."""
     return {k: v for k, v in (similarity or {}).items() if k in TEXT_KEYS}
@@ -43,7 +62,7 @@ def sample_sentences(
     similarity: Mapping[str, Any], per_language: int, demo_dir: str | os.PathLike | None = None,
     cache_dir: str | None = None,
 ) -> dict[str, list[str]]:
-    """language -> its sentences of the sample (see the module's docstring), languages in config order."""
+    """language -> its sentences of the parallel sample (see the module's docstring), languages in config order."""
     from xlprobe.inputs import similarity_files
     from xlprobe.similarity import parallel_sentences
 
@@ -56,6 +75,72 @@ def sample_sentences(
         sample.setdefault(source, left)
         sample.setdefault(target, right)
     return sample
+
+
+def held_out_files(files: Iterable[str | os.PathLike]) -> list[str]:
+    """A treebank's UD test files (`*-test.conllu`) where it has them, else all its CoNLL-U files."""
+    from xlprobe.wordtable import conllu_files
+
+    every = conllu_files(files)
+    test = [path for path in every if Path(path).name.endswith("-test.conllu")]
+    return sorted(test or every)
+
+
+def conllu_texts(path: str | os.PathLike) -> list[str]:
+    """The non-empty sentences of a CoNLL-U file: each its `# text`, else its surface tokens joined by spaces."""
+    import conllu
+
+    texts = []
+    with open(path, encoding="utf-8") as handle:
+        for sentence in conllu.parse_incr(handle):
+            text = sentence.metadata.get("text")
+            if text is None:  # surface tokens: multiword tokens (ID 2-3) and words outside them; no empty nodes
+                covered = {i for token in sentence if isinstance(token["id"], tuple) and token["id"][1] == "-"
+                           for i in range(token["id"][0], token["id"][2] + 1)}
+                text = " ".join(token["form"] for token in sentence
+                                if (isinstance(token["id"], tuple) and token["id"][1] == "-")
+                                or (isinstance(token["id"], int) and token["id"] not in covered))
+            if text.strip():
+                texts.append(text.strip())
+    return texts
+
+
+def treebank_sentences(
+    treebanks: Mapping[str, Sequence[str | os.PathLike]], per_language: int, seed: int,
+) -> dict[str, list[str]]:
+    """language -> `per_language` sentences drawn from the held-out files of its treebanks (`treebanks`:
+    language -> the files of its treebanks), seeded by `seed` and the language, in corpus order."""
+    sample = {}
+    for language, files in treebanks.items():
+        texts = [text for path in held_out_files(files) for text in conllu_texts(path)]
+        if not texts:
+            raise ValueError(f"language {language}: no sentences in its treebank files {list(map(str, files))}")
+        chosen = sorted(random.Random(f"{seed}:{language}").sample(range(len(texts)), min(per_language, len(texts))))
+        sample[language] = [texts[i] for i in chosen]
+    return sample
+
+
+def write_sample(
+    output: str | os.PathLike,
+    treebanks: Mapping[str, Sequence[str | os.PathLike]],
+    similarity: Mapping[str, Any] | None,
+    per_language: int,
+    seed: int,
+    *,
+    demo_dir: str | os.PathLike = "resources/demo",
+    cache_dir: str | None = None,
+) -> dict[str, Any]:
+    """The workflow stage lm_loss_sample: both samples (see the module's docstring) as one JSON."""
+    samples = {"treebanks": treebank_sentences(treebanks, per_language, seed)}
+    if similarity and similarity.get("pairs"):
+        samples["parallel"] = sample_sentences(similarity, per_language, demo_dir, cache_dir)
+    for name, sample in samples.items():
+        log.info("%s sample: %s", name, ", ".join(f"{lang} {len(s)} sentences" for lang, s in sample.items()))
+    record = {"samples": samples, "provenance": provenance(
+        {"treebanks": {lang: [str(f) for f in files] for lang, files in treebanks.items()},
+         "similarity": text_settings(similarity), "lm_loss_sentences": per_language, "seed": seed})}
+    write_json(output, record)
+    return record
 
 
 # ----------------------------------------------------------------------------- the loss
@@ -92,16 +177,27 @@ def _sentence_losses(torch, model, tokenizer, sentences, batch_size, max_length)
 
 def lm_loss(model, tokenizer, sample: Mapping[str, Sequence[str]], batch_size: int = 16) -> dict[str, Any]:
     """{"lm_loss": mean over languages of each language's loss per token (nats), "languages": language ->
-    {loss, tokens, sentences}}."""
-    languages = {}
+    {loss, tokens, sentences}, "non_finite": languages whose loss is NaN or infinite}.
+
+    JSON has no NaN: a loss that is not a finite number is None, its language listed in `non_finite` (a
+    forward pass that overflows or meets NaN weights: a broken checkpoint, xlprobe.checks)."""
+    languages, non_finite = {}, []
     for language, sentences in tqdm(sample.items(), desc="languages"):
         total, tokens = sentence_losses(model, tokenizer, sentences, batch_size)
-        languages[language] = {"loss": total / tokens if tokens else math.nan, "tokens": tokens,
-                               "sentences": len(sentences)}
-        log.info("%s: loss %.4f nats per token over %d tokens of %d sentences", language,
-                 languages[language]["loss"], tokens, len(sentences))
-    losses = [entry["loss"] for entry in languages.values() if not math.isnan(entry["loss"])]
-    return {"lm_loss": sum(losses) / len(losses) if losses else math.nan, "languages": languages}
+        loss = total / tokens if tokens and math.isfinite(total) else None
+        if tokens and loss is None:
+            non_finite.append(language)
+        languages[language] = {"loss": loss, "tokens": tokens, "sentences": len(sentences)}
+        log.info("%s: loss %s nats per token over %d tokens of %d sentences", language,
+                 "none" if loss is None else f"{loss:.4f}", tokens, len(sentences))
+    losses = [entry["loss"] for entry in languages.values() if entry["loss"] is not None]
+    return {"lm_loss": sum(losses) / len(losses) if losses else None, "languages": languages,
+            "non_finite": non_finite}
+
+
+def output_width(model) -> int:
+    """The number of tokens the model's LM head scores (the config's vocab_size, padded in BLOOM)."""
+    return int(model.get_output_embeddings().weight.shape[0])
 
 
 # ----------------------------------------------------------------------------- the stage
@@ -123,7 +219,7 @@ def checkpoint_weights(model: Mapping[str, Any], step: int | str, marker: str | 
 def run_lm_loss(
     model: dict[str, Any],
     step: int | str,
-    similarity: Mapping[str, Any] | None,
+    sample_path: str | os.PathLike,
     checks: Mapping[str, Any],
     output: str | os.PathLike,
     *,
@@ -131,27 +227,33 @@ def run_lm_loss(
     demo_dir: str | os.PathLike | None = None,
     cache_dir: str | None = None,
 ) -> dict[str, Any]:
-    """The workflow stage: one checkpoint's loss on the sample and its weight hashes, as one JSON."""
-    from xlprobe.checkpoints import checkpoint_record, load_checkpoint
+    """The workflow stage lm_loss: one checkpoint's loss on each sample of `sample_path` (`write_sample`)
+    and its weight hashes, as one JSON. `checks`: batch_size, device."""
+    from xlprobe.checkpoints import load_checkpoint
 
+    samples = read_json(sample_path)["samples"]
+    if VERDICT_SAMPLE not in samples:
+        raise ValueError(f"{sample_path}: no {VERDICT_SAMPLE!r} sample (made by an older xlprobe: rerun it)")
     weights = checkpoint_weights(model, step, marker, demo_dir, cache_dir)
-    if similarity and similarity.get("pairs"):
-        net, tokenizer, checkpoint = load_checkpoint(model, step, demo_dir=demo_dir, cache_dir=cache_dir,
-                                                     device=checks["device"], dtype="auto")
-        sample = sample_sentences(similarity, checks["lm_loss_sentences"], demo_dir, cache_dir)
-        result = lm_loss(net, tokenizer, sample, checks["batch_size"])
-    else:  # the weight hashes still tell duplicates apart; nothing to load
-        log.warning("no `similarity` text in the config: %s step %s has no LM loss", model["name"], step)
-        checkpoint = checkpoint_record(model, step, demo_dir=demo_dir, cache_dir=cache_dir)
-        result = {"lm_loss": math.nan, "languages": {}}
-    log.info("%s step %s: LM loss %.4f nats per token", model["name"], step, result["lm_loss"])
-    # JSON has no NaN: no loss is null
-    result["lm_loss"] = None if math.isnan(result["lm_loss"]) else result["lm_loss"]
-    for entry in result["languages"].values():
-        entry["loss"] = None if math.isnan(entry["loss"]) else entry["loss"]
+    started = time.perf_counter()
+    net, tokenizer, checkpoint = load_checkpoint(model, step, demo_dir=demo_dir, cache_dir=cache_dir,
+                                                 device=checks["device"], dtype="auto")
+    loaded = time.perf_counter()
+    results = {}
+    for name, sample in samples.items():
+        log.info("%s sample", name)
+        results[name] = lm_loss(net, tokenizer, sample, checks["batch_size"])
+    # what computing the loss inside another job that loads the checkpoint would save, and what it would add
+    seconds = {"load": loaded - started, "loss": time.perf_counter() - loaded}
+    verdict = results[VERDICT_SAMPLE]["lm_loss"]
+    log.info("%s step %s: LM loss %s nats per token (%s sample)", model["name"], step,
+             "none" if verdict is None else f"{verdict:.4f}", VERDICT_SAMPLE)
     record = {
-        "model": model["name"], "step": str(step), **result, "weights": weights,
-        "provenance": provenance({"model": model, "similarity": text_settings(similarity), "checks": checks},
+        "model": model["name"], "step": str(step), "lm_loss": verdict, "lm_loss_sample": VERDICT_SAMPLE,
+        "languages": results[VERDICT_SAMPLE]["languages"], "non_finite": results[VERDICT_SAMPLE]["non_finite"],
+        "samples": results,
+        "uniform_loss": math.log(output_width(net)), "weights": weights, "seconds": seconds,
+        "provenance": provenance({"model": model, "checks": dict(checks)}, sample=str(sample_path),
                                  point={"model": model["name"], "step": str(step)}, checkpoint=checkpoint),
     }
     write_json(output, record)

@@ -112,7 +112,8 @@ def job_estimate(job: PlannedJob, resolved: ResolvedConfig, costs: Mapping[str, 
     if job.rule == "similarity":
         return cost.similarity_seconds(config["similarity"], shape.parameters, costs), 0.0
     if job.rule == "lm_loss":
-        return cost.lm_loss_seconds(config.get("similarity") or {}, config["checks"], shape.parameters, costs), 0.0
+        return cost.lm_loss_seconds(config.get("similarity") or {}, config["checks"], shape.parameters, costs,
+                                    config["treebanks"]), 0.0
     return 0.0, 0.0
 
 

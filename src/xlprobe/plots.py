@@ -152,7 +152,7 @@ def _check_handles(flags: tuple[set, set]) -> tuple[list, list]:
         labels.append("duplicate weights (same as an earlier step)")
     if flags[1]:
         handles.append(Line2D([], [], marker="X", color="red", linestyle=""))
-        labels.append("suspect: LM loss far above its neighbours")
+        labels.append("suspect: LM loss far above the earlier steps'")
     return handles, labels
 
 
@@ -623,7 +623,7 @@ def plot_overlap_vs_lm_loss(alignment: pd.DataFrame, layer: int | None = None):
     """Mean overlap (and chance, dashed) against each checkpoint's LM loss, one line per model in step
     order; the loss axis runs from high to low, the way training goes. Duplicates and suspects marked."""
     if "lm_loss" not in alignment or alignment["lm_loss"].isna().all():
-        return _empty_figure("no LM loss measured (the config names no similarity text)")
+        return _empty_figure("no LM loss measured")
     alignment, layer = _pick_layer(alignment, layer)
     if alignment["overlap"].isna().all():
         return _empty_figure("no attribute was kept in two languages: no overlap to show")
@@ -633,7 +633,7 @@ def plot_overlap_vs_lm_loss(alignment: pd.DataFrame, layer: int | None = None):
     fig, ax = plt.subplots(figsize=(5.6, 4.0))
     for model in models:
         rows = alignment[alignment["model"] == model].sort_values("step", key=lambda s: s.map(step_key))
-        rows = rows.dropna(subset=["lm_loss"])
+        rows = rows[np.isfinite(rows["lm_loss"])]  # no point for a loss that is not a number (suspect anyway)
         ax.plot(rows["lm_loss"], rows["overlap"], marker="o", color=colours[model], label=model)
         if len(rows):  # chance k/D is one value per model
             ax.axhline(rows["chance"].iloc[0], linestyle="--", color=colours[model], linewidth=1)

@@ -1,4 +1,4 @@
-"""Rule lm_loss: one checkpoint's LM loss on the fixed sample and its weight hashes."""
+"""Rule lm_loss: one checkpoint's LM loss on the fixed samples and its weight hashes."""
 
 import torch
 
@@ -14,7 +14,7 @@ with log_to(snakemake.log[0]):
     run_lm_loss(
         model,
         model["step"],
-        snakemake.params.similarity,
+        snakemake.input.sample,
         snakemake.params.checks,
         snakemake.output[0],
         # the download marker (hub, local) holds the hashes made at prefetch; a demo model's folder does not
