@@ -19,7 +19,7 @@ import logging
 import math
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -314,3 +314,84 @@ def correlation_coverage(
 def pairs_of(languages: Sequence[str]) -> int:
     """Language pairs per attribute (the size of one Holm family)."""
     return len(list(itertools.combinations(languages, 2)))
+
+
+# ----------------------------------------------------------------------------- alignment controls
+# Where the attribute information sits, for the controls that tell the alignment measures apart:
+# every language keeps it in the same planted neurons; spread over all neurons by one random rotation
+# common to all languages (the same readout, no shared neuron); by a rotation of each language's own
+# (no shared readout); or in each language's own neurons with its own class means (nothing shared).
+CONDITIONS = ("shared_neurons", "shared_rotation", "own_rotations", "nothing_shared")
+
+
+def random_rotation(width: int, rng: np.random.Generator) -> np.ndarray:
+    """A Haar-random orthogonal matrix (QR of a Gaussian matrix, signs fixed by R's diagonal)."""
+    q, r = np.linalg.qr(rng.normal(size=(width, width)))
+    return q * np.sign(np.diag(r))
+
+
+def _rotations(condition: str, setting: Setting, rng: np.random.Generator) -> dict[str, np.ndarray | None]:
+    if condition not in CONDITIONS:
+        raise ValueError(f"unknown control condition {condition!r} (one of {', '.join(CONDITIONS)})")
+    common = random_rotation(setting.width, rng) if condition == "shared_rotation" else None
+    return {
+        lang: random_rotation(setting.width, rng) if condition == "own_rotations" else common
+        for lang in setting.languages
+    }
+
+
+def control_languages(
+    condition: str, setting: Setting, rng: np.random.Generator
+) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """Language -> (activations [rows, D] float16, labels per attribute) under one condition.
+
+    Unlike `synthetic_language`, the class means of an attribute's planted neurons are drawn once for
+    all languages (a shared code), except under `nothing_shared`, where each language has its own
+    neurons and its own means. The neurons' noise scales are the same in every language.
+    """
+    rotations = _rotations(condition, setting, rng)
+    shared = condition != "nothing_shared"
+    planted = plant(replace(setting, shared_share=1.0 if shared else 0.0), rng)
+    scales = neuron_scales(setting, rng)
+    code = {
+        a: rng.normal(size=(len(ATTRIBUTES[a]), setting.planted)) * rng.uniform(0.5, 1.5, setting.planted)
+        for a in setting.attributes
+    }
+    out = {}
+    for lang in setting.languages:
+        X = rng.normal(size=(setting.rows, setting.width)) * scales
+        labels = {}
+        for attribute in setting.attributes:
+            shares = np.asarray(ATTRIBUTES[attribute])
+            y = rng.choice(len(shares), setting.rows, p=shares / shares.sum())
+            neurons = planted[attribute][lang]
+            means = code[attribute] if shared else rng.normal(size=code[attribute].shape)
+            X[:, neurons] += setting.signal * means[y] * scales[neurons]
+            labels[attribute] = y
+        if rotations[lang] is not None:
+            X = X @ rotations[lang]
+        out[lang] = (X.astype(np.float16), labels)
+    return out
+
+
+def control_sentences(
+    condition: str, setting: Setting, sentences: int, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """Language -> sentence vectors [sentences, D] of one parallel sample: row i of every language is a
+    translation of row i. A sentence's content (a Gaussian vector of `setting.planted` values) sits in
+    the planted neurons, placed and rotated as in `control_languages`; under `nothing_shared` each
+    language's row i has content of its own."""
+    rotations = _rotations(condition, setting, rng)
+    shared = condition != "nothing_shared"
+    neurons = rng.choice(setting.width, setting.planted, replace=False)
+    scales = neuron_scales(setting, rng)
+    content = rng.normal(size=(sentences, setting.planted))
+    out = {}
+    for lang in setting.languages:
+        X = rng.normal(size=(sentences, setting.width)) * scales
+        own = content if shared else rng.normal(size=content.shape)
+        X[:, neurons if shared else rng.choice(setting.width, setting.planted, replace=False)] += (
+            setting.signal * own * scales.max()
+        )
+        out[lang] = X @ rotations[lang] if rotations[lang] is not None else X
+    return out
