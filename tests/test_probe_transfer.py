@@ -45,6 +45,7 @@ def test_a_shared_rotation_transfers_far_above_the_majority_class(tmp_path):
     record = transfer_through_cli(tmp_path, "shared_rotation")
     assert record["accuracy"] > record["majority_accuracy"] + 0.25
     assert record["p_value"] <= 0.05 and record["accuracy"] > record["null_q95"]
+    assert record["p_value"] == max(record["p_permutation"], record["p_majority"])
     assert record["dev_accuracy"] > record["majority_accuracy"] + 0.25  # A's readout in A itself
     assert 0.6 < record["normalized"] < 1.3
 

@@ -19,9 +19,14 @@ Choices, stated once:
   B's own readout (NaN where B's own classifier does not beat its majority class).
 - The null: A's train labels permuted `permutations` times (seeded), a classifier fitted to each and
   scored on B like the real one. `null_mean` and `null_q95` (the 95th percentile) describe it;
-  `p_value` = (1 + #{null >= accuracy}) / (1 + permutations), an exact permutation p-value (20
+  `p_permutation` = (1 + #{null >= accuracy}) / (1 + permutations), an exact permutation p-value (20
   permutations: the smallest is 1/21 < 0.05). All classifiers of one training set are fitted in one
   L-BFGS run of their summed losses: the problem is separable, so each reaches its own optimum.
+- The permuted classifiers predict classes in proportion and so score below B's majority class; a
+  readout of A that carries nothing of B's attribute but guesses B's majority class often would beat
+  them. So transfer must also beat the majority class: `p_majority` is the one-sided binomial test
+  of the test words' hits against the majority share, and `p_value` = max(p_permutation, p_majority)
+  (rejecting only when both reject keeps the level of each).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from scipy import stats
 
 from xlprobe.io import read_json, write_json, write_tsv
 from xlprobe.provenance import provenance, sidecar_path
@@ -62,6 +68,8 @@ COLUMNS = [
     "normalized",
     "null_mean",
     "null_q95",
+    "p_permutation",
+    "p_majority",
     "p_value",
     "permutations",
 ]
@@ -126,16 +134,19 @@ class Readout:
         return cls(*fit_logistic(X, labels, n_classes, l2, max_iter), rows=len(y))
 
     def score(self, X: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-        """accuracy, majority_accuracy and the null (mean, 95th percentile, p-value) on (X, y)."""
+        """accuracy, majority_accuracy, the null (mean, 95th percentile) and the p-values on (X, y)."""
         scores = accuracies(self.weight, self.bias, X, y)
         real, null = float(scores[0]), scores[1:]
         result = {"accuracy": real, "majority_accuracy": majority_accuracy(y), "permutations": len(null)}
+        hits = round(real * len(y))
+        result["p_majority"] = float(stats.binomtest(hits, len(y), result["majority_accuracy"], "greater").pvalue)
         if len(null):
             result |= {
                 "null_mean": float(null.mean()),
                 "null_q95": float(np.quantile(null, 0.95)),
-                "p_value": float((1 + (null >= real).sum()) / (1 + len(null))),
+                "p_permutation": float((1 + (null >= real).sum()) / (1 + len(null))),
             }
+            result["p_value"] = max(result["p_permutation"], result["p_majority"])
         return result
 
 

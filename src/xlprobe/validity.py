@@ -395,3 +395,56 @@ def control_sentences(
         )
         out[lang] = X @ rotations[lang] if rotations[lang] is not None else X
     return out
+
+
+def run_control(
+    condition: str, setting: Setting, seed: int, sentences: int = 200, permutations: int = 20,
+    alpha: float = 0.05, workdir: str | Path | None = None,
+) -> pd.DataFrame:
+    """One seed of one condition through the stages: probe + `compute_overlap` (a pair is detected when
+    its Holm-corrected p < alpha), `probe_transfer.transfer_table` (an ordered pair, p_value <= alpha)
+    and `similarity.retrieval` over a parallel sample (a pair, retrieval_p <= alpha).
+
+    One row per measure and unit (attribute and pair; pair for retrieval): `value`, its `null`
+    (chance k/D, the permutation null's mean, 1/n) and `detected`.
+    """
+    from xlprobe.probe_transfer import load_treebank, transfer_table
+    from xlprobe.similarity import retrieval
+
+    rng = np.random.default_rng([seed, setting.width, CONDITIONS.index(condition)])
+    rows = []
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        probe_paths, treebanks = [], []
+        for language, (X, labels) in control_languages(condition, setting, rng).items():
+            inputs = write_treebank(Path(tmp) / language, X, labels, rng)
+            out = Path(tmp) / "probes" / f"{language}.json"
+            probe_treebank(*inputs.values(), out, probe_config={**PROBE_CONFIG, "k": setting.k}, seed=seed,
+                           labels={"treebank": language, "language": language}, progress=False)
+            probe_paths.append(out)
+            treebanks.append(load_treebank(language, language, *inputs.values()))
+        overlap = compute_overlap(probe_paths, Path(tmp) / "overlap.tsv", k=setting.k, seed=seed)
+        overlap = overlap[overlap["k"] == setting.k]
+        rows += [{"measure": "overlap", "unit": f"{r.attribute}: {r.language_a}-{r.language_b}",
+                  "value": r.overlap, "null": r.chance, "detected": r.p_holm < alpha}
+                 for r in overlap.itertuples()]
+        transfer = transfer_table(treebanks, permutations=permutations, seed=seed)
+        rows += [{"measure": "probe_transfer", "unit": f"{r.attribute}: {r.language_a}->{r.language_b}",
+                  "value": r.accuracy, "null": r.null_mean, "majority": r.majority_accuracy,
+                  "detected": r.p_value <= alpha} for r in transfer.itertuples()]
+    vectors = control_sentences(condition, setting, sentences, rng)
+    for a, b in itertools.combinations(setting.languages, 2):
+        result = retrieval(vectors[a], vectors[b], seed=seed)
+        rows.append({"measure": "retrieval", "unit": f"{a}-{b}", "value": result["retrieval"],
+                     "null": result["retrieval_null"], "detected": result["retrieval_p"] <= alpha})
+    return pd.DataFrame(rows).assign(condition=condition, seed=seed)
+
+
+def summarize_controls(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per measure and condition: units, seeds, mean value and null, and the share of units detected
+    (the power where something is shared, the false-positive rate where nothing readable is)."""
+    grouped = frame.groupby(["measure", "condition"], sort=False)
+    summary = grouped.agg(seeds=("seed", "nunique"), units=("detected", "size"), value=("value", "mean"),
+                          null=("null", "mean"), detected=("detected", "mean")).reset_index()
+    order = {c: i for i, c in enumerate(CONDITIONS)}
+    return summary.sort_values(["measure", "condition"], key=lambda s: s.map(order) if s.name == "condition" else s,
+                               kind="stable").reset_index(drop=True)
