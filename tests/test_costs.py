@@ -226,7 +226,7 @@ def test_plan_command_prints_the_table_with_its_totals(capsys, tmp_path):
     assert "estimates" in out.lower() and "unit_costs.tsv" in out
     total = next(line for line in out.splitlines() if line.startswith("total")).split()
     rows = plan(yaml.safe_load((REPO / "config.yaml").read_text()), workdir=tmp_path)
-    # 883 jobs of the grid (25 of them lm_loss) + 30 prefetch_dataset jobs (one per hub dataset config), as
-    # `snakemake -n` lists
-    assert int(total[1]) == sum(r["jobs"] for r in rows) == 913
+    # 908 jobs of the grid (25 of them lm_loss, 25 probe_transfer) + 30 prefetch_dataset jobs (one per hub
+    # dataset config), as `snakemake -n` lists
+    assert int(total[1]) == sum(r["jobs"] for r in rows) == 938
     assert float(total[2]) == pytest.approx(sum(r["cpu_hours"] for r in rows), abs=0.05)

@@ -25,6 +25,7 @@ NAMES = [
     "overlap_heatmaps",
     "overlap_vs_k",
     "overlap_vs_lm_loss",
+    "measures_vs_transfer",
     "similarity_vs_step",
 ]
 

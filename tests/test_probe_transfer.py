@@ -65,8 +65,8 @@ def test_classifiers_fitted_together_equal_each_fitted_alone():
     weight, bias = fit_logistic(X, [y, permuted], 3)
     for i, labels in enumerate((y, permuted)):
         alone_weight, alone_bias = fit_logistic(X, [labels], 3)
-        torch.testing.assert_close(weight[i], alone_weight[0], atol=2e-3, rtol=0)
-        torch.testing.assert_close(bias[i], alone_bias[0], atol=2e-3, rtol=0)
+        torch.testing.assert_close(weight[i], alone_weight[0], atol=1e-2, rtol=0)
+        torch.testing.assert_close(bias[i], alone_bias[0], atol=1e-2, rtol=0)
 
 
 def test_majority_accuracy_is_the_most_frequent_share():

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 MEASURES = ("overlap", "overlap_minus_chance", "overlap_over_chance")
 SIMILARITY_TARGETS = ("similarity", "similarity_all_layers")
+# Alignment measures beside the overlap, each correlated with every transfer target (where present).
+ALIGNMENT_MEASURES = ("probe_transfer", "retrieval", "similarity")
 POOLED = "pooled"
 MIN_POINTS = 3
 MIN_INTERVAL_POINTS = 4
@@ -133,15 +135,25 @@ def correlation_targets(alignment: pd.DataFrame) -> list[str]:
     return tasks + [c for c in SIMILARITY_TARGETS if c in alignment]
 
 
+def transfer_targets(alignment: pd.DataFrame) -> list[str]:
+    """Each task's mean target score."""
+    return [c for c in correlation_targets(alignment) if c.startswith("transfer_")]
+
+
 def correlation_table(
     alignment: pd.DataFrame,
     resamples: int = 1000,
     seed: int = 0,
     measures: Sequence[str] = MEASURES,
     targets: Sequence[str] | None = None,
+    alignment_measures: Sequence[str] = ALIGNMENT_MEASURES,
 ) -> pd.DataFrame:
-    """Every overlap measure vs every target, per layer, per model and pooled, with and without finals."""
+    """Every overlap measure vs every target, and every other alignment measure present vs every
+    transfer target; per layer, per model and pooled, with and without finals."""
     targets = correlation_targets(alignment) if targets is None else list(targets)
+    pairs = [(m, t) for m in measures for t in targets] + [
+        (m, t) for m in alignment_measures if m in alignment for t in transfer_targets(alignment)
+    ]
     models = list(dict.fromkeys(alignment["model"]))
     final = (
         alignment["final"].astype(str).str.lower().eq("true")
@@ -150,27 +162,26 @@ def correlation_table(
     )
     rows = []
     for layer in sorted(alignment["layer"].unique()):
-        for measure in measures:
-            for target in targets:
-                for model in [*models, POOLED]:
-                    for finals in ("included", "excluded"):
-                        mask = alignment["layer"].eq(layer)
-                        if model != POOLED:
-                            mask &= alignment["model"].eq(model)
-                        if finals == "excluded":
-                            mask &= ~final
-                        subset = alignment[mask]
-                        result = correlate(subset[measure], subset[target], resamples, seed)
-                        rows.append(
-                            {
-                                "layer": layer,
-                                "measure": measure,
-                                "target": target,
-                                "model": model,
-                                "finals": finals,
-                                **result,
-                            }
-                        )
+        for measure, target in pairs:
+            for model in [*models, POOLED]:
+                for finals in ("included", "excluded"):
+                    mask = alignment["layer"].eq(layer)
+                    if model != POOLED:
+                        mask &= alignment["model"].eq(model)
+                    if finals == "excluded":
+                        mask &= ~final
+                    subset = alignment[mask]
+                    result = correlate(subset[measure], subset[target], resamples, seed)
+                    rows.append(
+                        {
+                            "layer": layer,
+                            "measure": measure,
+                            "target": target,
+                            "model": model,
+                            "finals": finals,
+                            **result,
+                        }
+                    )
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

@@ -10,6 +10,7 @@ the safety factor the rules' requests add.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import time
 from collections.abc import Mapping
@@ -18,6 +19,9 @@ from typing import Any
 
 from xlprobe import costs as cost
 from xlprobe.hubdata import config_datasets
+from xlprobe.workflow_config import with_defaults
+
+SCHEMA = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
 
 
 def _steps(config) -> list[tuple[str, str]]:
@@ -48,6 +52,8 @@ def plan(
     `workdir` is where the workflow runs: the config's relative paths (ud_root, results) start there.
     """
     costs = costs or cost.unit_costs()
+    if SCHEMA.exists():  # the schema's defaults, as the workflow fills them in (a source checkout)
+        config = with_defaults(copy.deepcopy(dict(config)), SCHEMA)
     points = _steps(config)
     treebanks = list(config["treebanks"])
     layers = [int(layer) for layer in config["activations"]["layers"]]
@@ -85,6 +91,12 @@ def plan(
     lm_loss_h = sum(
         cost.lm_loss_seconds(similarity, config.get("checks") or {}, shapes[m][2], costs) / 3600 for m, _ in points
     )
+
+    readout_h = 0.0
+    for model, _ in points if "probe_transfer" in config else []:
+        width = cost.dumped_width(shapes[model][0], config["activations"])
+        readout_h += len(layers) * cost.probe_transfer_seconds(
+            [sizes[tb][1] for tb in probed], width, config["probe_transfer"], costs) / 3600
 
     def row(rule, jobs, device, hours=0.0, disk=0.0, note=""):
         return {
@@ -138,6 +150,7 @@ def plan(
             note="CPU time used as the GPU bound" if probe_on_gpu else "1 thread",
         ),
         row("compute_overlap", len(points) * len(layers), "CPU"),
+        row("probe_transfer", len(points) * len(layers), "CPU", readout_h, note="1 thread; an upper bound"),
         row("transfer", len(points) * len(tasks), "GPU", transfer_h),
         row("similarity", len(points) if similarity else 0, "GPU", similarity_h),
         row("lm_loss", len(points), "GPU", lm_loss_h, note="checkpoint checks"),

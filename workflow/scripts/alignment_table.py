@@ -15,4 +15,5 @@ with log_to(snakemake.log[0]):
         alpha=snakemake.params.analysis.get("alpha", 0.05),
         check_paths=list(snakemake.input.lm_loss),
         margin=snakemake.params.checks.get("suspect_margin", DEFAULT_MARGIN),
+        probe_transfer_paths=list(snakemake.input.probe_transfer),
     )
