@@ -11,7 +11,13 @@ import pytest
 import torch
 
 from xlprobe.cli import main
-from xlprobe.probe_transfer import fit_logistic, load_treebank, majority_accuracy, transfer_table
+from xlprobe.probe_transfer import (
+    fit_logistic,
+    load_treebank,
+    majority_accuracy,
+    normalized_score,
+    transfer_table,
+)
 from xlprobe.validity import Setting, control_languages, write_treebank
 
 ATTRIBUTE = "Part of Speech"
@@ -67,6 +73,12 @@ def test_classifiers_fitted_together_equal_each_fitted_alone():
         alone_weight, alone_bias = fit_logistic(X, [labels], 3)
         torch.testing.assert_close(weight[i], alone_weight[0], atol=1e-2, rtol=0)
         torch.testing.assert_close(bias[i], alone_bias[0], atol=1e-2, rtol=0)
+
+
+def test_normalized_score_needs_b_own_readout_to_beat_its_majority_class():
+    assert normalized_score(0.5, 0.4, 0.6) == pytest.approx(0.5)
+    assert np.isnan(normalized_score(0.5, 0.4, 0.4 + 1e-7))  # the demo's step-500 pair: -1e6 otherwise
+    assert np.isnan(normalized_score(0.5, 0.4, 0.39))
 
 
 def test_majority_accuracy_is_the_most_frequent_share():

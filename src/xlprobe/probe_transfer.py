@@ -16,7 +16,7 @@ Choices, stated once:
 - `accuracy`: on B's test words of the shared values; `majority_accuracy`: B's most frequent of them;
   `own_accuracy`: B's own classifier (trained on B's train words of the shared values) on the same
   words; `normalized` = (accuracy - majority) / (own - majority): 0 at the majority class, 1 as good as
-  B's own readout (NaN where B's own classifier does not beat its majority class).
+  B's own readout (NaN where B's own classifier beats its majority class by less than 0.02).
 - The null: A's train labels permuted `permutations` times (seeded), a classifier fitted to each and
   scored on B like the real one. `null_mean` and `null_q95` (the 95th percentile) describe it;
   `p_permutation` = (1 + #{null >= accuracy}) / (1 + permutations), an exact permutation p-value (20
@@ -57,6 +57,7 @@ MAX_ITER = 200
 TOLERANCE_GRAD = 1e-5
 TOLERANCE_CHANGE = 1e-6
 PERMUTATIONS = 20
+MIN_OWN_GAIN = 0.02  # accuracy over the majority class that B's own readout needs for `normalized`
 COLUMNS = [
     "attribute",
     "treebank_a",
@@ -158,8 +159,9 @@ class Readout:
 
 
 def normalized_score(accuracy: float, majority: float, own: float) -> float:
-    """(accuracy - majority) / (own - majority); NaN where B's own readout does not beat its majority."""
-    return (accuracy - majority) / (own - majority) if own > majority else float("nan")
+    """(accuracy - majority) / (own - majority); NaN where B's own readout beats its majority class by
+    less than MIN_OWN_GAIN: a denominator near 0 would swamp any mean over pairs."""
+    return (accuracy - majority) / (own - majority) if own - majority >= MIN_OWN_GAIN else float("nan")
 
 
 def encode(names: Sequence[str], classes: Sequence[str]) -> np.ndarray:
