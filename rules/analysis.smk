@@ -9,6 +9,7 @@ rule alignment_table:
         transfer=all_transfer_files(),
         similarity=all_similarity_files(),
         lm_loss=all_lm_loss_files(),
+        probe_transfer=all_probe_transfer_files(),
     output:
         alignment=report(
             f"{RESULTS}/alignment.tsv",

@@ -163,6 +163,7 @@ STABILITY = f"{RESULTS}/stability/{{model}}/{{step}}/layer{{layer}}.tsv"
 TRANSFER = f"{RESULTS}/transfer/{{model}}/{{step}}/{{task}}.tsv"
 SIMILARITY = f"{RESULTS}/similarity/{{model}}/{{step}}.tsv"
 LM_LOSS = f"{RESULTS}/lm_loss/{{model}}/{{step}}.json"
+PROBE_TRANSFER = f"{RESULTS}/probe_transfer/{{model}}/{{step}}/layer{{layer}}.tsv"
 CHECKPOINT_MARKER = "resources/checkpoints/{model}/{step}.json"
 
 FIGURES = RESOLVED.figures
@@ -269,6 +270,43 @@ def all_overlap_files():
 
 def all_stability_files():
     return [STABILITY.format(model=m, step=s, layer=l) for m, s in model_points() for l in LAYERS]
+
+
+def all_probe_transfer_files():
+    return [PROBE_TRANSFER.format(model=m, step=s, layer=l) for m, s in model_points() for l in LAYERS]
+
+
+def probe_transfer_input(wildcards):
+    """Per probed treebank of the grid: its word and attribute tables and its dump at the job's layer."""
+    inputs = {}
+    for tb in TREEBANKS:
+        if probed(tb):
+            folder = ACTIVATIONS.format(model=wildcards.model, step=wildcards.step, treebank=tb)
+            inputs[f"{tb}__words"] = words_path(tb)
+            inputs[f"{tb}__attributes"] = attributes_path(tb)
+            inputs[f"{tb}__activations"] = ancient(f"{folder}/layer{wildcards.layer}.npy")
+            inputs[f"{tb}__meta"] = ancient(f"{folder}/meta.json")
+    return inputs
+
+
+def probe_transfer_request(wildcards, input):
+    """From the attribute tables and the dumps' width where they exist, else the documented sizes."""
+    shape = model_shape(wildcards.model)
+    treebanks = [tb for tb in TREEBANKS if f"{tb}__attributes" in input.keys()]
+    sizes = [
+        costs.attribute_sizes(attributes_path(tb)) if os.path.exists(attributes_path(tb))
+        else costs.estimated_attribute_sizes(treebank_rows(tb))
+        for tb in treebanks
+    ]
+    activations = [input[f"{tb}__activations"] for tb in treebanks if os.path.exists(input[f"{tb}__activations"])]
+    if activations:
+        dim = costs.npy_shape(activations[0])[1]
+    elif shape:
+        dim = costs.dumped_width(shape, config["activations"])
+    else:
+        return costs.unsized("probe")
+    words = sum(treebank_rows(tb) for tb in treebanks)
+    return costs.probe_transfer_request(sizes, words, dim, config["probe_transfer"])
 
 
 def all_transfer_files():

@@ -15,6 +15,7 @@ rule similarity:
         similarity=canonical(config.get("similarity", {})),
         cache_dir=config.get("hf_cache"),
         demo_dir=DEMO_DIR,
+        seed=config["seed"],
     log:
         f"{LOGS}/similarity/{{model}}/{{step}}.log",
     threads: sized(2, 1)

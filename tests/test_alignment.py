@@ -162,7 +162,8 @@ def test_alignment_files_round_trip(results, tmp_path):
     for name in ("a", "b"):
         record = read_json(tmp_path / f"{name}.provenance.json")
         assert record["inputs"] == {"overlap": [str(p) for p in overlap], "transfer": [str(p) for p in transfer],
-                                    "similarity": [str(p) for p in similarity], "lm_loss": [], "stability": []}
+                                    "similarity": [str(p) for p in similarity], "lm_loss": [], "stability": [],
+                                    "probe_transfer": []}
         assert record["config"] == {"alpha": 0.05, "targets": {"pos": ["xb"]}, "suspect_margin": 1.0, "seed": 0}
 
 

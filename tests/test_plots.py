@@ -27,6 +27,7 @@ NAMES = [
     "overlap_vs_lm_loss",
     "overlap_over_chance_vs_step",
     "stability_vs_step",
+    "measures_vs_transfer",
     "similarity_vs_step",
 ]
 

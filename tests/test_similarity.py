@@ -76,7 +76,8 @@ def test_cosines_match_numpy(tiny, n_layer, demo_data):
     files = {"en": str(demo_data.parallel[xa]), "fr": str(demo_data.parallel[xb]),
              "en-es": [str(demo_data.parallel[xb]), str(demo_data.parallel[xa])]}
     table = parallel_similarity(model, tokenizer, files, [["en", "fr"], ["en", "es"]], max_pairs=6, batch_size=4)
-    assert list(table.columns) == ["source", "target", "layer", "pooling", "cosine", "pairs"]
+    assert list(table.columns) == ["source", "target", "layer", "pooling", "cosine", "pairs",
+                                   "retrieval", "retrieval_pairs", "retrieval_null", "retrieval_p"]
     assert len(table) == 2 * (n_layer + 1) * 2 and (table["pairs"] == 6).all()
 
     def states(sentence: str) -> list[np.ndarray]:

@@ -113,8 +113,9 @@ def test_adding_a_step_schedules_only_that_step_and_the_aggregates(demo_run, tmp
     assert jobs.get("transfer") == len(config["transfer"]["tasks"])
     assert jobs.get("similarity") == 1
     assert jobs.get("lm_loss") == 1
+    assert jobs.get("probe_transfer") == n_layers
     assert set(jobs) <= {
-        "dump_activations", "probe", "compute_overlap", "transfer", "similarity", "lm_loss",
+        "dump_activations", "probe", "compute_overlap", "transfer", "similarity", "lm_loss", "probe_transfer",
         "alignment_table", "correlations", "plot_figures", "all",
     }, jobs
 
@@ -141,6 +142,7 @@ def test_adding_a_language_schedules_only_its_jobs_and_the_aggregates(demo_run, 
         "probe": n_points(config) * n_layers,
         "compute_overlap": n_points(config) * n_layers,
         "lm_loss_sample": 1, "lm_loss": n_points(config),
+        "probe_transfer": n_points(config) * n_layers,
         "alignment_table": 1, "correlations": 1, "plot_figures": 1, "all": 1,
     }, result.stdout[-3000:]
 
@@ -161,6 +163,7 @@ def test_adding_a_layer_schedules_its_dumps_and_probes_but_no_old_probe(demo_run
         "dump_activations": n_points(config) * n_treebanks,
         "probe": n_points(config) * n_treebanks,
         "compute_overlap": n_points(config),
+        "probe_transfer": n_points(config),
         "alignment_table": 1, "correlations": 1, "plot_figures": 1, "all": 1,
     }, result.stdout[-3000:]
     assert {job["layer"] for job in planned_wildcards(result, "probe")} == {"1"}

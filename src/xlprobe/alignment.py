@@ -23,6 +23,14 @@ Choices, stated once:
 - Similarity, one definition per column: `similarity` is the mean cosine over language pairs at the
   probed layer (NaN where that layer was not measured; the config check stops such a config), and
   `similarity_all_layers` the mean over every measured layer. Correlations name the column they use.
+- Retrieval (xlprobe.similarity): `retrieval` is the mean over language pairs, at the probed layer
+  and of the same pooling, of the share of parallel sentences whose translation is their nearest
+  neighbour; `retrieval_null` the mean of its random-pairing null (1/n).
+- Probe transfer (xlprobe.probe_transfer): per attribute the mean over ordered cross-lingual pairs,
+  then the macro mean over attributes, of `accuracy` (`probe_transfer`), the permutation null's mean
+  (`probe_transfer_null`), B's majority class (`probe_transfer_majority`), B's own readout
+  (`probe_transfer_own`), the normalized score (`probe_transfer_normalized`, NaN pairs left out) and
+  the share of pairs with p_value < `alpha` (`probe_transfer_share_significant`).
 - Checkpoint checks (from the rule lm_loss's records, where given): `lm_loss` (nats per token on the
   treebanks' fixed sample, xlprobe.lm_loss), `lm_loss_parallel` (on the similarity section's parallel
   text, NaN without one), `suspect` (xlprobe.checks: the suspect rule over the model's steps, step order,
@@ -55,6 +63,8 @@ MAIN_METRICS = ("f1", "accuracy")
 OVERLAP_COLUMNS = set(OVERLAP_FILE_COLUMNS) - {"random_overlap"}
 TRANSFER_COLUMNS = {"language", "role", "metric", "value"}
 SIMILARITY_COLUMNS = {"source", "target", "layer", "pooling", "cosine", "pairs"}
+PROBE_TRANSFER_COLUMNS = {"attribute", "treebank_a", "treebank_b", "accuracy", "majority_accuracy",
+                          "own_accuracy", "normalized", "null_mean", "p_value"}
 
 
 # ----------------------------------------------------------------------------- steps and paths
@@ -103,19 +113,20 @@ def point_of(path: str | os.PathLike, kind: str) -> dict[str, object]:
     """(model, step[, layer | task]) of a result file, as its stage recorded it (`provenance.point`,
     from the rule's wildcards): in the sidecar of an overlap or similarity TSV, in the JSON beside a
     transfer TSV. Never parsed from the file's path."""
-    if kind not in ("overlap", "transfer", "similarity"):
+    if kind not in ("overlap", "transfer", "similarity", "probe_transfer"):
         raise ValueError(f"unknown result kind '{kind}'")
     record_path = str(path).removesuffix(".tsv") + ".json" if kind == "transfer" else sidecar_path(path)
     if not os.path.exists(record_path):
         raise ValueError(f"{path}: no provenance record {record_path} beside it")
     record = read_json(record_path)
     point = (record.get("provenance", record) or {}).get("point")
-    keys = {"overlap": ("model", "step", "layer"), "transfer": ("model", "step", "task"), "similarity": ("model", "step")}
+    keys = {"overlap": ("model", "step", "layer"), "transfer": ("model", "step", "task"), "similarity": ("model", "step"),
+            "probe_transfer": ("model", "step", "layer")}
     if not isinstance(point, dict) or any(key not in point for key in keys[kind]):
         raise ValueError(f"{record_path} names no point {keys[kind]} (made by an older xlprobe: rerun it)")
     point = {key: point[key] for key in keys[kind]}
     point["step"] = step_value(point["step"])
-    if kind == "overlap":
+    if "layer" in point:
         point["layer"] = int(point["layer"])
     return point
 
@@ -267,11 +278,37 @@ def similarity_by_layer(frame: pd.DataFrame) -> pd.Series:
 
 def similarity_scores(frame: pd.DataFrame, layer: int) -> dict[str, float]:
     """Mean cosine over language pairs at `layer` (`similarity`, NaN where not measured) and over
-    every measured layer (`similarity_all_layers`), of the paper's pooling."""
+    every measured layer (`similarity_all_layers`), of the paper's pooling; retrieval and its null at
+    `layer` where the file has those columns."""
     curve = similarity_by_layer(frame)
+    at_layer = one_pooling(frame)
+    at_layer = at_layer[at_layer["layer"] == layer]
     return {
         "similarity": float(curve[layer]) if layer in curve.index else np.nan,
         "similarity_all_layers": float(curve.mean()) if len(curve) else np.nan,
+        **{column: float(at_layer[column].mean()) if len(at_layer) else np.nan
+           for column in ("retrieval", "retrieval_null") if column in frame},
+    }
+
+
+PROBE_TRANSFER_MEASURES = {
+    "probe_transfer": "accuracy",
+    "probe_transfer_null": "null_mean",
+    "probe_transfer_majority": "majority_accuracy",
+    "probe_transfer_own": "own_accuracy",
+    "probe_transfer_normalized": "normalized",
+    "probe_transfer_share_significant": "significant",
+}
+
+
+def probe_transfer_scores(frame: pd.DataFrame, alpha: float = 0.05) -> dict[str, float]:
+    """Per attribute the mean over ordered pairs, then the macro mean over attributes (see the module)."""
+    if frame.empty:
+        return {column: np.nan for column in PROBE_TRANSFER_MEASURES} | {"probe_transfer_pairs": 0}
+    frame = frame.assign(significant=frame["p_value"] < alpha)
+    per_attribute = frame.groupby("attribute")[list(PROBE_TRANSFER_MEASURES.values())].mean()
+    return {column: float(per_attribute[source].mean()) for column, source in PROBE_TRANSFER_MEASURES.items()} | {
+        "probe_transfer_pairs": len(frame)
     }
 
 
@@ -322,9 +359,11 @@ def build_alignment(
     margin: float = DEFAULT_MARGIN,
     stability_paths: Iterable[str | os.PathLike] = (),
     seed: int = 0,
+    probe_transfer_paths: Iterable[str | os.PathLike] = (),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(alignment, per-attribute table) from the overlap (and stability), transfer and similarity
-    files, and the checkpoint checks where given. `seed` seeds the overlap intervals' resampling."""
+    files, the checkpoint checks and the probe-transfer files where given. `seed` seeds the overlap
+    intervals' resampling."""
     targets = dict(targets or {})
     attribute_rows, point_rows, models = [], [], []
     stability = stability_by_attribute(stability_paths)
@@ -390,6 +429,17 @@ def build_alignment(
         unmeasured = alignment.loc[scores["similarity"].isna() & scores["similarity_all_layers"].notna()]
         for m, s, layer in unmeasured[["model", "step", "layer"]].itertuples(index=False):
             log.warning("similarity of %s step %s: layer %d not measured; `similarity` left empty", m, s, layer)
+        alignment = pd.concat([alignment, scores], axis=1)
+
+    readouts = {}
+    for path in probe_transfer_paths:
+        point = point_of(path, "probe_transfer")
+        readouts[(point["model"], point["step"], point["layer"])] = probe_transfer_scores(
+            _read_checked(path, PROBE_TRANSFER_COLUMNS), alpha)
+    if readouts:
+        missing = probe_transfer_scores(pd.DataFrame())
+        scores = pd.DataFrame([readouts.get(key, missing) for key in zip(runs, alignment["step"], alignment["layer"])],
+                              index=alignment.index)
         alignment = pd.concat([alignment, scores], axis=1)
 
     check_paths = list(check_paths)
@@ -465,22 +515,25 @@ def write_alignment_table(
     margin: float = DEFAULT_MARGIN,
     stability_paths: Iterable[str | os.PathLike] = (),
     seed: int = 0,
+    probe_transfer_paths: Iterable[str | os.PathLike] = (),
 ) -> pd.DataFrame:
     """Build the alignment tables and write both TSVs, each with its provenance sidecar.
 
     The sidecars list the input files; the checkpoints are in the inputs' own sidecars.
     """
-    overlap_paths, transfer_paths, similarity_paths, check_paths = (
-        [str(p) for p in paths] for paths in (overlap_paths, transfer_paths, similarity_paths, check_paths)
+    overlap_paths, transfer_paths, similarity_paths, check_paths, probe_transfer_paths = (
+        [str(p) for p in paths]
+        for paths in (overlap_paths, transfer_paths, similarity_paths, check_paths, probe_transfer_paths)
     )
     alignment, attributes = build_alignment(overlap_paths, transfer_paths, similarity_paths, targets, alpha,
-                                            check_paths, margin, [str(p) for p in stability_paths], seed)
+                                            check_paths, margin, [str(p) for p in stability_paths], seed,
+                                            probe_transfer_paths)
     log.info("alignment table: %d points, %d attribute rows", len(alignment), len(attributes))
     record = provenance(
         {"alpha": alpha, "targets": dict(targets or {}), "suspect_margin": margin, "seed": seed},
         inputs={"overlap": overlap_paths, "transfer": transfer_paths, "similarity": similarity_paths,
                 "lm_loss": check_paths,
-                "stability": [str(p) for p in stability_paths]},
+                "stability": [str(p) for p in stability_paths], "probe_transfer": probe_transfer_paths},
     )
     for out in (alignment_out, attributes_out):
         write_json(sidecar_path(out), record)

@@ -178,6 +178,36 @@ def _verify(parser: argparse.ArgumentParser):
         print(f"{checked} files checked, {len(damaged)} damaged or missing")
         return 1 if damaged else 0
 
+
+@command("probe-transfer")
+def _probe_transfer(parser: argparse.ArgumentParser):
+    parser.description = (
+        "Train a linear classifier on language A's embeddings and score it on language B's, over the classes "
+        "both have, with a permutation null from A's labels permuted."
+    )
+    parser.add_argument("--train", required=True, help="A's train embeddings, .npy [n, D]")
+    parser.add_argument("--train-labels", required=True, help="one class name per line, row-aligned")
+    parser.add_argument("--dev", help="A's dev embeddings (then dev_accuracy: A's classifier on A)")
+    parser.add_argument("--dev-labels")
+    parser.add_argument("--test", required=True, help="B's test embeddings, .npy [m, D]")
+    parser.add_argument("--test-labels", required=True)
+    parser.add_argument("--own-train", help="B's train embeddings (then own_accuracy and normalized)")
+    parser.add_argument("--own-train-labels")
+    parser.add_argument("--permutations", type=int, default=20, help="permutations of A's labels for the null")
+    parser.add_argument("--l2", type=float, default=1e-3)
+    parser.add_argument("--max-iter", type=int, default=200, help="L-BFGS iterations")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--out", required=True, help="result JSON")
+
+    def run(args: argparse.Namespace) -> int:
+        for features, labels in (("dev", "dev_labels"), ("own_train", "own_train_labels")):
+            if bool(getattr(args, features)) != bool(getattr(args, labels)):
+                parser.error(f"--{features.replace('_', '-')} and --{labels.replace('_', '-')} go together")
+        from xlprobe.probe_transfer import probe_transfer_cli
+
+        return probe_transfer_cli(args)
+
     return run
 
 

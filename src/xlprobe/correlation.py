@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 MEASURES = ("overlap", "overlap_minus_chance", "overlap_over_chance")
 SIMILARITY_TARGETS = ("similarity", "similarity_all_layers")
+# Alignment measures beside the overlap, each correlated with every transfer target (where present).
+ALIGNMENT_MEASURES = ("probe_transfer", "retrieval", "similarity")
 POOLED = "pooled"
 MIN_POINTS = 3
 MIN_INTERVAL_POINTS = 4
@@ -179,14 +181,21 @@ def correlation_targets(alignment: pd.DataFrame) -> list[str]:
     return tasks + [c for c in SIMILARITY_TARGETS if c in alignment]
 
 
+def transfer_targets(alignment: pd.DataFrame) -> list[str]:
+    """Each task's mean target score."""
+    return [c for c in correlation_targets(alignment) if c.startswith("transfer_")]
+
+
 def correlation_table(
     alignment: pd.DataFrame,
     resamples: int = 1000,
     seed: int = 0,
     measures: Sequence[str] = MEASURES,
     targets: Sequence[str] | None = None,
+    alignment_measures: Sequence[str] = ALIGNMENT_MEASURES,
 ) -> pd.DataFrame:
-    """Every overlap measure vs every target, per layer, per model (per seed and pooled over seeds,
+    """Every overlap measure vs every target, and every other alignment measure present vs every
+    transfer target; per layer, per model (per seed and pooled over seeds,
     where a model has several) and pooled over models, with and without finals."""
     targets = correlation_targets(alignment) if targets is None else list(targets)
     seeds = alignment["seed"] if "seed" in alignment else pd.Series(pd.NA, index=alignment.index)
@@ -203,6 +212,9 @@ def correlation_table(
         groups.append((model, POOLED, of_model, True))
     several_runs = runs.nunique() > alignment["model"].nunique()
     groups.append((POOLED, POOLED if several_runs else None, pd.Series(True, index=alignment.index), several_runs))
+    pairs = [(m, t) for m in measures for t in targets] + [
+        (m, t) for m in alignment_measures if m in alignment for t in transfer_targets(alignment)
+    ]
     final = (
         alignment["final"].astype(str).str.lower().eq("true")
         if "final" in alignment
@@ -210,27 +222,26 @@ def correlation_table(
     )
     rows = []
     for layer in sorted(alignment["layer"].unique()):
-        for measure in measures:
-            for target in targets:
-                for model, model_seed, of_group, clustered in groups:
-                    for finals in ("included", "excluded"):
-                        mask = alignment["layer"].eq(layer) & of_group
-                        if finals == "excluded":
-                            mask &= ~final
-                        subset = alignment[mask]
-                        result = correlate(subset[measure], subset[target], resamples, seed,
-                                           clusters=list(runs[mask]) if clustered else None)
-                        rows.append(
-                            {
-                                "layer": layer,
-                                "measure": measure,
-                                "target": target,
-                                "model": model,
-                                "seed": model_seed,
-                                "finals": finals,
-                                **result,
-                            }
-                        )
+        for measure, target in pairs:
+            for model, model_seed, of_group, clustered in groups:
+                for finals in ("included", "excluded"):
+                    mask = alignment["layer"].eq(layer) & of_group
+                    if finals == "excluded":
+                        mask &= ~final
+                    subset = alignment[mask]
+                    result = correlate(subset[measure], subset[target], resamples, seed,
+                                       clusters=list(runs[mask]) if clustered else None)
+                    rows.append(
+                        {
+                            "layer": layer,
+                            "measure": measure,
+                            "target": target,
+                            "model": model,
+                            "seed": model_seed,
+                            "finals": finals,
+                            **result,
+                        }
+                    )
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

@@ -82,6 +82,7 @@ def unit_costs(path: str | os.PathLike | None = None) -> dict[str, float]:
         "similarity_tokens_per_sentence",
         "xnli_tokens_per_example",
         "udpos_tokens_per_example",
+        "probe_transfer_cpu_gflops",
     }
     missing = sorted(needed - set(table))
     if missing:
@@ -273,3 +274,32 @@ def lm_loss_seconds(similarity: Mapping[str, Any], checks: Mapping[str, Any], pa
     languages += len({language for pair in similarity.get("pairs", []) for language in pair})
     sentences = languages * checks["lm_loss_sentences"]
     return forward_seconds(sentences, params, costs)
+
+
+def probe_transfer_seconds(
+    treebanks: list[list[AttributeSize]], dim: int, settings: Mapping[str, Any], costs: Mapping[str, float]
+) -> float:
+    """One probe_transfer job (one model, step, layer): per treebank and attribute, its readout and
+    `permutations` nulls fitted together, and its own readout, each max_iter L-BFGS iterations of
+    6 n D C FLOP over at most max_train_words train rows (an upper bound: a treebank's readouts for
+    classes another language lacks are fitted again, and L-BFGS often stops before max_iter)."""
+    models = int(settings["permutations"]) + 2
+    flops = sum(
+        int(settings["max_iter"]) * 6 * min(s.train, int(settings["max_train_words"])) * dim * s.classes * models
+        for sizes in treebanks
+        for s in sizes
+    )
+    return flops / (costs["probe_transfer_cpu_gflops"] * 1e9)
+
+
+def probe_transfer_request(
+    treebanks: list[list[AttributeSize]], words: int, dim: int, settings: Mapping[str, Any], costs=None
+) -> dict[str, int]:
+    """runtime/mem_mb for a probe_transfer job: `words` is the word tables' rows over its treebanks."""
+    costs = costs or unit_costs()
+    rows = int(settings["max_train_words"])
+    largest = max((max(rows, s.test) * s.classes for sizes in treebanks for s in sizes), default=0)
+    memory = (BASE_MB + words * WORD_TABLE_BYTES / 1e6 + 4 * 2 * rows * dim / 1e6
+              + 3 * 4 * largest * (int(settings["permutations"]) + 1) / 1e6)
+    return request(probe_transfer_seconds(treebanks, dim, settings, costs), memory)
+

@@ -13,5 +13,6 @@ FIGURE_NAMES = (
     "overlap_vs_lm_loss",
     "overlap_over_chance_vs_step",
     "stability_vs_step",
+    "measures_vs_transfer",
     "similarity_vs_step",
 )

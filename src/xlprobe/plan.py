@@ -105,6 +105,10 @@ def job_estimate(job: PlannedJob, resolved: ResolvedConfig, costs: Mapping[str, 
     if job.rule == "probe":
         width = cost.dumped_width(shape, config["activations"])
         return cost.probe_seconds(words(wildcards["treebank"])[1], width, config["probe"], costs), 0.0
+    if job.rule == "probe_transfer":
+        width = cost.dumped_width(shape, config["activations"])
+        sizes = [words(tb)[1] for tb in config["treebanks"] if words(tb)[1]]
+        return cost.probe_transfer_seconds(sizes, width, config["probe_transfer"], costs), 0.0
     if job.rule == "transfer":
         settings = {k: v for k, v in config["transfer"].items() if k != "tasks"}
         task = config["transfer"]["tasks"][wildcards["task"]]

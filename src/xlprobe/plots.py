@@ -38,6 +38,7 @@ from xlprobe.alignment import (
     read_table,
     significant_pairs,
     similarity_by_layer,
+    sort_points,
     step_key,
     step_value,
 )
@@ -728,6 +729,54 @@ def plot_stability_vs_step(alignment: pd.DataFrame, layer: int | None = None):
     return fig
 
 
+# ----------------------------------------------------------------------------- alignment measures
+# The alignment measures of measures_vs_transfer, each with the alignment column of its null.
+ALIGNMENT_MEASURES = {
+    "overlap_over_chance": ("top-k neuron overlap / chance", None),
+    "probe_transfer": ("cross-lingual probe accuracy", "probe_transfer_null"),
+    "retrieval": ("parallel-sentence retrieval", "retrieval_null"),
+    "similarity": ("parallel-sentence cosine", None),
+}
+
+
+def plot_measures_vs_transfer(alignment: pd.DataFrame, correlations: pd.DataFrame | None = None,
+                              layer: int | None = None):
+    """Each alignment measure (rows) against the first transfer task across checkpoints, per model and
+    pooled (columns): one point per checkpoint, joined in step order, the step beside it; the
+    measure's null as a dotted line; Pearson r from the correlation table in the title."""
+    alignment, layer = _pick_layer(alignment, layer)
+    tasks = _transfer_tasks(alignment)
+    measures = [m for m in ALIGNMENT_MEASURES if m in alignment and alignment[m].notna().any()]
+    if not tasks or not measures:
+        return _empty_figure("no transfer task or no alignment measure")
+    target = tasks[0]
+    models = list(dict.fromkeys(alignment["model"]))
+    colours = model_colours(models)
+    columns = [*models, "pooled"]
+    fig, axes = plt.subplots(len(measures), len(columns), figsize=(3.4 * len(columns), 2.8 * len(measures)),
+                             squeeze=False)
+    for row, measure in enumerate(measures):
+        label, null = ALIGNMENT_MEASURES[measure]
+        for col, panel in enumerate(columns):
+            ax = axes[row][col]
+            for model in models if panel == "pooled" else [panel]:
+                rows = sort_points(alignment[alignment["model"] == model])
+                ax.plot(rows[measure], rows[target], marker="o", color=colours[model], label=model)
+                for x, y, step in zip(rows[measure], rows[target], rows["step"]):
+                    ax.annotate(step_label(step), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+                if null and null in rows and rows[null].notna().any():
+                    ax.axvline(rows[null].mean(), linestyle=":", color=colours[model])
+            r = _lookup_r(correlations, layer, measure, target, panel)
+            ax.set_title(f"{panel}: r = {r:.2f}" if np.isfinite(r) else panel, fontsize=9)
+            ax.set_xlabel(label)
+            if col == 0:
+                ax.set_ylabel(_target_label(alignment, target), fontsize=8)
+    fig.suptitle(f"Alignment measures against zero-shot transfer across checkpoints (layer {layer}; "
+                 "dotted: the measure's null)")
+    fig.tight_layout()
+    return fig
+
+
 # ----------------------------------------------------------------------------- all figures
 
 
@@ -761,6 +810,7 @@ def plot_figures(
         "overlap_vs_k": lambda: plot_overlap_vs_k(overlaps),
         "overlap_vs_lm_loss": lambda: plot_overlap_vs_lm_loss(per_step),
         "similarity_vs_step": lambda: plot_similarity_vs_step(per_step, similarity),
+        "measures_vs_transfer": lambda: plot_measures_vs_transfer(per_step, correlations),
     }
     for name, (png, pdf) in outputs.items():
         with plt.rc_context(STYLE):

@@ -5,6 +5,13 @@ LM head; loaded and run by the dumps' code, `activations.load_base_model` and `h
 (L = hidden_states[L-1], layer 1 the embedding output) we average over pairs the cosine of the
 last-token vectors (the paper's) and of the mean-pooled vectors.
 
+Beside the cosine, parallel-sentence retrieval (as MEXA, arXiv 2410.05873): among the first
+`retrieval_sample` pairs, the share of sentences whose translation is their nearest neighbour by
+cosine, source to target and target to source averaged (`retrieval`, over `retrieval_pairs` pairs).
+Its null pairs the sentences at random: `retrieval_null` is the mean over RETRIEVAL_PERMUTATIONS
+seeded permutations of the target side (1/n in expectation), `retrieval_p` the permutation p-value
+(1 + #{null >= retrieval}) / (1 + permutations).
+
 Parallel text comes from `similarity.files`, whose keys are a language or a pair `<src>-<tgt>`:
 - a language -> a text file, line i aligned with line i of every other language's file (the demo's
   parallel/<code>.txt, or sentences extracted from PUD);
@@ -32,8 +39,11 @@ from xlprobe.provenance import provenance, sidecar_path
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["source", "target", "layer", "pooling", "cosine", "pairs"]
+COLUMNS = ["source", "target", "layer", "pooling", "cosine", "pairs",
+           "retrieval", "retrieval_pairs", "retrieval_null", "retrieval_p"]
 SENTENCE_POOLINGS = ("last", "mean")
+RETRIEVAL_SAMPLE = 1000
+RETRIEVAL_PERMUTATIONS = 1000
 
 
 # ----------------------------------------------------------------------------- parallel text
@@ -151,11 +161,46 @@ def mean_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (dot / np.maximum(norms, 1e-12)).mean(-1)
 
 
+def nearest_neighbours(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For [n, D] rows of a and b: each a-row's nearest b-row by cosine, and each b-row's nearest a-row."""
+    unit_a = a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), 1e-12)
+    unit_b = b / np.maximum(np.linalg.norm(b, axis=-1, keepdims=True), 1e-12)
+    cosines = unit_a @ unit_b.T
+    return cosines.argmax(1), cosines.argmax(0)
+
+
+def retrieval(
+    a: np.ndarray, b: np.ndarray, permutations: int = RETRIEVAL_PERMUTATIONS, seed: int = 0
+) -> dict[str, float]:
+    """Row i of a and b are translations: the share of rows whose nearest neighbour on the other side
+    is their translation (both directions averaged), the mean of that share under random pairings of
+    the rows (permutations of b, the same nearest neighbours), and the permutation p-value."""
+    forward, backward = nearest_neighbours(a, b)
+    rows = np.arange(len(a))
+
+    def hits(partner: np.ndarray) -> np.ndarray:
+        """Share of hits when a-row i is paired with b-row partner[..., i]."""
+        inverse = np.argsort(partner, axis=-1)
+        return ((forward == partner).mean(-1) + (backward == inverse).mean(-1)) / 2
+
+    observed = float(hits(rows))
+    rng = np.random.default_rng(seed)
+    null = hits(np.argsort(rng.random((permutations, len(a))), axis=1)) if permutations else np.array([])
+    return {
+        "retrieval": observed,
+        "retrieval_pairs": len(a),
+        "retrieval_null": float(null.mean()) if permutations else float("nan"),
+        "retrieval_p": float((1 + (null >= observed).sum()) / (1 + permutations)) if permutations else float("nan"),
+    }
+
+
 def parallel_similarity(
     model, tokenizer, files: dict[str, Any], pairs: Sequence[Sequence[str]], layers: Sequence[int] | None = None,
     max_pairs: int | None = None, batch_size: int = 32, hub: str | None = None, cache_dir: str | None = None,
+    retrieval_sample: int = RETRIEVAL_SAMPLE, seed: int = 0,
 ) -> pd.DataFrame:
-    """Per language pair, layer and pooling: the mean cosine over up to `max_pairs` parallel sentences."""
+    """Per language pair, layer and pooling: the mean cosine over up to `max_pairs` parallel sentences,
+    and retrieval among the first `retrieval_sample` of them."""
     n_states = model.config.num_hidden_layers + 1
     layers = check_layers(model, layers or range(1, n_states + 1), "similarity.layers")
     rows = []
@@ -163,18 +208,26 @@ def parallel_similarity(
         left, right = parallel_sentences(files, source, target, max_pairs, hub, cache_dir)
         # Chunks bound memory at max_pairs x D x layers; the mean is accumulated across chunks.
         totals = {p: np.zeros(len(layers)) for p in SENTENCE_POOLINGS}
+        # The retrieval sample's vectors per pooling: [layers, sample, D] for each side.
+        sample = {p: ([], []) for p in SENTENCE_POOLINGS}
         chunk = 1024
         for start in range(0, len(left), chunk):
             a = sentence_vectors(model, tokenizer, left[start : start + chunk], layers, batch_size)
             b = sentence_vectors(model, tokenizer, right[start : start + chunk], layers, batch_size)
+            kept = max(0, min(chunk, retrieval_sample - start))
             for p in SENTENCE_POOLINGS:
                 totals[p] += mean_cosine(a[p], b[p]) * len(left[start : start + chunk])
+                if kept:
+                    sample[p][0].append(a[p][:, :kept])
+                    sample[p][1].append(b[p][:, :kept])
         for p in SENTENCE_POOLINGS:
-            for layer, total in zip(layers, totals[p]):
+            a, b = (np.concatenate(side, axis=1) for side in sample[p])
+            for j, (layer, total) in enumerate(zip(layers, totals[p])):
                 rows.append({"source": source, "target": target, "layer": layer, "pooling": p,
-                             "cosine": total / len(left), "pairs": len(left)})
-        log.info("%s-%s: %d pairs, last-token cosine by layer %s", source, target, len(left),
-                 np.round(totals["last"] / len(left), 3).tolist())
+                             "cosine": total / len(left), "pairs": len(left), **retrieval(a[j], b[j], seed=seed)})
+        log.info("%s-%s: %d pairs, last-token cosine by layer %s, retrieval %s", source, target, len(left),
+                 np.round(totals["last"] / len(left), 3).tolist(),
+                 [round(r["retrieval"], 3) for r in rows[-2 * len(layers) : -len(layers)]])
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -186,6 +239,7 @@ def run_similarity(
     output: str | os.PathLike,
     demo_dir: str | os.PathLike | None = None,
     cache_dir: str | None = None,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """The workflow stage: load (model, step), score every configured pair, write the TSV.
 
@@ -204,12 +258,12 @@ def run_similarity(
                                                  dtype=settings["dtype"])
     table = parallel_similarity(
         net, tokenizer, files, pairs, settings.get("layers"), settings.get("max_pairs"),
-        settings["batch_size"], hub, cache_dir,
+        settings["batch_size"], hub, cache_dir, settings["retrieval_sample"], seed,
     )
     write_json(
         sidecar_path(output),
         provenance(
-            {"model": model, "similarity": settings},
+            {"model": model, "similarity": settings, "seed": seed},
             point={"model": model["name"], "step": str(step)}, checkpoint=checkpoint, inputs=files,
         ),
     )

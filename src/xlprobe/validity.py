@@ -19,7 +19,7 @@ import logging
 import math
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -371,3 +371,137 @@ def correlation_coverage(
 def pairs_of(languages: Sequence[str]) -> int:
     """Language pairs per attribute (the size of one Holm family)."""
     return len(list(itertools.combinations(languages, 2)))
+
+
+# ----------------------------------------------------------------------------- alignment controls
+# Where the attribute information sits, for the controls that tell the alignment measures apart:
+# every language keeps it in the same planted neurons; spread over all neurons by one random rotation
+# common to all languages (the same readout, no shared neuron); by a rotation of each language's own
+# (no shared readout); or in each language's own neurons with its own class means (nothing shared).
+CONDITIONS = ("shared_neurons", "shared_rotation", "own_rotations", "nothing_shared")
+
+
+def random_rotation(width: int, rng: np.random.Generator) -> np.ndarray:
+    """A Haar-random orthogonal matrix (QR of a Gaussian matrix, signs fixed by R's diagonal)."""
+    q, r = np.linalg.qr(rng.normal(size=(width, width)))
+    return q * np.sign(np.diag(r))
+
+
+def _rotations(condition: str, setting: Setting, rng: np.random.Generator) -> dict[str, np.ndarray | None]:
+    if condition not in CONDITIONS:
+        raise ValueError(f"unknown control condition {condition!r} (one of {', '.join(CONDITIONS)})")
+    common = random_rotation(setting.width, rng) if condition == "shared_rotation" else None
+    return {
+        lang: random_rotation(setting.width, rng) if condition == "own_rotations" else common
+        for lang in setting.languages
+    }
+
+
+def control_languages(
+    condition: str, setting: Setting, rng: np.random.Generator
+) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """Language -> (activations [rows, D] float16, labels per attribute) under one condition.
+
+    Unlike `synthetic_language`, the class means of an attribute's planted neurons are drawn once for
+    all languages (a shared code), except under `nothing_shared`, where each language has its own
+    neurons and its own means. The neurons' noise scales are the same in every language.
+    """
+    rotations = _rotations(condition, setting, rng)
+    shared = condition != "nothing_shared"
+    planted = plant(replace(setting, shared_share=1.0 if shared else 0.0), rng)
+    scales = neuron_scales(setting, rng)
+    code = {
+        a: rng.normal(size=(len(ATTRIBUTES[a]), setting.planted)) * rng.uniform(0.5, 1.5, setting.planted)
+        for a in setting.attributes
+    }
+    out = {}
+    for lang in setting.languages:
+        X = rng.normal(size=(setting.rows, setting.width)) * scales
+        labels = {}
+        for attribute in setting.attributes:
+            shares = np.asarray(ATTRIBUTES[attribute])
+            y = rng.choice(len(shares), setting.rows, p=shares / shares.sum())
+            neurons = planted[attribute][lang]
+            means = code[attribute] if shared else rng.normal(size=code[attribute].shape)
+            X[:, neurons] += setting.signal * means[y] * scales[neurons]
+            labels[attribute] = y
+        if rotations[lang] is not None:
+            X = X @ rotations[lang]
+        out[lang] = (X.astype(np.float16), labels)
+    return out
+
+
+def control_sentences(
+    condition: str, setting: Setting, sentences: int, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """Language -> sentence vectors [sentences, D] of one parallel sample: row i of every language is a
+    translation of row i. A sentence's content (a Gaussian vector of `setting.planted` values) sits in
+    the planted neurons, placed and rotated as in `control_languages`; under `nothing_shared` each
+    language's row i has content of its own."""
+    rotations = _rotations(condition, setting, rng)
+    shared = condition != "nothing_shared"
+    neurons = rng.choice(setting.width, setting.planted, replace=False)
+    scales = neuron_scales(setting, rng)
+    content = rng.normal(size=(sentences, setting.planted))
+    out = {}
+    for lang in setting.languages:
+        X = rng.normal(size=(sentences, setting.width)) * scales
+        own = content if shared else rng.normal(size=content.shape)
+        X[:, neurons if shared else rng.choice(setting.width, setting.planted, replace=False)] += (
+            setting.signal * own * scales.max()
+        )
+        out[lang] = X @ rotations[lang] if rotations[lang] is not None else X
+    return out
+
+
+def run_control(
+    condition: str, setting: Setting, seed: int, sentences: int = 200, permutations: int = 20,
+    alpha: float = 0.05, workdir: str | Path | None = None,
+) -> pd.DataFrame:
+    """One seed of one condition through the stages: probe + `compute_overlap` (a pair is detected when
+    its Holm-corrected p < alpha), `probe_transfer.transfer_table` (an ordered pair, p_value <= alpha)
+    and `similarity.retrieval` over a parallel sample (a pair, retrieval_p <= alpha).
+
+    One row per measure and unit (attribute and pair; pair for retrieval): `value`, its `null`
+    (chance k/D, the permutation null's mean, 1/n) and `detected`.
+    """
+    from xlprobe.probe_transfer import load_treebank, transfer_table
+    from xlprobe.similarity import retrieval
+
+    rng = np.random.default_rng([seed, setting.width, CONDITIONS.index(condition)])
+    rows = []
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        probe_paths, treebanks = [], []
+        for language, (X, labels) in control_languages(condition, setting, rng).items():
+            inputs = write_treebank(Path(tmp) / language, X, labels, rng)
+            out = Path(tmp) / "probes" / f"{language}.json"
+            probe_treebank(*inputs.values(), out, probe_config={**PROBE_CONFIG, "k": setting.k}, seed=seed,
+                           labels={"treebank": language, "language": language}, progress=False)
+            probe_paths.append(out)
+            treebanks.append(load_treebank(language, language, *inputs.values()))
+        overlap = compute_overlap(probe_paths, Path(tmp) / "overlap.tsv", k=setting.k, seed=seed)
+        overlap = overlap[overlap["k"] == setting.k]
+        rows += [{"measure": "overlap", "unit": f"{r.attribute}: {r.language_a}-{r.language_b}",
+                  "value": r.overlap, "null": r.chance, "detected": r.p_holm < alpha}
+                 for r in overlap.itertuples()]
+        transfer = transfer_table(treebanks, permutations=permutations, seed=seed)
+        rows += [{"measure": "probe_transfer", "unit": f"{r.attribute}: {r.language_a}->{r.language_b}",
+                  "value": r.accuracy, "null": r.null_mean, "majority": r.majority_accuracy,
+                  "detected": r.p_value <= alpha} for r in transfer.itertuples()]
+    vectors = control_sentences(condition, setting, sentences, rng)
+    for a, b in itertools.combinations(setting.languages, 2):
+        result = retrieval(vectors[a], vectors[b], seed=seed)
+        rows.append({"measure": "retrieval", "unit": f"{a}-{b}", "value": result["retrieval"],
+                     "null": result["retrieval_null"], "detected": result["retrieval_p"] <= alpha})
+    return pd.DataFrame(rows).assign(condition=condition, seed=seed)
+
+
+def summarize_controls(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per measure and condition: units, seeds, mean value and null, and the share of units detected
+    (the power where something is shared, the false-positive rate where nothing readable is)."""
+    grouped = frame.groupby(["measure", "condition"], sort=False)
+    summary = grouped.agg(seeds=("seed", "nunique"), units=("detected", "size"), value=("value", "mean"),
+                          null=("null", "mean"), detected=("detected", "mean")).reset_index()
+    order = {c: i for i, c in enumerate(CONDITIONS)}
+    return summary.sort_values(["measure", "condition"], key=lambda s: s.map(order) if s.name == "condition" else s,
+                               kind="stable").reset_index(drop=True)

@@ -16,4 +16,5 @@ with log_to(snakemake.log[0]):
         margin=snakemake.params.checks["suspect_margin"],
         stability_paths=list(snakemake.input.stability),
         seed=snakemake.params.seed,
+        probe_transfer_paths=list(snakemake.input.probe_transfer),
     )

@@ -16,4 +16,5 @@ with log_to(snakemake.log[0]):
         snakemake.output[0],
         demo_dir=snakemake.params.demo_dir,
         cache_dir=snakemake.params.cache_dir,
+        seed=snakemake.params.seed,
     )
