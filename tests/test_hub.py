@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+import xxhash
 from hub_server import run_python
 from localhub import DEFAULT_MODELS, TOKENIZER_REPO
 from safetensors.torch import load as load_safetensors
@@ -70,13 +71,17 @@ def test_checkpoints_fetched_once_load_on_a_host_without_network(local_hub, tmp_
         record = loaded.result[step]["record"]
         assert record["commit"] == local_hub.git(repo, "rev-parse", revision).decode().strip()
         # the files it loaded are the ones the download rule fetched
-        assert record == {k: v for k, v in fetched.result[step].items() if k not in ("path", "provenance", "weights")}
+        assert record == {k: v for k, v in fetched.result[step].items()
+                          if k not in ("path", "provenance", "weights", "files")}
         state = torch.load(weights / f"{step}.pt")
         served = served_weights(local_hub, repo, revision)
         # the weights' sha256 recorded at download is that of the served blob (olah gives no LFS metadata)
         blob = local_hub.git(repo, "show", f"{revision}:model.safetensors")
         assert fetched.result[step]["weights"] == {
             "model.safetensors": {"sha256": hashlib.sha256(blob).hexdigest(), "from": "file"}}
+        # the size and checksum the marker records for `xlprobe verify` are the served blob's
+        assert fetched.result[step]["files"]["model.safetensors"] == {
+            "size": len(blob), "xxh3_128": xxhash.xxh3_128_hexdigest(blob)}
         for name, tensor in served.items():
             assert torch.equal(state[name], tensor), (step, name)
     # the tokenizer is the served one: same ids as the tokenizer file in the tokenizer repo
