@@ -9,7 +9,7 @@ from snakemake.exceptions import IncompleteCheckpointException, WorkflowError
 from snakemake.logging import logger
 
 from xlprobe import costs
-from xlprobe.discovery import discover_steps
+from xlprobe.discovery import discover_steps, recorded_branches
 from xlprobe.hubdata import PREFETCH_MARKER, config_datasets, marker_name, repo_of
 from xlprobe.inputs import hub_pairs, similarity_data_files, task_data_files, task_hub_datasets
 from xlprobe.provenance import sidecar_path
@@ -30,6 +30,12 @@ STEPS = {
         if isinstance(spec["steps"], dict)
         else [str(step) for step in spec["steps"]]
     )
+    for name, spec in config["models"].items()
+}
+# The branch of each discovered step as listed (step0005000, stage1-step1000-tokens5B): a zero-padded
+# or `{*}` branch cannot be spelled from the step alone.
+BRANCHES = {
+    name: recorded_branches(f"{config['results']}/steps/{name}.json") if isinstance(spec["steps"], dict) else {}
     for name, spec in config["models"].items()
 }
 
@@ -202,7 +208,11 @@ def canonical(value):
 def model_slice(wildcards):
     """One model's config at one step, without its step list: adding a step reruns nothing here."""
     spec = {k: v for k, v in config["models"][wildcards.model].items() if k != "steps"}
-    return canonical({"name": wildcards.model, "step": wildcards.step, **spec})
+    # Only where the template cannot spell it: a global_step{step} slice is its config and nothing more.
+    branch = BRANCHES[wildcards.model].get(wildcards.step)
+    if branch == spec.get("revision", "").replace("{step}", wildcards.step):
+        branch = None
+    return canonical({"name": wildcards.model, "step": wildcards.step, **spec, **({"branch": branch} if branch else {})})
 
 
 def dump_settings():
