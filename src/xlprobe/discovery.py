@@ -130,10 +130,7 @@ def discover_steps(model: dict[str, Any], record: str | os.PathLike, refresh: bo
                 raise DiscoveryError(f"{key}: no revision of '{model['repo']}' matches '{model['revision']}' "
                                      f"with {selector}")
             steps = list(branches)
-            listed = {"repo": model["repo"], "revision": model["revision"], "selector": selector, "steps": steps,
-                      "branches": {str(s): b for s, b in branches.items()}}
-            if not record.is_file() or read_json(record) != listed:
-                write_json(record, listed)
+            if record_branches(record, model, branches):
                 log.info("%s: %d steps of %s recorded in %s", key, len(steps), model["repo"], record)
     if steps is None:
         if not record.is_file():
@@ -143,6 +140,18 @@ def discover_steps(model: dict[str, Any], record: str | os.PathLike, refresh: bo
             )
         steps = read_json(record)["steps"]
     return [str(s) for s in steps] + (["final"] if selector.get("include_final") else [])
+
+
+def record_branches(record: str | os.PathLike, model: dict[str, Any], branches: dict[int, str]) -> bool:
+    """Write the record of a model's discovered {step: branch}, unless it already says the same;
+    whether it wrote."""
+    listed = {"repo": model["repo"], "revision": model["revision"], "selector": model["steps"],
+              "steps": list(branches), "branches": {str(s): b for s, b in branches.items()}}
+    record = Path(record)
+    if record.is_file() and read_json(record) == listed:
+        return False
+    write_json(record, listed)
+    return True
 
 
 def recorded_branches(record: str | os.PathLike) -> dict[str, str]:
