@@ -97,3 +97,17 @@ def test_config_check_names_the_model_s_bad_template():
         "source": "hub", "repo": "a/b", "revision": "stage1-tokens{*}B", "steps": {"discover": True}}}}
     with pytest.raises(ConfigError, match=r"models\.o\.revision: 'stage1-tokens\{\*\}B' has no \{step\}"):
         check_config(config)
+
+
+def test_a_record_of_another_template_is_not_read(tmp_path):
+    from xlprobe.discovery import discover_steps, record_branches, recorded_branches
+
+    model = {"name": "o", "repo": "a/b", "revision": "stage1-step{step}-tokens{*}B", "steps": {"discover": True}}
+    record = tmp_path / "o.json"
+    assert record_branches(record, model, {1000: "stage1-step1000-tokens5B"})
+    assert not record_branches(record, model, {1000: "stage1-step1000-tokens5B"})  # same list: not rewritten
+    assert discover_steps(model, record, refresh=False) == ["1000"]
+    assert recorded_branches(record) == {"1000": "stage1-step1000-tokens5B"}
+    with pytest.raises(DiscoveryError, match=r"lists the branches of 'stage1-step\{step\}-tokens\{\*\}B', not of "
+                                             r"models\.o\.revision 'step\{step\}-tokens\{\*\}B'"):
+        discover_steps({**model, "revision": "step{step}-tokens{*}B"}, record, refresh=False)

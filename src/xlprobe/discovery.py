@@ -138,7 +138,12 @@ def discover_steps(model: dict[str, Any], record: str | os.PathLike, refresh: bo
                 f"{key}: steps are discovered from the hub, but '{model['repo']}' cannot be listed here and "
                 f"there is no recorded list ({record}): run snakemake once on a host that reaches the hub"
             )
-        steps = read_json(record)["steps"]
+        recorded = read_json(record)
+        if recorded.get("revision", model["revision"]) != model["revision"]:
+            raise DiscoveryError(f"{key}: {record} lists the branches of '{recorded['revision']}', not of "
+                                 f"models.{name}.revision '{model['revision']}': run snakemake once on a host "
+                                 "that reaches the hub")
+        steps = recorded["steps"]
     return [str(s) for s in steps] + (["final"] if selector.get("include_final") else [])
 
 
