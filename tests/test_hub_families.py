@@ -7,6 +7,7 @@ transfer (LoRA; OLMo-2's POS head is the generic one), similarity and lm_loss.""
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from collections import Counter
 from pathlib import Path
@@ -107,13 +108,17 @@ def test_families_run_end_to_end_against_the_local_hub_then_offline(hub_server, 
     alignment = pd.read_csv(results / "alignment.tsv", sep="\t", dtype={"step": str})
     assert set(zip(alignment["model"], alignment["step"])) == {(m, s) for m, f in FAMILIES.items() for s in f[4]}
 
-    # The residual site from the same cache, the server still stopped.
+    # The residual site from the same cache, the server still stopped: a run of its own, reading the
+    # step records the first run wrote.
     residual_file, residual = families_config(tmp_path, shared_data, "residual", "results/families-residual")
-    again = snakemake(tmp_path, "--cores", "2", "--until", "dump_activations", configfile=residual_file, env=env,
-                      timeout=3600)
+    shutil.copytree(results / "steps", tmp_path / residual["results"] / "steps")
+    # The mlp run's dumps as targets: a dump's treebank is known once build_word_table (a checkpoint) ran.
+    mlp_dumps = sorted((results / "activations").rglob("layer2.npy"))
+    targets = [str(Path(residual["results"]) / p.relative_to(results)) for p in mlp_dumps]
+    again = snakemake(tmp_path, "--cores", "2", *targets, configfile=residual_file, env=env, timeout=3600)
     assert again.returncode == 0, (again.stdout + again.stderr)[-5000:]
-    widths = Counter(np.load(p).shape[1] for p in (tmp_path / residual["results"] / "activations").rglob("layer2.npy"))
-    assert set(widths) == {HIDDEN} and sum(widths.values()) == len(list((results / "activations").rglob("layer2.npy")))
+    widths = Counter(np.load(tmp_path / target).shape[1] for target in targets)
+    assert widths == {HIDDEN: len(mlp_dumps)}
     with capsys.disabled():
         costs = per_model(results)
         print(f"\nfamilies via the local hub: prefetch {fetch.seconds:.0f} s ({sum(fetched.values())} jobs), rest "
