@@ -13,7 +13,8 @@ as hub repos, each git branch a revision (see ../shared/notes/local-hub.md). Thi
   fields and `ClassLabel` features (`facebook/xnli`, `google/xtreme` udpos.<Language>,
   `Helsinki-NLP/opus-100`), as parquet with the README `configs:` header, filled from the shared data.
 
-`add_step` adds one more `global_step{N}` branch to a built repo (a step published later).
+`add_step` adds one more `global_step{N}` branch to a built repo (a step published later);
+`commit_checkpoint` puts any architecture's checkpoint on a branch of any name (other families).
 scripts/hub-server builds the repos (`python tests/localhub.py build`) and serves them.
 """
 
@@ -186,6 +187,20 @@ def _model_files(tokenizer, spec: TinyBloom, seed: int, both_formats: bool, mode
         files = _folder_files(Path(tmp))
     files["README.md"] = _card(spec.name, f"Tiny BLOOM-architecture test model (seed {seed}).")
     return files
+
+
+def commit_checkpoint(mirrors: str | os.PathLike, repo_id: str, branch: str, model, tokenizer) -> str:
+    """A branch of a model repo holding `model` (any transformers architecture) and its tokenizer, as
+    the families' repos lay out their checkpoints (Pythia's step1000, OLMo-2's stage1-step1000-tokens5B)."""
+    directory = repo_dir(mirrors, repo_id)
+    if not (directory / ".git").is_dir():
+        commit_files(directory, "main", {"README.md": _card(repo_id, "Intermediate checkpoints as branches.")}, "card")
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        files = _folder_files(Path(tmp))
+    files["README.md"] = _card(repo_id, f"Tiny {model.config.model_type} test model, branch {branch}.")
+    return commit_files(directory, branch, files, branch)
 
 
 def served_tokenizer(mirrors: str | os.PathLike, repo_id: str = TOKENIZER_REPO):

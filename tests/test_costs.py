@@ -174,7 +174,18 @@ def dry_run_and_plan(configfile, workdir):
 
 
 @pytest.mark.parametrize("name", SHIPPED)
-def test_plan_counts_the_jobs_of_a_dry_run(name, tmp_path):
+def test_plan_counts_the_jobs_of_a_dry_run(name, tmp_path, monkeypatch):
+    config = yaml.safe_load((REPO / name).read_text())
+    for model, spec in config["models"].items():
+        if isinstance(spec["steps"], dict):  # a discovery config: its step list recorded, read offline
+            from test_family_configs import BRANCHES
+
+            from xlprobe.discovery import matching_branches, record_branches
+
+            family = name.removeprefix("config/").removesuffix(".yaml")
+            branches = matching_branches(BRANCHES[family], spec["revision"], spec["steps"])
+            record_branches(tmp_path / config["results"] / "steps" / f"{model}.json", spec, branches)
+            monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     dry, planned = dry_run_and_plan(REPO / name, tmp_path)
     assert planned == dry
 

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 
 def small_ud_root(shared: Path, root: Path, config: dict, sentences: int = 120) -> Path:
     """The configured treebanks' real files, each cut to its first `sentences` sentences (CI time)."""
-    from xlprobe.localhub import cut_treebanks
+    from localhub import cut_treebanks
 
     return cut_treebanks(shared / "ud-2.1", root, config["treebanks"], sentences)
 

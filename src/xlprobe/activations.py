@@ -9,7 +9,8 @@ A word's vector is the mean of its subwords' vectors.
 Sites (`activations.site`):
 - `residual` (the paper's): layer L is `hidden_states[L-1]` (layer 1 is the embedding output);
 - `mlp`: layer L is the MLP neurons of decoder block L (1-based), the input of its down projection
-  (BLOOM: gelu(dense_h_to_4h(x)), 4 x hidden wide), read by a forward pre-hook. The residual stream
+  (BLOOM: gelu(dense_h_to_4h(x)), 4 x hidden wide; Llama family: act(gate_proj(x)) * up_proj(x),
+  intermediate_size wide), read by a forward pre-hook; architectures in MLP_DOWN_PROJECTIONS. The residual stream
   has no privileged basis (any rotation of it is an equivalent model), so a neuron-level overlap can
   miss alignment there; the elementwise nonlinearity gives the MLP's neurons one.
 
@@ -46,8 +47,18 @@ log = logging.getLogger(__name__)
 
 WORD_POOLINGS = ("paper", "natural")
 SITES = ("residual", "mlp")
-# The down projection whose input is a block's MLP neurons (BLOOM and GPT-NeoX, Llama, GPT-2).
-DOWN_PROJECTIONS = ("dense_4h_to_h", "down_proj", "c_proj")
+# The mlp site per architecture (config.model_type): the block's MLP module and, inside it, the down
+# projection whose input is the MLP's neurons. Named through the MLP module because a bare name can be
+# the attention's too (GPT-2's c_proj). Llama family: the input of down_proj is act(gate_proj) * up_proj.
+MLP_DOWN_PROJECTIONS = {
+    "bloom": ("mlp", "dense_4h_to_h"),
+    "gpt_neox": ("mlp", "dense_4h_to_h"),
+    "gpt2": ("mlp", "c_proj"),
+    "llama": ("mlp", "down_proj"),
+    "olmo": ("mlp", "down_proj"),
+    "olmo2": ("mlp", "down_proj"),
+    "qwen2": ("mlp", "down_proj"),
+}
 
 
 @dataclass
@@ -191,20 +202,32 @@ def hidden_states(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
                     use_cache=False).hidden_states
 
 
-def down_projection(block) -> torch.nn.Linear:
+def mlp_site_modules(model_type: str) -> tuple[str, str]:
+    """(MLP module, down projection) names of an architecture; an error names the supported ones."""
+    if model_type not in MLP_DOWN_PROJECTIONS:
+        raise ValueError(f"activations.site mlp: architecture '{model_type}' is not supported (supported: "
+                         f"{', '.join(sorted(MLP_DOWN_PROJECTIONS))}); activations.site residual works for any")
+    return MLP_DOWN_PROJECTIONS[model_type]
+
+
+def down_projection(block, model_type: str) -> torch.nn.Module:
     """The linear layer of a decoder block's MLP whose input is the MLP's neurons."""
-    mlp = getattr(block, "mlp", None)
-    for name in DOWN_PROJECTIONS:
-        module = getattr(mlp, name, None)
-        if module is not None:
-            return module
-    raise ValueError(f"activations.site mlp: no MLP down projection ({', '.join(DOWN_PROJECTIONS)}) "
-                     f"in block {type(block).__name__}")
+    mlp_name, projection_name = mlp_site_modules(model_type)
+    module = getattr(getattr(block, mlp_name, None), projection_name, None)
+    if module is None:
+        raise ValueError(f"activations.site mlp: block {type(block).__name__} of a '{model_type}' model has no "
+                         f"{mlp_name}.{projection_name}")
+    return module
 
 
 def mlp_width(model) -> int:
     """D of the mlp site: the down projection's input features (BLOOM: 4 x hidden_size)."""
-    projection = down_projection(decoder_blocks(model.base_model)[1][0])
+    mlp_site_modules(model.config.model_type)
+    found = decoder_blocks(model.base_model)
+    if found is None:
+        raise ValueError(f"activations.site mlp: {type(model.base_model).__name__} keeps its blocks where this "
+                         "code cannot find them")
+    projection = down_projection(found[1][0], model.config.model_type)
     return int(getattr(projection, "in_features", None) or projection.weight.shape[0])  # GPT-2's Conv1D is [in, out]
 
 
@@ -219,7 +242,7 @@ def mlp_neurons(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, la
     for layer in layers:
         def keep(module, args, layer=layer):
             captured[layer] = args[0]
-        handles.append(down_projection(found[1][layer - 1]).register_forward_pre_hook(keep))
+        handles.append(down_projection(found[1][layer - 1], model.config.model_type).register_forward_pre_hook(keep))
     try:
         with stopping_after(body, max(layers)):
             body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)

@@ -102,16 +102,31 @@ def resolve_checkpoint(model: dict[str, Any], step: int | str, demo_dir: str | o
         return Checkpoint(name, step, "local", str(final["path"]), tokenizer=tokenizer)
 
     if source == "hub":
-        template = model["revision"]
-        if "{step}" not in template:
-            raise CheckpointError(f"{key}.revision: '{template}' has no {{step}}; every step would be the same")
-        return Checkpoint(name, step, "hub", model["repo"], template.format(step=step), tokenizer, None)
+        return Checkpoint(name, step, "hub", model["repo"], hub_branch(model, step), tokenizer, None)
     if source == "local":
         template = str(model["path"])
         if "{step}" not in template:
             raise CheckpointError(f"{key}.path: '{template}' has no {{step}}; every step would be the same")
         return Checkpoint(name, step, "local", template.format(step=step), tokenizer=tokenizer)
     raise CheckpointError(f"{key}.source: unknown source '{source}' (hub, local or demo)")
+
+
+def hub_branch(model: dict[str, Any], step: str) -> str:
+    """The branch of a hub model's step: `branch` where the workflow looked it up in the discovery
+    record, else the revision template filled in, else (a `{*}` template) the listed branches searched."""
+    from xlprobe.discovery import DiscoveryError, branch_of, hub_revisions
+
+    if model.get("branch"):
+        return model["branch"]
+    key, template = f"models.{model.get('name', '?')}.revision", model["revision"]
+    if "{*}" in template and is_offline():
+        raise CheckpointError(f"{key}: '{template}' names its branches only through the hub's list, and the hub "
+                              "is offline (the workflow reads them from the discovery record)")
+    try:
+        revisions = hub_revisions(model["repo"]) if "{*}" in template else None
+        return branch_of(template, step, revisions)
+    except (ValueError, DiscoveryError) as error:
+        raise CheckpointError(f"{key}: {error}") from None
 
 
 # ----------------------------------------------------------------------------- hub cache

@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 # Model types whose MLP is gated (act(gate) * up, then down): three matrices instead of two.
 GATED_MLP = {"llama", "mistral", "mixtral", "qwen2", "qwen3", "olmo", "olmo2", "gemma", "gemma2", "phi3", "cohere"}
@@ -93,6 +96,9 @@ def model_config(
             checkpoints.append(resolve_checkpoint({"name": name, **spec}, step))
         except CheckpointError:
             continue
+        except Exception as error:  # noqa: BLE001  a `{*}` branch needs the hub's list of refs
+            log.info("models.%s: branches not listable here (%s); shape unknown", name, error)
+            break  # the hub is unreachable: every other step would wait on it again
     if spec["source"] == "local":
         for checkpoint in checkpoints:
             path = Path(checkpoint.location, "config.json")

@@ -14,6 +14,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from xlprobe.discovery import revision_regex
 from xlprobe.inputs import task_treebanks
 
 # The repository's schema (the package is used from its source tree: src/xlprobe -> config/).
@@ -102,6 +103,11 @@ def check_config(config: dict[str, Any], workdir: str | Path = ".", schema_path:
     for name, model in config["models"].items():
         key = f"models.{name}"
         source = model["source"]
+        if source == "hub" and "revision" in model:
+            try:
+                revision_regex(model["revision"])
+            except ValueError as error:
+                errors.append(f"{key}.revision: {error}")
         if isinstance(model["steps"], dict):
             if source != "hub":
                 errors.append(f"{key}.steps: discovery needs source 'hub' (list the steps of a {source} model)")

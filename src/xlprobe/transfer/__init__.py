@@ -94,6 +94,8 @@ def fine_tune_and_score(
         eval_interval=settings["eval_interval"], device=device, pad_id=pad_id, side=side, seed=seed,
     )
     details["train_seconds"] = round(time.perf_counter() - started, 2)
+    # Which head trained: transformers' own, or the generic one where the architecture has none.
+    details["classifier"] = type(model.get_base_model() if hasattr(model, "get_base_model") else model).__name__
 
     batch = 2 * settings["batch_size"]
     rows = []

@@ -15,14 +15,56 @@ import logging
 from typing import Any
 
 import torch
-from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification
 
 log = logging.getLogger(__name__)
 
 METHODS = ("qlora", "lora", "full", "frozen")
-# The paper's adapter settings; `transfer.lora` in the config overrides any of them.
-LORA_DEFAULTS = {"r": 8, "lora_alpha": 32, "lora_dropout": 0.05, "target_modules": ["query_key_value"]}
+# The paper's adapter settings; `transfer.lora` in the config overrides any of them. The target
+# modules are peft's for the architecture (BLOOM: query_key_value, the paper's) unless given.
+LORA_DEFAULTS = {"r": 8, "lora_alpha": 32, "lora_dropout": 0.05}
+# Architectures peft has no LoRA targets for: the attention's query and value projections, as peft
+# chooses for Llama, whose attention OLMo's and OLMo-2's repeat.
+LORA_TARGETS = {"olmo": ["q_proj", "v_proj"], "olmo2": ["q_proj", "v_proj"]}
 _AUTO_CLASSES = {"udpos": AutoModelForTokenClassification, "xnli": AutoModelForSequenceClassification}
+_HEADS = {"udpos": "token classification", "xnli": "sequence classification"}
+
+
+def lora_targets(model_type: str, lora: dict[str, Any] | None = None) -> list[str]:
+    """The modules LoRA adapts: `transfer.lora.target_modules` if set, else peft's own mapping for
+    the architecture, else LORA_TARGETS; an architecture in none of them is an error."""
+    from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as PEFT_TARGETS
+
+    targets = (lora or {}).get("target_modules") or PEFT_TARGETS.get(model_type) or LORA_TARGETS.get(model_type)
+    if not targets:
+        raise ValueError(f"transfer.lora.target_modules: peft has no LoRA targets for architecture '{model_type}'; "
+                         "name its attention projections in the config")
+    return list(targets)
+
+
+def classifier_class(kind: str, config) -> type:
+    """transformers' own head for the task where the architecture has one; for token classification
+    without one (OLMo, OLMo-2), transformers' generic token head (dropout and a linear layer on the
+    base model's last hidden states) on the architecture's base model. Anything else is an error."""
+    from transformers.models.auto import modeling_auto
+
+    names = {"udpos": modeling_auto.MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES,
+             "xnli": modeling_auto.MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES}[kind]
+    if config.model_type in names:
+        return _AUTO_CLASSES[kind]
+    from transformers import PreTrainedModel
+    from transformers.modeling_layers import GenericForTokenClassification
+
+    base = modeling_auto.MODEL_MAPPING.get(type(config), None)
+    pretrained = next((c for c in getattr(base, "__mro__", ())[1:] if issubclass(c, PreTrainedModel)
+                       and c.__name__.endswith("PreTrainedModel")), None)
+    # The generic head keeps its base model under `model`: only where the architecture's checkpoints do.
+    if kind != "udpos" or pretrained is None or pretrained.base_model_prefix != "model":
+        raise ValueError(f"transfer: transformers has no {_HEADS[kind]} head for architecture '{config.model_type}'")
+    log.warning("transformers has no token classification head for '%s': a linear head on its last hidden "
+                "states (transformers' GenericForTokenClassification)", config.model_type)
+    name = f"{pretrained.__name__.removesuffix('PreTrainedModel')}ForTokenClassification"
+    return type(name, (GenericForTokenClassification, pretrained), {"__module__": __name__})
 
 
 def head_name(model: torch.nn.Module) -> str:
@@ -44,7 +86,7 @@ def load_classifier(
     revision: str | None = None,
     cache_dir: str | None = None,
 ) -> torch.nn.Module:
-    """A `BloomFor{Token,Sequence}Classification` (any AutoModelFor... architecture) set up for `method`."""
+    """A `{Arch}For{Token,Sequence}Classification` (`classifier_class`) set up for `method`."""
     if method not in METHODS:
         raise ValueError(f"transfer.method: unknown method '{method}' (one of {', '.join(METHODS)})")
     kwargs: dict[str, Any] = {
@@ -57,7 +99,8 @@ def load_classifier(
     }
     if method == "qlora":
         kwargs.update(_quantization(device))
-    model = _AUTO_CLASSES[kind].from_pretrained(checkpoint, **kwargs)
+    config = AutoConfig.from_pretrained(checkpoint, revision=revision, cache_dir=cache_dir)
+    model = classifier_class(kind, config).from_pretrained(checkpoint, **kwargs)
     model.config.pad_token_id = pad_token_id
     if method != "qlora":
         model.to(device)
@@ -68,7 +111,7 @@ def load_classifier(
 
         if method == "qlora":
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-        settings = {**LORA_DEFAULTS, **(lora or {})}
+        settings = {**LORA_DEFAULTS, **(lora or {}), "target_modules": lora_targets(config.model_type, lora)}
         task_type = TaskType.TOKEN_CLS if kind == "udpos" else TaskType.SEQ_CLS
         # modules_to_save: the freshly initialised head must train alongside the adapters.
         model = get_peft_model(model, LoraConfig(task_type=task_type, modules_to_save=[head], **settings))
