@@ -178,6 +178,8 @@ def _verify(parser: argparse.ArgumentParser):
         print(f"{checked} files checked, {len(damaged)} damaged or missing")
         return 1 if damaged else 0
 
+    return run
+
 
 @command("probe-transfer")
 def _probe_transfer(parser: argparse.ArgumentParser):

@@ -41,6 +41,20 @@ def dag_jobs(configfile: str | os.PathLike, workdir: str | os.PathLike = ".",
     The DAG is built as `snakemake -n` builds it (its dry-run executor: input functions that wait on a
     checkpoint see a dry run), without scheduling or printing its jobs (a third of a dry run's time).
     """
+    configfile, workdir, snakefile = (Path(p).resolve() for p in (configfile, workdir, snakefile))
+    # The workflow sets offline mode for its jobs (rules/common.smk): not for the process that plans.
+    saved = {name: os.environ.get(name) for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    try:
+        return _dag_jobs(configfile, workdir, snakefile)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _dag_jobs(configfile: Path, workdir: Path, snakefile: Path) -> list[PlannedJob]:
     from snakemake.api import SnakemakeApi
     from snakemake.settings.types import (
         ConfigSettings,
@@ -51,7 +65,6 @@ def dag_jobs(configfile: str | os.PathLike, workdir: str | os.PathLike = ".",
     )
     from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry
 
-    configfile, workdir, snakefile = (Path(p).resolve() for p in (configfile, workdir, snakefile))
     with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
         workflow_api = api.workflow(
             resource_settings=ResourceSettings(cores=1),
