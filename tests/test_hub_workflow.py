@@ -167,7 +167,8 @@ def test_hub_config_runs_with_the_server_stopped_after_prefetch(hub_server, shar
               f"dry rerun after a new branch {again.seconds:.0f} s ({planned_jobs(again)})", file=sys.stderr)
 
 
-PER_STEP = ("download_checkpoint", "dump_activations", "probe", "compute_overlap", "transfer", "similarity", "lm_loss")
+PER_STEP = ("download_checkpoint", "dump_activations", "probe", "compute_overlap", "probe_transfer", "transfer", "similarity",
+            "lm_loss")
 
 
 def rerun_after_a_new_branch(hub, workdir: Path, fetch, rest):
