@@ -661,6 +661,19 @@ def random_pair_band(width: int, k: int, level: float = 0.95) -> tuple[float, fl
     return low / k / (k / width), high / k / (k / width)
 
 
+def _lines_per_model(alignment: pd.DataFrame):
+    """A figure over the checkpoints' steps: (fig, ax, models, colours, [(model, x, its rows in step order)])."""
+    models = list(dict.fromkeys(alignment["model"]))
+    colours = model_colours(models)
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    position = _step_axis(ax, ordered_steps(alignment["step"]))
+    lines = []
+    for model in models:
+        rows = alignment[alignment["model"] == model].sort_values("step", key=lambda s: s.map(step_key))
+        lines.append((model, rows["step"].map(position), rows))
+    return fig, ax, models, colours, lines
+
+
 def plot_overlap_over_chance_vs_step(alignment: pd.DataFrame, layer: int | None = None):
     """Overlap / chance per checkpoint, one line per model (mean over seeds, band over seeds or the
     replicate interval as error bars), against the range of one random pair (shaded, per model)."""
@@ -672,14 +685,8 @@ def plot_overlap_over_chance_vs_step(alignment: pd.DataFrame, layer: int | None 
                                  overlap=alignment["overlap_over_chance"]) if "overlap_ci_low" in alignment \
         else alignment.assign(overlap=alignment["overlap_over_chance"])
     alignment = mean_over_seeds(alignment, ["overlap"])
-    models = list(dict.fromkeys(alignment["model"]))
-    colours = model_colours(models)
-    steps = ordered_steps(alignment["step"])
-    fig, ax = plt.subplots(figsize=(6.0, 4.0))
-    position = _step_axis(ax, steps)
-    for model in models:
-        rows = alignment[alignment["model"] == model].sort_values("step", key=lambda s: s.map(step_key))
-        x = rows["step"].map(position)
+    fig, ax, models, colours, lines = _lines_per_model(alignment)
+    for model, x, rows in lines:
         ax.plot(x, rows["overlap"], marker="o", color=colours[model], label=model)
         _seed_band(ax, x, rows, "overlap", colours[model])
         width, k = rows["width"].dropna(), rows["k"].dropna()
@@ -706,14 +713,8 @@ def plot_stability_vs_step(alignment: pd.DataFrame, layer: int | None = None):
     if "stability" not in alignment or alignment["stability"].isna().all():
         return _empty_figure("one probe replicate: no stability to show (set probe.replicates >= 2)")
     alignment = mean_over_seeds(alignment, ["stability", "stability_chance"])
-    models = list(dict.fromkeys(alignment["model"]))
-    colours = model_colours(models)
-    steps = ordered_steps(alignment["step"])
-    fig, ax = plt.subplots(figsize=(6.0, 4.0))
-    position = _step_axis(ax, steps)
-    for model in models:
-        rows = alignment[alignment["model"] == model].sort_values("step", key=lambda s: s.map(step_key))
-        x = rows["step"].map(position)
+    fig, ax, models, colours, lines = _lines_per_model(alignment)
+    for model, x, rows in lines:
         ax.plot(x, rows["stability"], marker="o", color=colours[model], label=model)
         _seed_band(ax, x, rows, "stability", colours[model])
         ax.plot(x, rows["stability_chance"], linestyle="--", color=colours[model], linewidth=1)
