@@ -95,6 +95,11 @@ def bootstrap_ci(
     rng = np.random.default_rng(seed)
     index = rng.integers(0, len(x), size=(resamples, len(x)))
     values = STATISTICS[statistic](x[index], y[index])
+    return _percentile_interval(values, level)
+
+
+def _percentile_interval(values: np.ndarray, level: float) -> tuple[float, float, int]:
+    """The central `level` range of the resampled statistics that are defined, and their number."""
     values = values[~np.isnan(values)]
     if len(values) == 0:
         return np.nan, np.nan, 0
@@ -124,12 +129,7 @@ def clustered_bootstrap_ci(
         drawn = rng.integers(0, len(members), size=len(members))
         index = np.concatenate([rng.choice(members[c], size=len(members[c])) for c in drawn])
         values[b] = STATISTICS[statistic](x[index][None, :], y[index][None, :])[0]
-    values = values[~np.isnan(values)]
-    if len(values) == 0:
-        return np.nan, np.nan, 0
-    tail = 100 * (1 - level) / 2
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return float(low), float(high), len(values)
+    return _percentile_interval(values, level)
 
 
 def correlate(
