@@ -6,14 +6,6 @@
 LM_LOSS_SAMPLE = f"{RESULTS}/lm_loss/sample.json"
 
 
-def lm_loss_treebanks(wildcards):
-    """language -> the files of its treebanks, treebanks in config order (xlprobe.lm_loss.write_sample)."""
-    languages = {}
-    for treebank in TREEBANKS:
-        languages.setdefault(config["treebanks"][treebank]["language"], []).extend(treebank_input(treebank))
-    return languages
-
-
 rule lm_loss_sample:
     input:
         treebanks=lambda wc: [path for tb in TREEBANKS for path in treebank_input(tb)],

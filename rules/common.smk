@@ -392,3 +392,11 @@ def similarity_hub_input(wildcards):
 def similarity_data_input(wildcards):
     """The parallel text files the similarity (and the LM-loss sample) read: none without `similarity`."""
     return similarity_data_files(config["similarity"], DEMO_DIR) if config.get("similarity") else []
+
+
+def lm_loss_treebanks(wildcards):
+    """language -> the files of its treebanks, treebanks in config order (xlprobe.lm_loss.write_sample)."""
+    languages = {}
+    for treebank in TREEBANKS:
+        languages.setdefault(config["treebanks"][treebank]["language"], []).extend(treebank_input(treebank))
+    return languages
