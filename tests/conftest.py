@@ -89,6 +89,20 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(autouse=True)
+def hub_offline_flags_restored():
+    """Loading the workflow in-process sets offline mode (rules/common.smk does, for its jobs): no test
+    leaves it behind for the next, whose hub code would then refuse to go online."""
+    names = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    saved = {name: os.environ.get(name) for name in names}
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory):
     """The reduced demo (config/test.yaml) run locally once: (workdir, configfile, config, seconds).

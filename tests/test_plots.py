@@ -222,3 +222,8 @@ def test_the_workflow_asks_for_every_figure_the_plotter_draws(repo):
     assert resolve_config(dict(config), workdir=repo).figures == list(FIGURE_NAMES)
     config.pop("similarity")
     assert resolve_config(config, workdir=repo).figures == [n for n in FIGURE_NAMES if n != "similarity_vs_step"]
+
+def test_every_figure_has_its_report_caption(repo):
+    """`snakemake --report` fails on a figure without report/<name>.rst; this finds it in a second."""
+    missing = [name for name in FIGURE_NAMES if not (repo / "report" / f"{name}.rst").is_file()]
+    assert not missing, f"no caption in report/ for {missing}"

@@ -84,6 +84,7 @@ def test_resolution_uses_the_recorded_branch_and_lists_the_hub_for_star_template
     recorded = resolve_checkpoint({**model, "branch": "stage1-step1000-tokens3B"}, "1000")
     assert (recorded.location, recorded.revision) == ("allenai/OLMo-2-0425-1B", "stage1-step1000-tokens3B")
     listed = ["main", "stage1-step1000-tokens3B", "stage2-ingredient1-step1000-tokens3B"]
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # listing the hub's branches needs it online
     monkeypatch.setattr(discovery, "hub_revisions", lambda repo: listed)
     assert resolve_checkpoint(model, 1000).revision == "stage1-step1000-tokens3B"
     with pytest.raises(CheckpointError, match=r"models\.olmo\.revision: no revision matches .* at step 2000"):

@@ -176,7 +176,8 @@ def test_demo_through_slurm_matches_the_local_run(slurm_cluster, demo_run, tmp_p
     results, local_results = workdir / config["results"], local / config["results"]
     files = result_files(results, model)
     kinds = {relative.parts[0] for relative in files}
-    assert kinds == {"activations", "probes", "overlap", "stability", "transfer", "similarity", "lm_loss"}, kinds
+    assert kinds == {"activations", "probes", "overlap", "stability", "transfer", "similarity", "lm_loss",
+                     "probe_transfer"}, kinds
     for relative in files:
         assert same_result(results / relative, local_results / relative), relative
     for tb in config["treebanks"]:
