@@ -1,6 +1,6 @@
 """config/hub.yaml end to end against the local hub server: the prefetch jobs fetch every hub object,
-the server is stopped, and the rest of the run completes on the cache alone, locally and through the
-single-node SLURM cluster (tests/test_slurm.py: XLPROBE_SLURM=1 starts one)."""
+the server is stopped, and the rest of the run completes on the cache alone (through SLURM:
+tests/test_slurm.py)."""
 
 from __future__ import annotations
 
@@ -53,15 +53,15 @@ def ran_jobs(log: str) -> dict[str, int]:
 
 
 def run_with_the_server_stopped_after_prefetch(hub, workdir: Path, shared: Path, *args: str, models=None,
-                                                discover=()):
-    """Phase 1: the fetching rules only, the server up. Phase 2: the server stopped, everything else.
-    Neither sets offline mode itself: the workflow does. Returns (phase 1, phase 2, config)."""
+                                                discover=(), targets=()):
+    """Phase 1: the fetching rules only, the server up. Phase 2: the server stopped, everything else (or
+    the `targets`). Neither sets offline mode itself: the workflow does. Returns (phase 1, phase 2, config)."""
     configfile, config = hub_config(workdir, shared, models, discover)
     env = hub.env(cache=workdir)  # HF_ENDPOINT at the server, no offline switches
     fetch = snakemake(workdir, *args, "--until", *sorted(FETCHING), configfile=configfile, env=env, timeout=3600)
     assert fetch.returncode == 0, (fetch.stdout + fetch.stderr)[-5000:]
     hub.stop()
-    rest = snakemake(workdir, *args, configfile=configfile, env=env, timeout=3600)
+    rest = snakemake(workdir, *args, *targets, configfile=configfile, env=env, timeout=3600)
     assert rest.returncode == 0, (rest.stdout + rest.stderr)[-8000:]
     return fetch, rest, config
 
@@ -97,6 +97,38 @@ def check_flags(workdir: Path, config: dict, alignment: pd.DataFrame) -> None:
         assert re.search(r"WARNING .*bloom-48: step 2000 is suspect: LM loss [\d.]+ nats", log), log[-3000:]
 
 
+def point_targets(config: dict, model: str, step: str) -> list[str]:
+    """The final per-checkpoint results of one checkpoint: every per-checkpoint rule runs for them."""
+    results = config["results"]
+    return [*(f"{results}/overlap/{model}/{step}/layer{layer}.tsv" for layer in config["activations"]["layers"]),
+            *(f"{results}/transfer/{model}/{step}/{task}.tsv" for task in config["transfer"]["tasks"]),
+            f"{results}/similarity/{model}/{step}.tsv", f"{results}/lm_loss/{model}/{step}.json"]
+
+
+def check_point(hub, workdir: Path, config: dict, model: str, step: str) -> None:
+    """One checkpoint's results: every transfer target, both similarity pairs, and the served commit and
+    weights named by the marker and the LM-loss record."""
+    results = workdir / config["results"]
+    for task in config["transfer"]["tasks"]:
+        table = pd.read_csv(results / "transfer" / model / step / f"{task}.tsv", sep="\t")
+        targets = set(table.loc[table["role"] == "target", "language"])
+        assert targets == set(config["transfer"]["tasks"][task]["targets"]), (model, step, task)
+    similarity = pd.read_csv(results / "similarity" / model / f"{step}.tsv", sep="\t")
+    assert {f"{s}-{t}" for s, t in zip(similarity["source"], similarity["target"])} == {"en-ta", "en-vi"}
+    # the checkpoint the results name is the served revision's commit
+    marker = json.loads((workdir / "resources" / "checkpoints" / model / f"{step}.json").read_text())
+    repo, revision = marker["repo"], marker["revision"]
+    assert marker["commit"] == hub.git(repo, "rev-parse", revision).decode().strip()
+    # the weights' sha256 recorded at prefetch is the served blob's (olah gives no LFS metadata), and the
+    # lm_loss record carries it
+    blob = hub.git(repo, "show", f"{revision}:model.safetensors")
+    assert marker["weights"] == {"model.safetensors": {"sha256": hashlib.sha256(blob).hexdigest(), "from": "file"}}
+    check = json.loads((results / "lm_loss" / model / f"{step}.json").read_text())
+    # the verdict's loss on the treebanks' languages, the parallel text's beside it
+    assert check["weights"] == marker["weights"] and set(check["languages"]) == set(config["treebanks"])
+    assert set(check["samples"]["parallel"]["languages"]) == {"en", "ta", "vi"}
+
+
 def check_results(hub, workdir: Path, config: dict, fetch, rest) -> None:
     fetched, ran = ran_jobs(fetch.stdout + fetch.stderr), ran_jobs(rest.stdout + rest.stderr)
     points = config_points(workdir, config)
@@ -105,27 +137,10 @@ def check_results(hub, workdir: Path, config: dict, fetch, rest) -> None:
     # phase 2 fetched nothing: every job ran from the cache, with the server down
     assert not FETCHING & set(ran), ran
     assert ran["transfer"] == len(points) * 2 and ran["similarity"] == len(points), ran
-    results = workdir / config["results"]
     for model, step in points:
-        for task in config["transfer"]["tasks"]:
-            table = pd.read_csv(results / "transfer" / model / step / f"{task}.tsv", sep="\t")
-            targets = set(table.loc[table["role"] == "target", "language"])
-            assert targets == set(config["transfer"]["tasks"][task]["targets"]), (model, step, task)
-        similarity = pd.read_csv(results / "similarity" / model / f"{step}.tsv", sep="\t")
-        assert {f"{s}-{t}" for s, t in zip(similarity["source"], similarity["target"])} == {"en-ta", "en-vi"}
-        # the checkpoint the results name is the served revision's commit
-        marker = json.loads((workdir / "resources" / "checkpoints" / model / f"{step}.json").read_text())
-        repo, revision = marker["repo"], marker["revision"]
-        assert marker["commit"] == hub.git(repo, "rev-parse", revision).decode().strip()
-        # the weights' sha256 recorded at prefetch is the served blob's (olah gives no LFS metadata), and the
-        # lm_loss record carries it
-        blob = hub.git(repo, "show", f"{revision}:model.safetensors")
-        assert marker["weights"] == {"model.safetensors": {"sha256": hashlib.sha256(blob).hexdigest(), "from": "file"}}
-        check = json.loads((results / "lm_loss" / model / f"{step}.json").read_text())
-        # the verdict's loss on the treebanks' languages, the parallel text's beside it
-        assert check["weights"] == marker["weights"] and set(check["languages"]) == set(config["treebanks"])
-        assert set(check["samples"]["parallel"]["languages"]) == {"en", "ta", "vi"}
+        check_point(hub, workdir, config, model, step)
     assert ran["lm_loss"] == len(points), ran
+    results = workdir / config["results"]
     alignment = pd.read_csv(results / "alignment.tsv", sep="\t", dtype={"step": str, "duplicate_of": str})
     alignment["duplicate_of"] = alignment["duplicate_of"].fillna("")
     assert len(alignment) > 0 and set(alignment["model"]) == set(config["models"])
@@ -196,30 +211,3 @@ def rerun_after_a_new_branch(hub, workdir: Path, fetch, rest):
     assert {(job["model"], job["step"]) for rule in PER_STEP for job in planned_wildcards(again, rule)} == {
         ("bloom-48", "3000")}
     return again
-
-
-@pytest.mark.slurm
-def test_hub_config_through_slurm_with_the_server_stopped_after_prefetch(
-    slurm_cluster, hub_server, shared_data, tmp_path, capsys
-):
-    if not hub_server.running():
-        hub_server.start()
-    # hub.yaml's rules ask for a real model's memory (16 GB for transfer) and 2 cores; the test node has
-    # less memory and 2 cores: one core each lets two jobs run at once
-    rules = ("dump_activations", "probe", "transfer", "similarity")
-    profile = ("--profile", str(REPO / "slurm"), "--set-resources", *[f"{rule}:mem_mb=2000" for rule in rules],
-               "--set-threads", *[f"{rule}=1" for rule in rules])
-    # one of the two models, as the demo's SLURM test: every rule, half the jobs (about 1 min each here)
-    fetch, rest, config = run_with_the_server_stopped_after_prefetch(hub_server, tmp_path, shared_data, *profile,
-                                                                     models=["bloom-32"])
-    check_results(hub_server, tmp_path, config, fetch, rest)
-    fetch_log, rest_log = fetch.stdout + fetch.stderr, rest.stdout + rest.stderr
-    # the fetching jobs ran on the submit host, every other job went to SLURM
-    assert not re.search(r"submitted with SLURM jobid", fetch_log), fetch_log[-3000:]
-    submitted = len(set(re.findall(r"submitted with SLURM jobid (\d+)", rest_log)))
-    ran = ran_jobs(rest_log)
-    assert submitted == sum(n for rule, n in ran.items() if rule != "all"), (submitted, ran)
-    with capsys.disabled():
-        print(f"\nhub.yaml through SLURM: prefetch {fetch.seconds:.0f} s (local rules), rest {rest.seconds:.0f} s "
-              f"({submitted} SLURM jobs)", file=sys.stderr)
-
