@@ -4,4 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 source .venv/bin/activate
-python -m pytest --durations=25 "$@"  # the 25 slowest tests, to keep CI time in view
+# Two workers (pytest-xdist; tests/conftest.py keeps the users of one session fixture together);
+# the 25 slowest tests, to keep CI time in view
+python -m pytest -n "${XLPROBE_TEST_WORKERS:-2}" --durations=25 "$@"

@@ -178,7 +178,39 @@ def slurm_cluster(tmp_path_factory):
 SLOW_FIXTURES = {"demo_run", "hub_server", "local_hub", "slurm_cluster"}
 
 
+# scripts/test.sh runs the tests on two pytest-xdist workers. A session fixture is built once per worker,
+# and the machine has one SLURM cluster: every file whose tests use demo_run or slurm_cluster runs on one
+# worker, the hub's users on one worker (a second hub would be safe, on its own port, but costs its
+# build). Whole files, because the controller schedules by node id and never sees a test's fixtures.
+XDIST_GROUPS = {
+    "slurm-and-demo": {"test_faults.py", "test_slurm.py", "test_workflow.py"},
+    "hub": {"test_checks_hub.py", "test_discovery.py", "test_hub.py", "test_hub_families.py",
+            "test_hub_workflow.py", "test_model_shape.py"},
+}
+
+
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    group_of = {name: group for group, names in XDIST_GROUPS.items() for name in names}
+
+    class FileGroupScheduling(LoadScopeScheduling):
+        """LoadScope with a scope per group of files, and one per test elsewhere (like `--dist load`)."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            return group_of.get(Path(nodeid.split("::")[0]).name, nodeid)
+
+    return FileGroupScheduling(config, log)
+
+
 def pytest_collection_modifyitems(items):
+    strays = set()
     for item in items:
-        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if SLOW_FIXTURES & fixtures:
             item.add_marker(pytest.mark.slow)
+        if fixtures & {"demo_run", "slurm_cluster"} and item.path.name not in XDIST_GROUPS["slurm-and-demo"]:
+            strays.add(item.path.name)
+    if strays:
+        raise pytest.UsageError(f"{sorted(strays)} use demo_run or slurm_cluster: add them to "
+                                "XDIST_GROUPS['slurm-and-demo'] in tests/conftest.py")
