@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from xlprobe.io import read_json
+from xlprobe.workflow_config import schema_defaults
 
-DEFAULT_MARGIN = 1.0  # nats
+DEFAULT_MARGIN = schema_defaults("checks")["suspect_margin"]  # nats
 
 
 def read_checks(paths: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:

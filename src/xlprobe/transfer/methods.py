@@ -17,12 +17,14 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification
 
+from xlprobe.workflow_config import SCHEMA, with_defaults
+
 log = logging.getLogger(__name__)
 
 METHODS = ("qlora", "lora", "full", "frozen")
-# The paper's adapter settings; `transfer.lora` in the config overrides any of them. The target
-# modules are peft's for the architecture (BLOOM: query_key_value, the paper's) unless given.
-LORA_DEFAULTS = {"r": 8, "lora_alpha": 32, "lora_dropout": 0.05}
+# The paper's adapter settings (config/schema.yaml); `transfer.lora` in the config overrides any of them.
+# The target modules are peft's for the architecture (BLOOM: query_key_value, the paper's) unless given.
+LORA_DEFAULTS = with_defaults({"transfer": {"lora": {}}}, SCHEMA)["transfer"]["lora"]
 # Architectures peft has no LoRA targets for: the attention's query and value projections, as peft
 # chooses for Llama, whose attention OLMo's and OLMo-2's repeat.
 LORA_TARGETS = {"olmo": ["q_proj", "v_proj"], "olmo2": ["q_proj", "v_proj"]}
