@@ -9,7 +9,6 @@ from snakemake.exceptions import IncompleteCheckpointException, WorkflowError
 from snakemake.logging import logger
 
 from xlprobe import costs
-from xlprobe.discovery import recorded_branches
 from xlprobe.hubdata import PREFETCH_MARKER, marker_name, repo_of
 from xlprobe.identity import point, run_spec
 from xlprobe.inputs import hub_pairs, similarity_data_files, task_data_files, task_hub_datasets
@@ -27,12 +26,8 @@ STEPS = RESOLVED.steps
 # Run name -> {model, seed}: one run per pre-training seed of a model with `seeds` (xlprobe.identity).
 # The `model` wildcard of every path is a run's name.
 RUNS = RESOLVED.runs
-# The branch of each discovered step as listed (step0005000, stage1-step1000-tokens5B): a zero-padded
-# or `{*}` branch cannot be spelled from the step alone.
-BRANCHES = {
-    name: recorded_branches(f"{config['results']}/steps/{name}.json") if isinstance(spec["steps"], dict) else {}
-    for name, spec in config["models"].items()
-}
+# Model -> {step: branch} of each discovered step, as listed.
+BRANCHES = RESOLVED.branches
 
 # Compute nodes have no internet: every hub object (checkpoints, tokenizers, datasets) is fetched once
 # by the local rules download_checkpoint and prefetch_dataset on the submit host, and every job runs in

@@ -88,7 +88,11 @@ def test_discovered_steps_are_read_from_the_record(tmp_path):
     config["models"]["bloom-560m"]["steps"] = {"discover": True, "include_final": True}
     record = tmp_path / config["results"] / "steps" / "bloom-560m.json"
     record.parent.mkdir(parents=True)
-    record.write_text(json.dumps({"steps": [1000, 5000]}))
+    record.write_text(json.dumps({"steps": [1000, 5000],
+                                  "branches": {"1000": "global_step0001000", "5000": "global_step0005000"}}))
     resolved = resolve_config(config, workdir=tmp_path)
     assert resolved.steps["bloom-560m"] == ["1000", "5000", "final"]
     assert ("bloom-560m", "final") in resolved.points() and len(resolved.points()) == 3 + 9 + 7
+    # the branches as listed; none for the models with a step list
+    assert resolved.branches == {"bloom-560m": {"1000": "global_step0001000", "5000": "global_step0005000"},
+                                 "bloom-1b1": {}, "bloom-1b7": {}}

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from xlprobe.devices import job_device
-from xlprobe.discovery import discover_steps
+from xlprobe.discovery import discover_steps, recorded_branches
 from xlprobe.figures import FIGURE_NAMES
 from xlprobe.hubdata import config_datasets
 from xlprobe.identity import model_runs, run_spec
@@ -69,6 +69,14 @@ class ResolvedConfig:
         """Run name -> {model, seed}: one run per pre-training seed of a model with `seeds`, else the
         model itself (xlprobe.identity). The `model` wildcard of every path is a run's name."""
         return model_runs(self.config["models"])
+
+    @property
+    def branches(self) -> dict[str, dict[str, str]]:
+        """Model -> {step: branch} of its discovered steps, as listed (step0005000,
+        stage1-step1000-tokens5B: a zero-padded or `{*}` branch cannot be spelled from the step alone);
+        empty for a model with a step list."""
+        return {name: recorded_branches(self.path(steps_record(self.config, name)))
+                if isinstance(spec["steps"], dict) else {} for name, spec in self.config["models"].items()}
 
     def points(self) -> list[tuple[str, str]]:
         """Every (run, step) of the grid."""
