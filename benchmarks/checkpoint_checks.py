@@ -87,7 +87,7 @@ def main() -> None:
         results = work / "results" / "hub"
         config = with_defaults(yaml.safe_load(configfile.read_text()), REPO / "config" / "schema.yaml")
         checks = checkpoint_checks([work / record for record in records], config["checks"]["suspect_margin"])
-        loaded = {(r["model"], r["step"]): r for r in (json.loads((work / p).read_text()) for p in records)}
+        loaded = {(r["model"], str(r["step"])): r for r in (json.loads((work / p).read_text()) for p in records)}
         lm_loss, dump = job_seconds(results, "lm_loss"), job_seconds(results, "dump_activations")
         load = pd.Series([r["seconds"]["load"] for r in loaded.values()])
         loss = pd.Series([r["seconds"]["loss"] for r in loaded.values()])

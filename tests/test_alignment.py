@@ -2,9 +2,16 @@
 import numpy as np
 import pandas as pd
 import pytest
-from results_layout import record_point
+from results_layout import identified, record_point
 
-from xlprobe.alignment import build_alignment, point_of, read_table, sort_points, write_alignment_table
+from xlprobe.alignment import (
+    build_alignment,
+    identified_table,
+    point_of,
+    read_table,
+    sort_points,
+    write_alignment_table,
+)
 from xlprobe.io import read_json, write_json, write_tsv
 from xlprobe.overlap import COLUMNS
 from xlprobe.provenance import sidecar_path
@@ -24,14 +31,13 @@ def overlap_file(path, width, rows, point=None):
 
 
 def transfer_file(path, rows, point=None):
-    write_tsv(path, pd.DataFrame(rows, columns=["language", "role", "metric", "value"]))
-    record_point(path, "transfer", point)
+    write_tsv(path, identified(pd.DataFrame(rows, columns=["language", "role", "metric", "value"]), path, "transfer", point))
     return path
 
 
 def similarity_file(path, rows, point=None):
-    write_tsv(path, pd.DataFrame(rows, columns=["source", "target", "layer", "pooling", "cosine", "pairs"]))
-    record_point(path, "similarity", point)
+    frame = pd.DataFrame(rows, columns=["source", "target", "layer", "pooling", "cosine", "pairs"])
+    write_tsv(path, identified(frame, path, "similarity", point))
     return path
 
 
@@ -100,21 +106,28 @@ def results(tmp_path):
     return [ofinal, o100, o20], transfer, similarity
 
 
-def test_point_of_reads_the_results_own_record_not_its_path(tmp_path):
-    # Files named for another point: what counts is what their provenance says.
+def test_a_result_s_identity_is_its_own_not_its_path(tmp_path):
+    # Files named for another point: what counts is what they say.
     overlap = overlap_file(tmp_path / "overlap/x/1/layer9.tsv", 10, [], point={"model": "demo-64", "step": "final", "layer": 17})
-    assert point_of(overlap, "overlap") == {"model": "demo-64", "step": "final", "layer": 17}
-    transfer = transfer_file(tmp_path / "transfer/x/1/y.tsv", [], point={"model": "m", "step": "1000", "task": "pos"})
-    assert point_of(transfer, "transfer") == {"model": "m", "step": 1000, "task": "pos"}
-    similarity = similarity_file(tmp_path / "similarity/x/1.tsv", [], point={"model": "m", "step": "0"})
-    assert point_of(similarity, "similarity") == {"model": "m", "step": 0}
+    assert point_of(overlap) == {"model": "demo-64", "step": "final", "layer": 17}  # no rows: the sidecar
+    transfer = transfer_file(tmp_path / "transfer/x/1/y.tsv", [("xb", "target", "f1", 0.5)],
+                             point={"model": "m", "seed": 3, "step": 1000, "task": "pos"})
+    assert identified_table(transfer, {"metric"}, ("task",))[0] == ("m", 3, 1000, "pos")
+    similarity = similarity_file(tmp_path / "similarity/x/1.tsv", [("xa", "xb", 4, "last", 0.8, 10)],
+                                 point={"model": "m", "seed": None, "step": 0})
+    assert identified_table(similarity, {"cosine"}, ())[0] == ("m", None, 0)
+    assert identified_table(similarity_file(tmp_path / "similarity/m/2.tsv", []), {"cosine"}, ())[0] is None
     bare = tmp_path / "overlap/m/0/layer4.tsv"
     write_tsv(bare, pd.DataFrame(columns=COLUMNS))
     with pytest.raises(ValueError, match=r"layer4\.tsv: no provenance record .*layer4\.provenance\.json"):
-        point_of(bare, "overlap")
+        point_of(bare)
     write_json(sidecar_path(bare), {"inputs": []})
     with pytest.raises(ValueError, match=r"layer4\.provenance\.json names no point"):
-        point_of(bare, "overlap")
+        point_of(bare)
+    headless = tmp_path / "transfer/m/0/pos.tsv"
+    write_tsv(headless, pd.DataFrame([("xb", "target", "f1", 0.5)], columns=["language", "role", "metric", "value"]))
+    with pytest.raises(ValueError, match=r"pos\.tsv: missing columns \['model', 'seed', 'step', 'task'\]"):
+        identified_table(headless, {"metric"}, ("task",))
 
 
 def test_alignment_aggregates_by_hand(results):
@@ -204,3 +217,35 @@ def test_similarity_uses_the_papers_last_token_pooling_only():
     assert similarity_scores(frame, 4) == {"similarity": 0.9, "similarity_all_layers": pytest.approx(0.8)}
     at_17 = similarity_scores(frame, 17)
     assert np.isnan(at_17["similarity"]) and at_17["similarity_all_layers"] == pytest.approx(0.8)
+
+
+def test_each_seed_s_results_meet_at_their_own_row(tmp_path):
+    """Two pre-training seeds of one model, the same step: every measure lands on its seed's row, read
+    from the tables' identity columns (the files sit under one name to show the path plays no part)."""
+    overlap, transfer, similarity, checks = [], [], [], []
+    for seed, shared, f1, cosine, loss in ((1, 1, 0.4, 0.2, 5.0), (2, 2, 0.6, 0.8, 9.0)):
+        point = {"model": "m", "seed": seed, "step": 100}
+        rows = pd.DataFrame([("Number", "xa", "xb", 2, shared, 0.5)],
+                            columns=["attribute", "treebank_a", "treebank_b", "k", "shared", "p_holm"])
+        path = overlap_file(tmp_path / f"o{seed}/overlap/m/100/layer4.tsv", 10, rows.itertuples(index=False))
+        frame = pd.read_csv(path, sep="\t")
+        write_tsv(path, identified(frame, path, "overlap", {**point, "layer": 4}))
+        overlap.append(path)
+        transfer.append(transfer_file(tmp_path / f"t{seed}/transfer/m/100/pos.tsv", [("xb", "target", "f1", f1)],
+                                      {**point, "task": "pos"}))
+        similarity.append(similarity_file(tmp_path / f"s{seed}/similarity/m/100.tsv",
+                                          [("xa", "xb", 4, "last", cosine, 10)], point))
+        check = tmp_path / f"c{seed}/lm_loss/m/100.json"
+        write_json(check, {**point, "lm_loss": loss, "weights": {"model.safetensors": {"sha256": str(seed)}}})
+        checks.append(check)
+    # seed 1's step 0: 6 nats; seed 2's step 100, at 9, would be suspect were the seeds one series
+    early = tmp_path / "c1/lm_loss/m/0.json"
+    write_json(early, {"model": "m", "seed": 1, "step": 0, "lm_loss": 6.0, "weights": {"model.safetensors": {"sha256": "0"}}})
+    alignment, _ = build_alignment(overlap, transfer, similarity, check_paths=[early, *checks])
+    rows = alignment.set_index("seed")
+    assert rows.loc[1, "overlap"] == pytest.approx(0.5) and rows.loc[2, "overlap"] == pytest.approx(1.0)
+    assert rows["transfer_pos"].to_dict() == {1: pytest.approx(0.4), 2: pytest.approx(0.6)}
+    assert rows["similarity"].to_dict() == {1: pytest.approx(0.2), 2: pytest.approx(0.8)}
+    assert rows["lm_loss"].to_dict() == {1: 5.0, 2: 9.0}
+    # each seed is a series of its own
+    assert not rows["suspect"].any()

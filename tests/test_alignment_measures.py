@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from results_layout import record_point
+from results_layout import identified
 from scipy import stats
 from test_alignment import overlap_file, transfer_file
 
@@ -23,17 +23,16 @@ def readout_file(path, rows, point):
     frame = pd.DataFrame(rows, columns=["attribute", "treebank_a", "treebank_b", "accuracy", "null_mean", "p_value"])
     frame = frame.assign(language_a=frame["treebank_a"], language_b=frame["treebank_b"], majority_accuracy=0.4,
                          own_accuracy=0.9, normalized=(frame["accuracy"] - 0.4) / 0.5)
-    write_tsv(path, frame.reindex(columns=PROBE_TRANSFER_COLUMNS))
-    record_point(path, "overlap", point)  # the same point keys: model, step, layer
+    write_tsv(path, identified(frame.reindex(columns=PROBE_TRANSFER_COLUMNS), path, "probe_transfer", point))
     return path
 
 
 def similarity_file(path, retrieval, point):
     rows = [("xa", t, layer, pooling, 0.5, 100, retrieval + (0.1 if pooling == "mean" else 0) + 0.01 * i, 50, 0.02, 0.001)
             for i, t in enumerate(("xb", "xc")) for layer in (3, 4) for pooling in ("last", "mean")]
-    write_tsv(path, pd.DataFrame(rows, columns=["source", "target", "layer", "pooling", "cosine", "pairs",
-                                               "retrieval", "retrieval_pairs", "retrieval_null", "retrieval_p"]))
-    record_point(path, "similarity", point)
+    frame = pd.DataFrame(rows, columns=["source", "target", "layer", "pooling", "cosine", "pairs",
+                                        "retrieval", "retrieval_pairs", "retrieval_null", "retrieval_p"])
+    write_tsv(path, identified(frame, path, "similarity", point))
     return path
 
 

@@ -170,14 +170,16 @@ def test_the_stage_records_both_losses_the_verdicts_sample_and_the_hashes(tiny_b
     from xlprobe.io import read_json
     from xlprobe.lm_loss import run_lm_loss, write_sample
 
-    model = {"name": "tiny", "source": "local", "path": str(tiny_bloom.root / "{step}")}
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "0").symlink_to(tiny_bloom.path)
+    model = {"name": "tiny", "source": "local", "path": str(tmp_path / "ckpt" / "{step}")}
     treebanks = {lang: [demo_treebank_file(demo_data.ud_root, lang, split) for split in ("train", "dev", "test")]
                  for lang in demo_data.languages}
     similarity = {"pairs": [demo_data.languages], "files": {lang: str(path) for lang, path in demo_data.parallel.items()}}
     write_sample(tmp_path / "sample.json", treebanks, similarity, per_language=4, seed=0)
     write_sample(tmp_path / "bare.json", treebanks, None, per_language=4, seed=0)
-    run_lm_loss(model, "model", tmp_path / "sample.json", {"batch_size": 3, "device": "cpu"}, tmp_path / "a.json")
-    run_lm_loss(model, "model", tmp_path / "bare.json", {"batch_size": 3, "device": "cpu"}, tmp_path / "b.json")
+    run_lm_loss(model, 0, tmp_path / "sample.json", {"batch_size": 3, "device": "cpu"}, tmp_path / "a.json")
+    run_lm_loss(model, 0, tmp_path / "bare.json", {"batch_size": 3, "device": "cpu"}, tmp_path / "b.json")
     record, bare = read_json(tmp_path / "a.json"), read_json(tmp_path / "b.json")
     weights = tiny_bloom.path / "model.safetensors"
     assert record["weights"] == {"model.safetensors": {"sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
@@ -198,7 +200,8 @@ def test_the_stage_records_both_losses_the_verdicts_sample_and_the_hashes(tiny_b
     # a random model's loss is about that of a uniform guess over its output width
     assert record["uniform_loss"] == pytest.approx(math.log(tiny_bloom.model.config.vocab_size))
     assert abs(record["lm_loss"] - record["uniform_loss"]) < 1.0
-    assert record["provenance"]["checkpoint"]["path"] == str(tiny_bloom.path)
+    assert record["provenance"]["checkpoint"]["path"] == str(tmp_path / "ckpt" / "0")
+    assert (record["model"], record["seed"], record["step"]) == ("tiny", None, 0)  # the identity (xlprobe.identity)
     assert record["provenance"]["sample"] == str(tmp_path / "sample.json")
 
 

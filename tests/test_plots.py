@@ -2,7 +2,7 @@ import matplotlib.image
 import numpy as np
 import pandas as pd
 import pytest
-from results_layout import record_point
+from results_layout import identified, record_point
 
 from xlprobe.alignment import read_table, write_alignment_table
 from xlprobe.correlation import write_correlations
@@ -56,30 +56,28 @@ def synthetic_results(root, with_transfer=True):
                 path = root / f"transfer/{model}/{step}/pos.tsv"
                 write_tsv(
                     path,
-                    pd.DataFrame(
+                    identified(pd.DataFrame(
                         [("xa", "source", "f1", 0.9)]
                         + [
                             (lang, "target", "f1", 0.3 + 0.1 * i + rng.normal(0, 0.02))
                             for lang in languages[1:]
                         ],
                         columns=["language", "role", "metric", "value"],
-                    ),
+                    ), path, "transfer"),
                 )
-                record_point(path, "transfer")
                 transfer.append(path)
                 path = root / f"similarity/{model}/{step}.tsv"
                 write_tsv(
                     path,
-                    pd.DataFrame(
+                    identified(pd.DataFrame(
                         [
                             ("xa", lang, layer, "last", 0.3 + 0.05 * i * layer, 10)
                             for lang in languages[1:]
                             for layer in (1, 2, 3)
                         ],
                         columns=["source", "target", "layer", "pooling", "cosine", "pairs"],
-                    ),
+                    ), path, "similarity"),
                 )
-                record_point(path, "similarity")
                 similarity.append(path)
     # LM loss falls with the step; tiny's step 100 is broken (suspect), small's 100 repeats its 50
     checks = []

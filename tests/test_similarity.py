@@ -122,7 +122,10 @@ def test_stage_writes_demo_style_files(tiny, tmp_path):
                                     "path": str(demo / "models" / "tiny" / "7")}
     assert record["inputs"] == {lang: str(demo / "parallel" / f"{lang}.txt") for lang in ("xa", "xb")}
     assert record["config"]["similarity"] == settings
-    assert record["point"] == {"model": "tiny", "step": "7"}  # what the alignment files it under
+    # the identity leads the table (what the alignment files it under) and is recorded beside it
+    assert list(table.columns[:3]) == ["model", "seed", "step"]
+    assert set(zip(table["model"], table["seed"].isna(), table["step"])) == {("tiny", True, 7)}
+    assert record["point"] == {"model": "tiny", "seed": None, "step": 7}
     with pytest.raises(ValueError, match=r"similarity\.layers: \[9\]"):
         run_similarity({"name": "tiny", "source": "demo", "steps": [7]}, 7, {**settings, "layers": [9]}, out,
                        demo_dir=demo)

@@ -157,8 +157,9 @@ def test_methods_train_what_they_should(tiny_model):
 
 
 # ----------------------------------------------------------------------------- end to end
-def _check_metrics(table: pd.DataFrame, source: str, targets: list[str], metrics: set[str]) -> None:
-    assert list(table.columns) == ["language", "role", "metric", "value"]
+def _check_metrics(table: pd.DataFrame, source: str, targets: list[str], metrics: set[str],
+                   identity: tuple[str, ...] = ()) -> None:
+    assert list(table.columns) == [*identity, "language", "role", "metric", "value"]
     assert set(table["language"]) == {source, *targets}
     assert set(table.loc[table["language"] == source, "role"]) == {"source"}
     assert set(table.loc[table["language"] != source, "role"]) == {"target"}
@@ -232,14 +233,17 @@ def test_workflow_stage_on_demo_layout_with_word_tables(tiny_model, demo_data, t
     model = {"name": "tiny", "source": "demo", "steps": [50]}
     settings = {**FAST, "method": "frozen", "lr": 1e-2}
     transfer_checkpoint(model, 50, task, settings, out, data_files=tables, seed=0, demo_dir=demo)
-    _check_metrics(pd.read_csv(out, sep="\t"), source, [target], {"f1", "accuracy"})
+    # a config model's table leads with its identity (xlprobe.identity), what the alignment files it under
+    written = pd.read_csv(out, sep="\t")
+    _check_metrics(written, source, [target], {"f1", "accuracy"}, identity=("model", "seed", "step", "task"))
+    assert set(zip(written["model"], written["seed"].isna(), written["step"], written["task"])) == {("tiny", True, 50, "pos")}
     details = json.loads(out.with_suffix(".json").read_text())
     # Every sentence of the source table but a held-out 10% trains; the target is scored whole.
     n_source, n_target = (read_word_table(t)["sentence_id"].nunique() for t in tables)
     held_out = round(0.1 * n_source)
     assert details["examples"] == {"train": n_source - held_out, "source_dev": held_out, target: n_target}
     assert details["provenance"]["config"]["transfer"]["method"] == "frozen"
-    assert details["provenance"]["point"] == {"model": "tiny", "step": "50", "task": "pos"}
+    assert details["provenance"]["point"] == {"model": "tiny", "seed": None, "step": 50, "task": "pos"}
     assert details["provenance"]["checkpoint"] == {"model": "tiny", "step": "50", "source": "demo",
                                                    "path": str(demo / "models" / "tiny" / "50")}
 

@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 
 from xlprobe.checks import DEFAULT_MARGIN, duplicates, read_checks, suspects
-from xlprobe.identity import FINAL, run_name, step_value
+from xlprobe.identity import FINAL, identity_of, run_name, step_value
 from xlprobe.io import read_json, read_tsv, write_json, write_tsv
 from xlprobe.overlap import COLUMNS as OVERLAP_FILE_COLUMNS
 from xlprobe.overlap import holm, same_language
@@ -109,26 +109,27 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     return frame
 
 
-def point_of(path: str | os.PathLike, kind: str) -> dict[str, object]:
-    """(model, step[, layer | task]) of a result file, as its stage recorded it (`provenance.point`,
-    from the rule's wildcards): in the sidecar of an overlap or similarity TSV, in the JSON beside a
-    transfer TSV. Never parsed from the file's path."""
-    if kind not in ("overlap", "transfer", "similarity", "probe_transfer"):
-        raise ValueError(f"unknown result kind '{kind}'")
-    record_path = str(path).removesuffix(".tsv") + ".json" if kind == "transfer" else sidecar_path(path)
+def point_of(path: str | os.PathLike) -> dict[str, object]:
+    """(model, step, layer) of an overlap table as its stage recorded it (`provenance.point`, from the
+    rule's wildcards) in its sidecar: the identity of a table without rows, which has none of its own."""
+    record_path = sidecar_path(path)
     if not os.path.exists(record_path):
         raise ValueError(f"{path}: no provenance record {record_path} beside it")
     record = read_json(record_path)
     point = (record.get("provenance", record) or {}).get("point")
-    keys = {"overlap": ("model", "step", "layer"), "transfer": ("model", "step", "task"), "similarity": ("model", "step"),
-            "probe_transfer": ("model", "step", "layer")}
-    if not isinstance(point, dict) or any(key not in point for key in keys[kind]):
-        raise ValueError(f"{record_path} names no point {keys[kind]} (made by an older xlprobe: rerun it)")
-    point = {key: point[key] for key in keys[kind]}
-    point["step"] = step_value(point["step"])
-    if "layer" in point:
-        point["layer"] = int(point["layer"])
-    return point
+    keys = ("model", "step", "layer")
+    if not isinstance(point, dict) or any(key not in point for key in keys):
+        raise ValueError(f"{record_path} names no point {keys} (made by an older xlprobe: rerun it)")
+    return {"model": point["model"], "step": step_value(point["step"]), "layer": int(point["layer"])}
+
+
+def identified_table(path: str | os.PathLike, columns: set[str], fields: tuple[str, ...]) -> tuple[tuple | None, pd.DataFrame]:
+    """A per-point table and its identity (model, seed, step, *fields), read from its own identity
+    columns (xlprobe.identity); no identity for a table without rows."""
+    frame = _read_checked(path, columns | {"model", "seed", "step", *fields})
+    found = identity_of(frame, fields)
+    key = None if found is None else (found["model"], found["seed"], found["step"], *(found[f] for f in fields))
+    return key, frame
 
 
 def _read_checked(path: str | os.PathLike, columns: set[str]) -> pd.DataFrame:
@@ -314,32 +315,35 @@ def probe_transfer_scores(frame: pd.DataFrame, alpha: float = 0.05) -> dict[str,
 
 # ----------------------------------------------------------------------------- the table
 def checkpoint_checks(check_paths: Iterable[str | os.PathLike], margin: float = DEFAULT_MARGIN) -> pd.DataFrame:
-    """One row per (model, step) of the lm_loss records: `lm_loss` (the verdict's sample, xlprobe.lm_loss;
+    """One row per (model, seed, step) of the lm_loss records: `lm_loss` (the verdict's sample, xlprobe.lm_loss;
     inf where it is not a finite number), `lm_loss_parallel` (the parallel text's, where configured),
     `duplicate_of` (the first earlier step with identical weights, else empty) and `suspect`; a warning
     for each duplicate and suspect."""
     records = read_checks(list(check_paths))
     frame = pd.DataFrame(
-        [{"model": r["model"], "step": step_value(r["step"]), "lm_loss": record_loss(r),
+        [{"model": r["model"], "seed": _seed(r.get("seed")), "step": step_value(r["step"]), "lm_loss": record_loss(r),
           "lm_loss_parallel": record_loss((r.get("samples") or {}).get("parallel") or {"lm_loss": None}),
           "uniform_loss": r.get("uniform_loss"), "weights": r["weights"]}
-         for r in records], columns=["model", "step", "lm_loss", "lm_loss_parallel", "uniform_loss", "weights"],
+         for r in records],
+        columns=["model", "seed", "step", "lm_loss", "lm_loss_parallel", "uniform_loss", "weights"],
     )
+    # a series is one pre-training run: a model, or one seed of it
+    frame["_run"] = [run_name(m, _seed(seed)) for m, seed in zip(frame["model"], frame["seed"])]
     frame = sort_points(frame)
-    twins = duplicates(frame[["model", "step", "weights"]].itertuples(index=False))
-    frame["duplicate_of"] = [str(twins.get((m, s), "")) for m, s in zip(frame["model"], frame["step"])]
+    twins = duplicates(frame[["_run", "step", "weights"]].itertuples(index=False))
+    frame["duplicate_of"] = [str(twins.get((r, s), "")) for r, s in zip(frame["_run"], frame["step"])]
     reasons = {}
-    for model, rows in frame.groupby("model", sort=False):
+    for run, rows in frame.groupby("_run", sort=False):
         uniform = rows["uniform_loss"].astype(float).max()  # one vocabulary per model; NaN in older records
         flagged = suspects(list(zip(rows["step"], rows["lm_loss"])), margin, None if np.isnan(uniform) else uniform)
-        reasons.update({(model, step): reason for step, reason in flagged.items()})
-    frame["suspect"] = [(m, s) in reasons for m, s in zip(frame["model"], frame["step"])]
-    for model, step, twin in frame.loc[frame["duplicate_of"] != "", ["model", "step", "duplicate_of"]].itertuples(index=False):
+        reasons.update({(run, step): reason for step, reason in flagged.items()})
+    frame["suspect"] = [(r, s) in reasons for r, s in zip(frame["_run"], frame["step"])]
+    for run, step, twin in frame.loc[frame["duplicate_of"] != "", ["_run", "step", "duplicate_of"]].itertuples(index=False):
         log.warning("%s: step %s holds the same weights as step %s (identical weight files): a duplicate, "
-                    "not a new checkpoint", model, step, twin)
-    for (model, step), reason in reasons.items():
-        log.warning("%s: step %s is suspect: %s (margin %.2f nats); a broken checkpoint?", model, step, reason, margin)
-    return frame.drop(columns=["weights", "uniform_loss"])
+                    "not a new checkpoint", run, step, twin)
+    for (run, step), reason in reasons.items():
+        log.warning("%s: step %s is suspect: %s (margin %.2f nats); a broken checkpoint?", run, step, reason, margin)
+    return frame.drop(columns=["weights", "uniform_loss", "_run"])
 
 
 def record_loss(record: Mapping[str, Any]) -> float:
@@ -402,27 +406,30 @@ def build_alignment(
     alignment = pd.DataFrame(point_rows)
     runs = [run_name(m, _seed(s)) for m, s in zip(alignment["model"], alignment["seed"])]
 
+    points = [(m, _seed(seed), s) for m, seed, s in zip(alignment["model"], alignment["seed"], alignment["step"])]
+
     transfer = {}
     for path in transfer_paths:
-        point = point_of(path, "transfer")
-        scores = summarise_transfer(_read_checked(path, TRANSFER_COLUMNS), targets.get(point["task"]), path)
-        transfer[(point["model"], point["step"], point["task"])] = scores
-    for task in sorted({t for (_, _, t) in transfer}):
-        found = [transfer.get((run, s, task)) for run, s in zip(runs, alignment["step"])]
+        key, frame = identified_table(path, TRANSFER_COLUMNS, ("task",))
+        if key is not None:
+            transfer[key] = summarise_transfer(frame, targets.get(key[-1]), path)
+    for task in sorted({key[-1] for key in transfer}):
+        found = [transfer.get((*point, task)) for point in points]
         alignment[f"transfer_{task}"] = [f["target"] if f else np.nan for f in found]
         alignment[f"transfer_{task}_source"] = [f["source"] if f else np.nan for f in found]
         alignment[f"transfer_{task}_metric"] = [f["metric"] if f else "" for f in found]
 
     similarity_frames = {}
     for path in similarity_paths:
-        point = point_of(path, "similarity")
-        similarity_frames[(point["model"], point["step"])] = _read_checked(path, SIMILARITY_COLUMNS)
+        key, frame = identified_table(path, SIMILARITY_COLUMNS, ())
+        if key is not None:
+            similarity_frames[key] = frame
     if similarity_frames:
         missing = {"similarity": np.nan, "similarity_all_layers": np.nan}
         scores = pd.DataFrame(
             [
-                similarity_scores(similarity_frames[(run, s)], layer) if (run, s) in similarity_frames else missing
-                for run, s, layer in zip(runs, alignment["step"], alignment["layer"])
+                similarity_scores(similarity_frames[point], layer) if point in similarity_frames else missing
+                for point, layer in zip(points, alignment["layer"])
             ],
             index=alignment.index,
         )
@@ -433,21 +440,22 @@ def build_alignment(
 
     readouts = {}
     for path in probe_transfer_paths:
-        point = point_of(path, "probe_transfer")
-        readouts[(point["model"], point["step"], point["layer"])] = probe_transfer_scores(
-            _read_checked(path, PROBE_TRANSFER_COLUMNS), alpha)
+        key, frame = identified_table(path, PROBE_TRANSFER_COLUMNS, ("layer",))
+        if key is not None:  # a table without rows: no attribute shared by two treebanks, nothing read out
+            readouts[key] = probe_transfer_scores(frame, alpha)
     if readouts:
         missing = probe_transfer_scores(pd.DataFrame())
-        scores = pd.DataFrame([readouts.get(key, missing) for key in zip(runs, alignment["step"], alignment["layer"])],
+        scores = pd.DataFrame([readouts.get((*point, layer), missing) for point, layer in zip(points, alignment["layer"])],
                               index=alignment.index)
         alignment = pd.concat([alignment, scores], axis=1)
 
     check_paths = list(check_paths)
     if check_paths:
-        checks = checkpoint_checks(check_paths, margin).rename(columns={"model": "_run"})
+        checks = checkpoint_checks(check_paths, margin)
+        checks = checks.assign(_run=[run_name(m, _seed(seed)) for m, seed in zip(checks["model"], checks["seed"])])
         alignment = (
             alignment.assign(_run=runs)
-            .merge(checks, on=["_run", "step"], how="left", validate="many_to_one")
+            .merge(checks.drop(columns=["model", "seed"]), on=["_run", "step"], how="left", validate="many_to_one")
             .drop(columns="_run")
         )
         alignment["duplicate_of"] = alignment["duplicate_of"].fillna("")
@@ -487,7 +495,7 @@ def overlap_point(path: str | os.PathLike, frame: pd.DataFrame) -> dict[str, obj
         first = frame.iloc[0]
         return {"model": str(first["model"]), "seed": _seed(first.get("seed")),
                 "step": step_value(first["step"]), "layer": int(first["layer"])}
-    point = point_of(path, "overlap")
+    point = point_of(path)
     return {"model": point["model"], "seed": None, "step": point["step"], "layer": point["layer"], **point}
 
 

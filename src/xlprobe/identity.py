@@ -1,8 +1,9 @@
 """What a result is a result of: its model, pre-training seed, step, layer, treebank and probe replicate.
 
-`point` writes these fields, the one way every per-point result records them: the probe JSON, the
-overlap and stability tables carry them as data, and the aggregates concatenate those tables instead
-of reading the identity back from file names.
+`point` writes these fields, the one way every per-point result records them: the probe JSON and the
+LM-loss record carry them as keys, every per-point table (overlap, stability, transfer, similarity,
+probe transfer) as its first columns (`with_identity`), and the aggregates read them from there,
+never from file names.
 
 A model with `seeds: [...]` runs once per pre-training seed. Each such run has a name of its own
 (`run_name`), used in file paths only; results name the model and the seed apart. Demo models: the
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+import pandas as pd
 
 FINAL = "final"
 # Fields of a model entry that name where its weights are, where `{seed}` is filled in.
@@ -34,9 +37,10 @@ def point(
     layer: int | str | None = None,
     treebank: str | None = None,
     replicate: int | None = None,
+    task: str | None = None,
 ) -> dict[str, Any]:
     """A result's identity: model, seed (None for a model without `seeds`), step and, where the result
-    has them, layer, treebank and replicate, with their types fixed."""
+    has them, layer, treebank, replicate and transfer task, with their types fixed."""
     fields: dict[str, Any] = {"model": str(model), "seed": None if seed is None else int(seed),
                               "step": step_value(step)}
     if layer is not None:
@@ -45,7 +49,27 @@ def point(
         fields["treebank"] = str(treebank)
     if replicate is not None:
         fields["replicate"] = int(replicate)
+    if task is not None:
+        fields["task"] = str(task)
     return fields
+
+
+def with_identity(frame: pd.DataFrame, point: Mapping[str, Any]) -> pd.DataFrame:
+    """`frame` with the point's identity fields as its first columns."""
+    identity = pd.DataFrame({key: [value] * len(frame) for key, value in point.items()}, index=frame.index)
+    return pd.concat([identity, frame], axis=1)
+
+
+def identity_of(frame: pd.DataFrame, fields: tuple[str, ...]) -> dict[str, Any] | None:
+    """The identity a table's first row carries (`with_identity`): `fields` plus the seed, typed as
+    `point` types them; None for a table without rows."""
+    if frame.empty:
+        return None
+    first = frame.iloc[0]
+    seed = first.get("seed")
+    found = point(first["model"], first["step"], seed=None if seed is None or pd.isna(seed) else seed,
+                  **{key: first[key] for key in fields if key not in ("model", "step")})
+    return found
 
 
 def replicate_attributes(result: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -89,6 +113,7 @@ def run_spec(models: Mapping[str, Mapping[str, Any]], run: Mapping[str, Any]) ->
     return {**spec, "model": run["model"], "seed": run["seed"]}
 
 
-def model_point(model: Mapping[str, Any], step: str | int) -> dict[str, Any]:
-    """The identity of a result of one run's model slice (`name` plus the run's entry, see run_spec)."""
-    return point(model.get("model", model["name"]), step, seed=model.get("seed"))
+def model_point(model: Mapping[str, Any], step: str | int, **fields: Any) -> dict[str, Any]:
+    """The identity of a result of one run's model slice (`name` plus the run's entry, see run_spec);
+    `fields`: its layer, treebank, replicate or task (see `point`)."""
+    return point(model.get("model", model["name"]), step, seed=model.get("seed"), **fields)

@@ -41,6 +41,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from xlprobe.identity import model_point
 from xlprobe.io import read_json, write_json
 from xlprobe.provenance import provenance
 
@@ -248,13 +249,14 @@ def run_lm_loss(
     verdict = results[VERDICT_SAMPLE]["lm_loss"]
     log.info("%s step %s: LM loss %s nats per token (%s sample)", model["name"], step,
              "none" if verdict is None else f"{verdict:.4f}", VERDICT_SAMPLE)
+    point = model_point(model, step)
     record = {
-        "model": model["name"], "step": str(step), "lm_loss": verdict, "lm_loss_sample": VERDICT_SAMPLE,
+        **point, "lm_loss": verdict, "lm_loss_sample": VERDICT_SAMPLE,
         "languages": results[VERDICT_SAMPLE]["languages"], "non_finite": results[VERDICT_SAMPLE]["non_finite"],
         "samples": results,
         "uniform_loss": math.log(output_width(net)), "weights": weights, "seconds": seconds,
         "provenance": provenance({"model": model, "checks": dict(checks)}, sample=str(sample_path),
-                                 point={"model": model["name"], "step": str(step)}, checkpoint=checkpoint),
+                                 point=point, checkpoint=checkpoint),
     }
     write_json(output, record)
     return record

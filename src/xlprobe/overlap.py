@@ -36,7 +36,7 @@ import pandas as pd
 from scipy.stats import hypergeom
 
 from xlprobe.identity import point as result_point
-from xlprobe.identity import replicate_attributes
+from xlprobe.identity import replicate_attributes, with_identity
 from xlprobe.integrity import read_sealed_json
 from xlprobe.io import read_json, write_json, write_tsv
 from xlprobe.provenance import checkpoints_of, provenance, sidecar_path
@@ -304,9 +304,3 @@ def compute_overlap(
     )
     write_tsv(output, frame)
     return frame
-
-
-def with_identity(frame: pd.DataFrame, point: Mapping[str, Any]) -> pd.DataFrame:
-    """`frame` with the point's identity fields as its first columns."""
-    identity = pd.DataFrame({key: [value] * len(frame) for key, value in point.items()}, index=frame.index)
-    return pd.concat([identity, frame], axis=1)

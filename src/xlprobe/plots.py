@@ -32,9 +32,10 @@ from scipy.stats import hypergeom
 
 from xlprobe.alignment import (
     FINAL,
+    SIMILARITY_COLUMNS,
+    identified_table,
     overlap_by_k,
     overlap_point,
-    point_of,
     read_table,
     significant_pairs,
     similarity_by_layer,
@@ -205,12 +206,14 @@ def _seed_band(ax, x, rows, column, colour, scale=1.0) -> None:
 
 
 def similarity_frames(paths: Iterable[str | os.PathLike]) -> dict[tuple, pd.DataFrame]:
-    """Similarity TSVs keyed by (model, step)."""
-    frames = {}
+    """Similarity TSVs keyed by (model, step) from their identity columns; a model's seeds concatenated."""
+    found: dict[tuple, list[pd.DataFrame]] = {}
     for path in paths:
-        point = point_of(path, "similarity")
-        frames[(point["model"], point["step"])] = read_tsv(path)
-    return frames
+        key, frame = identified_table(path, SIMILARITY_COLUMNS, ())
+        if key is not None:
+            model, _, step = key
+            found.setdefault((model, step), []).append(frame)
+    return {key: pd.concat(frames, ignore_index=True) for key, frames in found.items()}
 
 
 def treebank_order(frames: Iterable[pd.DataFrame]) -> list[str]:

@@ -44,6 +44,7 @@ import pandas as pd
 import torch
 from scipy import stats
 
+from xlprobe.identity import with_identity
 from xlprobe.io import read_json, write_json, write_tsv
 from xlprobe.provenance import provenance, sidecar_path
 from xlprobe.wordtable import read_attribute_table, read_word_table
@@ -311,13 +312,15 @@ def run_probe_transfer(
     threads: int = 1,
 ) -> pd.DataFrame:
     """The workflow stage for one (model, step, layer): `inputs` maps each treebank to its words,
-    attributes, activations and meta files; writes the TSV and its provenance sidecar."""
+    attributes, activations and meta files; writes the TSV, led by `point` (xlprobe.identity: model,
+    seed, step, layer), and its provenance sidecar."""
     torch.set_num_threads(threads)
     treebanks = [load_treebank(name, languages[name], *(files[key] for key in ("words", "attributes", "activations", "meta")))
                  for name, files in inputs.items()]
     table = transfer_table(treebanks, permutations=int(settings["permutations"]), seed=seed,
                            l2=float(settings["l2"]), max_iter=int(settings["max_iter"]),
                            max_train_words=int(settings["max_train_words"]))
+    table = with_identity(table, point)
     write_json(sidecar_path(output), provenance(
         {"probe_transfer": dict(settings), "seed": seed}, point=dict(point),
         inputs={name: {key: str(path) for key, path in files.items()} for name, files in inputs.items()},

@@ -33,6 +33,7 @@ import torch
 from tqdm import tqdm
 
 from xlprobe.activations import check_layers, hidden_states, load_base_model
+from xlprobe.identity import model_point, with_identity
 from xlprobe.inputs import hub_config, pair_from_hub, similarity_files
 from xlprobe.io import read_tsv, write_json, write_tsv
 from xlprobe.provenance import provenance, sidecar_path
@@ -246,7 +247,7 @@ def run_similarity(
     `settings` is the config's `similarity:` section. Text comes from `files`, else from the `hub`
     translation dataset (OPUS-100 for the paper), else from the demo's parallel files.
     Provenance, with the checkpoint record, goes to the sidecar `sidecar_path(output)`; the TSV
-    keeps the contract's columns.
+    keeps the contract's columns after the result's identity (model, seed, step: xlprobe.identity).
     """
     pairs = settings.get("pairs") or []
     if not pairs:
@@ -260,12 +261,12 @@ def run_similarity(
         net, tokenizer, files, pairs, settings.get("layers"), settings.get("max_pairs"),
         settings["batch_size"], hub, cache_dir, settings["retrieval_sample"], seed,
     )
+    point = model_point(model, step)
+    table = with_identity(table, point)
     write_json(
         sidecar_path(output),
-        provenance(
-            {"model": model, "similarity": settings, "seed": seed},
-            point={"model": model["name"], "step": str(step)}, checkpoint=checkpoint, inputs=files,
-        ),
+        provenance({"model": model, "similarity": settings, "seed": seed}, point=point, checkpoint=checkpoint,
+                   inputs=files),
     )
     write_tsv(output, table)
     return table

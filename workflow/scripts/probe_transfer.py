@@ -1,5 +1,6 @@
 """Rule probe_transfer: cross-lingual linear readouts of every attribute at one (model, step, layer)."""
 
+from xlprobe.identity import model_point
 from xlprobe.logs import log_to
 from xlprobe.probe_transfer import run_probe_transfer
 
@@ -14,6 +15,6 @@ with log_to(snakemake.log[0]):
         snakemake.output.table,
         snakemake.params.settings,
         snakemake.params.seed,
-        point={key: snakemake.wildcards[key] for key in ("model", "step", "layer")},
+        point=model_point(snakemake.params.model, snakemake.wildcards.step, layer=snakemake.wildcards.layer),
         threads=snakemake.threads,
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import torch
 from transformers import AutoTokenizer
 
 from xlprobe.devices import select_device
+from xlprobe.identity import model_point, with_identity
 from xlprobe.io import write_json, write_tsv
 from xlprobe.provenance import provenance
 from xlprobe.transfer.data import LABELS, TaskData, load_task
@@ -130,13 +131,15 @@ def run_transfer(
     revision: str | None = None,
     cache_dir: str | None = None,
     checkpoint_record: dict[str, Any] | None = None,
+    point: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """The workflow stage: read the task's data, fine-tune, and write the metrics TSV and its sidecar.
 
     `task` is one `transfer.tasks.<name>` entry (plus `name`), `settings` the rest of `transfer:`.
     The sidecar (default: the TSV's path with `.json`) holds history, counts and provenance, whose
     `checkpoint` is `checkpoint_record` (repo, revision, commit of a config checkpoint), else the
-    directory (and revision) given.
+    directory (and revision) given. `point` (xlprobe.identity: model, seed, step, task), where a config
+    model was run, leads the TSV's columns.
     """
     settings = {**DEFAULTS, **settings}
     data = load_task(
@@ -147,15 +150,13 @@ def run_transfer(
     if checkpoint_record is None:
         checkpoint_record = {"path": str(checkpoint), "revision": revision,
                              "tokenizer": {"path": str(tokenizer or checkpoint)}}
+    if point is not None:
+        table = with_identity(table, point)
     # The sidecar first: a TSV that looks finished always has its provenance.
     write_json(details_output or Path(output).with_suffix(".json"), {
         **details,
-        "provenance": provenance(
-            {"task": task, "transfer": settings, "seed": seed}, checkpoint=checkpoint_record,
-            # The (model, step, task) the alignment table files it under, where a config model was run.
-            **({"point": {"model": checkpoint_record["model"], "step": str(checkpoint_record["step"]),
-                          "task": task.get("name", task["type"])}} if "model" in checkpoint_record else {}),
-        ),
+        "provenance": provenance({"task": task, "transfer": settings, "seed": seed}, checkpoint=checkpoint_record,
+                                 **({"point": dict(point)} if point is not None else {})),
     })
     write_tsv(output, table)
     return table
@@ -172,8 +173,10 @@ def transfer_checkpoint(
     seed: int = 0,
     demo_dir: str | os.PathLike | None = None,
     cache_dir: str | None = None,
+    point: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
-    """`run_transfer` on a config model (`models.<name>` plus `name`) at `step`, found by xlprobe.checkpoints."""
+    """`run_transfer` on a config model (`models.<name>` plus `name`) at `step`, found by xlprobe.checkpoints;
+    `point` is the result's identity (default: the run's model and seed, the step, the task's name)."""
     from xlprobe.checkpoints import local_files, resolve_checkpoint
 
     checkpoint = resolve_checkpoint(model, step, demo_dir)
@@ -182,6 +185,7 @@ def transfer_checkpoint(
     return run_transfer(
         model_dir, task, settings, output, details_output, data_files, seed,
         tokenizer=tokenizer_dir, cache_dir=cache_dir, checkpoint_record=checkpoint.record(model_dir, tokenizer_dir),
+        point=point or model_point(model, step, task=task.get("name", task["type"])),
     )
 
 
