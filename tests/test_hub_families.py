@@ -17,9 +17,12 @@ import pandas as pd
 import pytest
 import yaml
 from localhub import commit_checkpoint, served_tokenizer
+from test_costs import dry_run_and_plan
 from test_hub_workflow import FETCHING, ran_jobs, small_ud_root
 from tiny_families import HIDDEN, INTERMEDIATE, tiny_causal_lm
 from workflow_runs import snakemake
+
+from xlprobe.plan import plan
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -68,7 +71,8 @@ def per_model(results: Path) -> dict[str, tuple[int, float]]:
     return out
 
 
-def test_families_run_end_to_end_against_the_local_hub_then_offline(hub_server, shared_data, tmp_path, capsys):
+def test_families_run_end_to_end_against_the_local_hub_then_offline(hub_server, shared_data, tmp_path, capsys,
+                                                                    monkeypatch):
     if not hub_server.running():
         hub_server.start()
     serve_families(hub_server)
@@ -78,6 +82,13 @@ def test_families_run_end_to_end_against_the_local_hub_then_offline(hub_server, 
                       timeout=3600)
     assert fetch.returncode == 0, (fetch.stdout + fetch.stderr)[-5000:]
     hub_server.stop()
+    # `xlprobe plan`, offline, sizes both families from the config.json files in the cache and counts
+    # the jobs of the dry run, rule by rule
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    dry, planned = dry_run_and_plan(configfile, tmp_path)
+    assert planned == dry and dry["dump_activations"] >= 8, (planned, dry)
+    rows = plan(configfile, workdir=tmp_path)
+    assert not [row["note"] for row in rows if "no config.json" in row["note"]], rows
     rest = snakemake(tmp_path, "--cores", "2", configfile=configfile, env=env, timeout=3600)
     assert rest.returncode == 0, (rest.stdout + rest.stderr)[-8000:]
     fetched, ran = ran_jobs(fetch.stdout + fetch.stderr), ran_jobs(rest.stdout + rest.stderr)

@@ -1,12 +1,11 @@
 """A default is decided in config/schema.yaml: code that calls the library without the workflow gets what a
-config that leaves the key out gets."""
+config that leaves the key out gets (the probe's: tests/test_costs.py)."""
 
 from __future__ import annotations
 
 import inspect
 
 from xlprobe import alignment, checks
-from xlprobe.probe import LatentSubsetProbe
 from xlprobe.transfer.methods import LORA_DEFAULTS
 from xlprobe.workflow_config import SCHEMA, schema_defaults, with_defaults
 
@@ -14,14 +13,6 @@ from xlprobe.workflow_config import SCHEMA, schema_defaults, with_defaults
 def keyword_defaults(function) -> dict[str, object]:
     return {name: p.default for name, p in inspect.signature(function).parameters.items()
             if p.default is not inspect.Parameter.empty}
-
-
-def test_the_probe_s_keyword_defaults_are_the_schema_s():
-    schema, probe = schema_defaults("probe"), keyword_defaults(LatentSubsetProbe.__init__)
-    # `device: auto` is resolved before a probe is made (xlprobe.devices); the probe itself takes a device
-    shared = sorted(set(schema) & set(probe) - {"device"})
-    assert shared == ["batch_size", "entropy_scale", "lr", "max_epochs", "mc_samples", "patience", "restore_best"]
-    assert {name: probe[name] for name in shared} == {name: schema[name] for name in shared}
 
 
 def test_the_suspect_margin_is_the_schema_s_everywhere():
