@@ -127,7 +127,7 @@ def test_families_run_end_to_end_against_the_local_hub_then_offline(hub_server, 
     shutil.copytree(results / "steps", tmp_path / residual["results"] / "steps")
     # One mlp dump of each model as targets: a dump's treebank is known once build_word_table (a
     # checkpoint) ran.
-    mlp_dumps = [sorted((results / "activations" / model).rglob("layer2.npy"))[0] for model in FAMILIES]
+    mlp_dumps = [min((results / "activations" / model).rglob("layer2.npy")) for model in FAMILIES]
     targets = [str(Path(residual["results"]) / p.relative_to(results)) for p in mlp_dumps]
     again = snakemake(tmp_path, "--cores", "2", *targets, configfile=residual_file, env=env, timeout=3600)
     assert again.returncode == 0, (again.stdout + again.stderr)[-5000:]
