@@ -64,8 +64,9 @@ def run_with_the_server_stopped_after_prefetch(hub, workdir: Path, shared: Path,
     fetch = snakemake(workdir, *args, "--until", *sorted(FETCHING), configfile=configfile, env=env, timeout=3600)
     assert fetch.returncode == 0, (fetch.stdout + fetch.stderr)[-5000:]
     hub.stop()
-    # the targets first: --set-threads and --set-resources take every word after them
-    rest = snakemake(workdir, *targets, *args, configfile=configfile, env=env, timeout=3600)
+    # the targets after `--`: --set-threads and --set-resources take every word after them
+    rest = snakemake(workdir, *args, *(("--", *targets) if targets else ()), configfile=configfile, env=env,
+                     timeout=3600)
     assert rest.returncode == 0, (rest.stdout + rest.stderr)[-8000:]
     return fetch, rest, config
 

@@ -29,9 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from xlprobe.io import read_json
-from xlprobe.workflow_config import schema_defaults
 
-DEFAULT_MARGIN = schema_defaults("checks")["suspect_margin"]  # nats
+DEFAULT_MARGIN = 1.0  # nats: config/schema.yaml's checks.suspect_margin (tests/test_library_defaults.py)
 
 
 def read_checks(paths: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:

@@ -84,8 +84,10 @@ def model_config(
     *,
     demo: Mapping[str, Any] | None = None,
     cache_dir: str | os.PathLike | None = None,
+    branches: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The config.json of a config's model entry `name` (any of its `steps`: the shape is the same)."""
+    """The config.json of a config's model entry `name` (any of its `steps`: the shape is the same);
+    `branches`: step -> branch as discovery recorded them (a `{*}` template cannot spell them)."""
     from xlprobe.checkpoints import CheckpointError, resolve_checkpoint
 
     if spec["source"] == "demo":
@@ -93,7 +95,8 @@ def model_config(
     checkpoints = []
     for step in steps:
         try:
-            checkpoints.append(resolve_checkpoint({"name": name, **spec}, step))
+            branch = (branches or {}).get(str(step))
+            checkpoints.append(resolve_checkpoint({"name": name, **spec, **({"branch": branch} if branch else {})}, step))
         except CheckpointError:
             continue
         except Exception as error:  # noqa: BLE001  a `{*}` branch needs the hub's list of refs

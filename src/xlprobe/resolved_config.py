@@ -97,6 +97,7 @@ class ResolvedConfig:
                 self._shapes[model] = model_shape(
                     model, run_spec(self.config["models"], first), self.steps[model], demo=self.config.get("demo"),
                     cache_dir=self.path(self.config["hf_cache"]) if self.config.get("hf_cache") else None,
+                    branches=self.branches[model],
                 )
             except ShapeUnknown:
                 return None
