@@ -6,7 +6,7 @@ Light on purpose (no torch, no hub client): the analysis stage imports it.
 The suspect rule, over one model's steps in their listed order, with `m` = `checks.suspect_margin`
 nats (default 1.0, a perplexity e times higher). A step is suspect when its LM loss
 - is not a finite number (the forward pass overflowed or met NaN weights), or
-- is more than m above the lowest loss of the model's earlier steps that are not suspect themselves
+- is more than m above the lowest loss of the run's (model and seed) earlier steps that are not suspect themselves
   (training lowers the loss on held-out text; it does not raise it by a nat), or
 - is more than m above ln V, the loss of a uniform guess over the model's V output tokens (an
   untrained model sits at about ln V; only a broken one is far above it).
