@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from xlprobe.alignment import read_table
+from xlprobe.alignment import read_table, step_key
+from xlprobe.identity import step_value
 from xlprobe.io import read_tsv
 
 DRAWS = 2000
@@ -52,6 +53,8 @@ def at_k(frame: pd.DataFrame, k: int | None) -> tuple[pd.DataFrame, int]:
 
 
 def emergence(results: Path, k: int | None = None) -> pd.DataFrame:
+    """Per overlap table (one model, seed, step and layer; identity from its own columns, `run` its
+    folder): the macro-mean overlap at k over chance, the random band, the Holm-significant pairs."""
     rows = []
     for path in sorted((results / "overlap").glob("*/*/layer*.tsv")):
         frame, used = at_k(read_tsv(path), k)
@@ -61,11 +64,14 @@ def emergence(results: Path, k: int | None = None) -> pd.DataFrame:
         per_attribute = cross.groupby("attribute")["overlap"].mean()
         low, high = random_band(cross, width, used)
         significant = cross[cross["p_holm"] < ALPHA]
+        seed = frame["seed"].iloc[0] if "seed" in frame else np.nan
         rows.append({
-            "model": path.parent.parent.name,
+            "model": frame["model"].iloc[0],
+            "seed": pd.NA if pd.isna(seed) else int(seed),
+            "run": path.parent.parent.name,
             "k": used,
-            "step": int(path.parent.name) if path.parent.name.isdigit() else path.parent.name,
-            "layer": path.stem,
+            "step": step_value(str(frame["step"].iloc[0])),
+            "layer": int(frame["layer"].iloc[0]),
             "overlap": per_attribute.mean(),
             "chance": used / width,
             "over_chance": per_attribute.mean() / (used / width),
@@ -76,17 +82,18 @@ def emergence(results: Path, k: int | None = None) -> pd.DataFrame:
             "attributes_significant": ", ".join(sorted(significant["attribute"].unique())),
         })
     frame = pd.DataFrame(rows)
-    return frame.sort_values(["model", "layer", "step"], key=lambda s: s.map(str) if s.name != "step" else s)
+    frame["seed"] = frame["seed"].astype("Int64")
+    return frame.sort_values(["run", "layer", "step"], key=lambda s: s.map(step_key) if s.name == "step" else s)
 
 
-def pairs_at(results: Path, model: str, step: str, layer: str, k: int | None = None) -> pd.DataFrame:
-    frame, _ = at_k(read_tsv(results / "overlap" / model / step / f"{layer}.tsv"), k)
+def pairs_at(results: Path, run: str, step: str, layer: str, k: int | None = None) -> pd.DataFrame:
+    frame, _ = at_k(read_tsv(results / "overlap" / run / step / f"{layer}.tsv"), k)
     return frame.pivot_table(index=["language_a", "language_b"], columns="attribute", values="overlap")
 
 
-def significant_at(results: Path, model: str, step: str, layer: str, k: int | None = None) -> pd.DataFrame:
+def significant_at(results: Path, run: str, step: str, layer: str, k: int | None = None) -> pd.DataFrame:
     """The cross-lingual pairs whose overlap at k is Holm-significant."""
-    frame, _ = at_k(read_tsv(results / "overlap" / model / step / f"{layer}.tsv"), k)
+    frame, _ = at_k(read_tsv(results / "overlap" / run / step / f"{layer}.tsv"), k)
     cross = frame[frame["language_a"] != frame["language_b"]]
     columns = ["attribute", "language_a", "language_b", "shared", "overlap", "chance", "p_value", "p_holm"]
     return cross[cross["p_holm"] < ALPHA][columns].sort_values(["attribute", "p_holm"])
@@ -99,9 +106,9 @@ def plot_emergence(table: pd.DataFrame, points: pd.DataFrame | None, path: Path)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups = list(table.groupby(["model", "layer"]))
+    groups = list(table.groupby(["run", "layer"]))
     fig, axes = plt.subplots(1, len(groups), figsize=(5.2 * len(groups), 3.6), squeeze=False)
-    for ax, ((model, layer), group) in zip(axes[0], groups):
+    for ax, ((run, layer), group) in zip(axes[0], groups):
         x = np.arange(len(group))
         ax.fill_between(x, group["random_2.5%"] / group["chance"], group["random_97.5%"] / group["chance"],
                         color="grey", alpha=0.3, label="random neurons, 95%")
@@ -110,9 +117,11 @@ def plot_emergence(table: pd.DataFrame, points: pd.DataFrame | None, path: Path)
         ax.set_xticks(x, [str(step) for step in group["step"]])
         ax.set_xlabel("pre-training step")
         ax.set_ylabel("overlap / chance (k/D)")
-        ax.set_title(f"{model}, {layer}, k = {group['k'].iloc[0]}")
+        ax.set_title(f"{run}, layer {layer}, k = {group['k'].iloc[0]}")
         if points is not None:
-            rows = points[(points["model"] == model) & (points["layer"].astype(str) == layer.removeprefix("layer"))]
+            model, seed = group["model"].iloc[0], group["seed"].iloc[0]
+            same_seed = points["seed"].isna() if pd.isna(seed) else points["seed"] == seed
+            rows = points[(points["model"] == model) & same_seed & (points["layer"] == layer)]
             rows = rows.set_index(rows["step"].astype(str)).reindex([str(step) for step in group["step"]])
             right = ax.twinx()
             for i, column in enumerate(c for c in rows.columns if c.startswith("transfer_") and c.count("_") == 1):
@@ -137,12 +146,12 @@ if __name__ == "__main__":
     table = emergence(results, args.k)
     print("overlap at k (macro mean over attributes) per checkpoint:")
     print(table.round(3).to_string(index=False), "\n")
-    for (model, layer), group in table.groupby(["model", "layer"]):
-        last = str(group["step"].iloc[-1])
-        print(f"{model} {layer} step {last}: overlap at k = {group['k'].iloc[-1]} per language pair and attribute")
-        print(pairs_at(results, model, last, layer, args.k).round(2).to_string(), "\n")
-        significant = significant_at(results, model, last, layer, args.k)
-        print(f"{model} {layer} step {last}: Holm-significant pairs (alpha {ALPHA}) in "
+    for (run, layer), group in table.groupby(["run", "layer"]):
+        last, layer = str(group["step"].iloc[-1]), f"layer{layer}"
+        print(f"{run} {layer} step {last}: overlap at k = {group['k'].iloc[-1]} per language pair and attribute")
+        print(pairs_at(results, run, last, layer, args.k).round(2).to_string(), "\n")
+        significant = significant_at(results, run, last, layer, args.k)
+        print(f"{run} {layer} step {last}: Holm-significant pairs (alpha {ALPHA}) in "
               f"{significant['attribute'].nunique()} attribute(s)")
         print((significant.round(4).to_string(index=False) if len(significant) else "none"), "\n")
     alignment = results / "alignment.tsv"
