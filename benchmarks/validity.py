@@ -28,6 +28,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -165,21 +166,23 @@ def checks(summary: pd.DataFrame) -> list[str]:
     return failures
 
 
-def control_seed(plan: dict, rows: int, seed: int) -> pd.DataFrame:
-    """One seed of every condition through the probe, overlap, probe-transfer and retrieval stages."""
+def control_seed(plan: dict, rows: int, seed: int, conditions: Sequence[str] = CONDITIONS) -> pd.DataFrame:
+    """One seed of the conditions through the probe, overlap, probe-transfer and retrieval stages."""
     torch.set_num_threads(1)
     setting = Setting(width=plan["width"], shared_share=1.0, k=plan["k"], rows=rows)
     return pd.concat([run_control(condition, setting, seed, plan["sentences"], plan["permutations"], ALPHA)
-                      for condition in CONDITIONS], ignore_index=True)
+                      for condition in conditions], ignore_index=True)
 
 
-def control_runs(plan: dict, rows: int, jobs: int = 1, progress: bool = True) -> pd.DataFrame:
+def control_runs(plan: dict, rows: int, jobs: int = 1, progress: bool = True,
+                 conditions: Sequence[str] = CONDITIONS) -> pd.DataFrame:
     """Every seed of the controls, in `jobs` processes of one thread each."""
     from concurrent.futures import ProcessPoolExecutor
 
     started, frames = time.perf_counter(), []
+    arguments = [(plan, rows, s, conditions) for s in range(plan["seeds"])]
     with ProcessPoolExecutor(jobs) as pool:
-        for seed, frame in enumerate(pool.map(control_seed, *zip(*[(plan, rows, s) for s in range(plan["seeds"])]))):
+        for seed, frame in enumerate(pool.map(control_seed, *zip(*arguments))):
             frames.append(frame)
             if progress:
                 print(f"  controls seed {seed}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
@@ -210,7 +213,9 @@ Four languages, the three attributes above, {rows} words each, D = {width}; each
 planted neurons whose class means are the same in every language (a shared code), except where
 nothing is shared. The information sits (a) `shared_neurons`: in the same neurons in every language;
 (b) `shared_rotation`: spread over all neurons by one random rotation common to all languages;
-(c) `own_rotations`: spread by a rotation of each language's own; (d) `nothing_shared`: in each
+(c) `own_rotations`: spread by a rotation of each language's own, one that carries the planted
+neurons into a subspace orthogonal to every other language's (xlprobe.validity.own_rotations;
+independent random rotations would leave a weak shared readout); (d) `nothing_shared`: in each
 language's own neurons with its own class means. For retrieval, {sentences} parallel sentence vectors
 per language whose content (8 Gaussian values) is placed the same ways (in (d) each language's row i
 has content of its own). Units: overlap, a language pair per attribute, detected when its
@@ -219,7 +224,7 @@ per attribute, detected when p_value = max(p_permutation, p_majority) <= α ({pe
 permutations of A's labels; null: their mean accuracy); retrieval, a language pair, detected when
 its permutation p <= α (1000 random pairings; null: their mean, 1/n). `detected` is the power in
 (a) and (b) and the false-positive rate in (c) and (d); the bar there is α = {alpha}. Wall time
-{minutes:.1f} min, {jobs} processes of one thread each on a shared machine.
+{minutes:.1f} min, {jobs} processes of one thread each on a shared machine{reruns}.
 """
 
 
@@ -230,7 +235,9 @@ def render_controls(out: Path, docs: Path | None) -> tuple[str, list[str]]:
     failures = control_checks(summary)
     section = "\n\n".join([
         CONTROLS_HEADING,
-        CONTROLS_INTRO.format(**run, alpha=ALPHA, minutes=run["seconds"] / 60).strip(),
+        CONTROLS_INTRO.format(**{**run, "reruns": "".join(
+            f"; then {', '.join(r['conditions'])} rerun alone (`--conditions`): {r['seconds'] / 60:.1f} min"
+            for r in run.get("reruns", []))}, alpha=ALPHA, minutes=run["seconds"] / 60).strip(),
         markdown(summary, CONTROLS_TABLE),
         "Checks: " + ("all passed" if not failures else "; ".join(failures)),
     ]) + "\n"
@@ -451,6 +458,9 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--widths", type=int, nargs="+", help="only these widths of the plan (D)")
     parser.add_argument("--jobs", type=int, default=1, help="controls: seeds run in this many processes")
+    parser.add_argument("--conditions", nargs="+", choices=CONDITIONS,
+                        help="controls: rerun only these conditions, keeping the others' rows in --out "
+                        "(each condition draws from its own seeded stream)")
     parser.add_argument("--shares", type=float, nargs="+", help="only these shares ρ")
     args = parser.parse_args(argv)
     docs = args.docs if args.docs is not None else (None if args.quick else Path("docs"))
@@ -474,11 +484,22 @@ def main(argv=None) -> int:
     if args.part == "controls":
         controls = CONTROLS_QUICK if args.quick else CONTROLS_FULL
         started = time.perf_counter()
-        frame = control_runs(controls, args.rows, args.jobs)
-        frame.to_csv(args.out / "controls_rows.tsv", sep="\t", index=False)
+        conditions = args.conditions or CONDITIONS
+        frame = control_runs(controls, args.rows, args.jobs, conditions=conditions)
+        seconds = round(time.perf_counter() - started, 1)
+        rows_path = args.out / "controls_rows.tsv"
+        if args.conditions:
+            kept = pd.read_csv(rows_path, sep="\t")
+            if kept["seed"].nunique() != controls["seeds"] or run.get("controls", {}).get("rows") != args.rows:
+                raise SystemExit(f"{rows_path}: not a run of {controls['seeds']} seeds and {args.rows} rows; "
+                                 "run every condition")
+            frame = pd.concat([kept[~kept["condition"].isin(conditions)], frame], ignore_index=True)
+            run["controls"]["reruns"] = [*run["controls"].get("reruns", []),
+                                         {"conditions": list(conditions), "seconds": seconds}]
+        else:
+            run["controls"] = {**controls, "rows": args.rows, "jobs": args.jobs, "seconds": seconds}
+        frame.to_csv(rows_path, sep="\t", index=False)
         summarize_controls(frame).to_csv(args.out / "controls.tsv", sep="\t", index=False)
-        run["controls"] = {**controls, "rows": args.rows, "jobs": args.jobs,
-                           "seconds": round(time.perf_counter() - started, 1)}
         run_path.write_text(json.dumps(run, indent=1) + "\n")
         section, failures = render_controls(args.out, docs)
         print(section)

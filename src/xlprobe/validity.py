@@ -18,7 +18,7 @@ import itertools
 import logging
 import math
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -387,14 +387,47 @@ def random_rotation(width: int, rng: np.random.Generator) -> np.ndarray:
     return q * np.sign(np.diag(r))
 
 
+def own_rotations(
+    setting: Setting, planted: Mapping[str, np.ndarray], rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """Language -> an orthogonal [D, D] matrix of its own that carries each planted set (attribute ->
+    neurons, the same in every language) into a subspace orthogonal to every other language's image of
+    that set: no linear readout of one language's attribute reads another's.
+
+    Independent Haar rotations do not give that: the images of one planted set under two of them share
+    a random part of order sqrt(planted / D), a weak shared readout that retrieval detects more often
+    than in `nothing_shared`. So each language's matrix is a permutation of the neurons, moving set a into
+    block (j + a) mod B of B disjoint random blocks (B = max(languages, sets): no two languages share a
+    set's block, no two sets of a language share one; the other neurons fill the rest at random),
+    followed by one Haar rotation common to all languages.
+    """
+    names = list(planted)
+    blocks = max(len(setting.languages), len(names))
+    if blocks * setting.planted > setting.width:
+        raise ValueError(f"own_rotations needs {blocks} x {setting.planted} neurons for disjoint blocks; "
+                         f"the width is {setting.width}")
+    block = rng.choice(setting.width, (blocks, setting.planted), replace=False)
+    common = random_rotation(setting.width, rng)
+    sources = np.concatenate([planted[name] for name in names])
+    out = {}
+    for j, lang in enumerate(setting.languages):
+        targets = np.concatenate([block[(j + a) % blocks] for a in range(len(names))])
+        destination = np.full(setting.width, -1)
+        destination[sources] = targets
+        rest = np.setdiff1d(np.arange(setting.width), sources)
+        destination[rest] = rng.permutation(np.setdiff1d(np.arange(setting.width), targets))
+        permutation = np.zeros((setting.width, setting.width))
+        permutation[np.arange(setting.width), destination] = 1.0
+        out[lang] = permutation @ common
+    return out
+
+
 def _rotations(condition: str, setting: Setting, rng: np.random.Generator) -> dict[str, np.ndarray | None]:
+    """The shared rotation (drawn here) or none; own rotations are drawn once the planted neurons are."""
     if condition not in CONDITIONS:
         raise ValueError(f"unknown control condition {condition!r} (one of {', '.join(CONDITIONS)})")
     common = random_rotation(setting.width, rng) if condition == "shared_rotation" else None
-    return {
-        lang: random_rotation(setting.width, rng) if condition == "own_rotations" else common
-        for lang in setting.languages
-    }
+    return dict.fromkeys(setting.languages, common)
 
 
 def control_languages(
@@ -409,6 +442,9 @@ def control_languages(
     rotations = _rotations(condition, setting, rng)
     shared = condition != "nothing_shared"
     planted = plant(replace(setting, shared_share=1.0 if shared else 0.0), rng)
+    if condition == "own_rotations":
+        first = setting.languages[0]
+        rotations = own_rotations(setting, {a: planted[a][first] for a in setting.attributes}, rng)
     scales = neuron_scales(setting, rng)
     code = {
         a: rng.normal(size=(len(ATTRIBUTES[a]), setting.planted)) * rng.uniform(0.5, 1.5, setting.planted)
@@ -441,6 +477,8 @@ def control_sentences(
     rotations = _rotations(condition, setting, rng)
     shared = condition != "nothing_shared"
     neurons = rng.choice(setting.width, setting.planted, replace=False)
+    if condition == "own_rotations":
+        rotations = own_rotations(setting, {"content": neurons}, rng)
     scales = neuron_scales(setting, rng)
     content = rng.normal(size=(sentences, setting.planted))
     out = {}
