@@ -57,6 +57,25 @@ def test_a_branch_published_later_is_discovered_and_offline_hosts_read_the_recor
     assert "there is no recorded list" in missing.result and str(record) in missing.result
 
 
+def test_a_seeded_repo_is_listed_per_seed_and_keeps_the_steps_every_seed_has(local_hub, tmp_path):
+    """PolyPythias-like: one repo per pre-training seed; seed 2 lacks step 3000, so no run gets it."""
+    tokenizer = served_tokenizer(local_hub.mirrors)
+    for seed, steps in ((1, (1000, 2000, 3000)), (2, (1000, 2000))):
+        spec = TinyBloom(f"poly-seed{seed}", steps=(), hidden_size=16)
+        for step in steps:
+            add_step(local_hub.mirrors, spec, tokenizer, step, seed=10 * seed + step)
+    model = {"name": "poly", "source": "hub", "repo": TinyBloom("poly-seed{seed}").intermediate_repo,
+             "revision": "global_step{step}", "seeds": [1, 2], "steps": {"discover": True}}
+    record = tmp_path / "steps" / "poly.json"
+    listed = run_python(DISCOVER.format(model=json.dumps(model), record=str(record)), local_hub.env())
+    assert listed.result == ["1000", "2000"], listed.stderr[-2000:]
+    assert "models.poly.steps: seed 2 has no branch for steps [3000]" in listed.stderr
+    assert json.loads(record.read_text())["branches"] == {"1000": "global_step1000", "2000": "global_step2000"}
+    seeded_branch = {**model, "revision": "seed{seed}-step{step}"}
+    refused = run_python(DISCOVER.format(model=json.dumps(seeded_branch), record=str(record)), local_hub.env())
+    assert "models.poly.revision: a {seed} field cannot be discovered" in refused.result
+
+
 @pytest.mark.parametrize("steps, message", [
     ({"discover": True, "include_final": True}, "include_final: models.m.final is not set"),
 ])

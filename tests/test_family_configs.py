@@ -46,7 +46,9 @@ def test_family_config_dry_runs_offline_from_the_recorded_steps(name, steps, tmp
         branches = matching_branches(BRANCHES[name], spec["revision"], spec["steps"])
         assert len(branches) == steps
         record_branches(tmp_path / config["results"] / "steps" / f"{model}.json", spec, branches)
-        expected[model] = [str(s) for s in branches] + ["final"]
+        final = ["final"] if spec["steps"].get("include_final") else []
+        for run in [f"{model}-seed{seed}" for seed in spec["seeds"]] if "seeds" in spec else [model]:
+            expected[run] = [str(s) for s in branches] + final
     if name == "olmo2":  # stage 2 restarts its step count: none of its branches may be among the steps
         assert all(b.startswith("stage1-") for b in matching_branches(OLMO2, config["models"]["olmo2-1b"]["revision"]).values())
     done = snakemake(tmp_path, "-n", configfile=REPO / "config" / f"{name}.yaml", timeout=600,

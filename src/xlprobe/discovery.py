@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -114,14 +114,19 @@ def discover_steps(model: dict[str, Any], record: str | os.PathLike, refresh: bo
     key = f"models.{name}.steps"
     record = Path(record)
     steps = None
+    seeded_repos(model)  # a {seed} in the revision stops here, on every host
     if refresh:
         from huggingface_hub import errors
 
         unreachable = (OSError, errors.HfHubHTTPError, getattr(errors, "HTTPError", OSError))
+        repo = model["repo"]
         try:
-            branches = matching_branches(hub_revisions(model["repo"]), model["revision"], selector)
+            listed = {}
+            for seed, repo in seeded_repos(model):
+                listed[seed] = matching_branches(hub_revisions(repo), model["revision"], selector)
+            branches = steps_of_every_seed(listed, key)
         except errors.RepositoryNotFoundError:
-            raise DiscoveryError(f"{key}: repo '{model['repo']}' not found on the hub") from None
+            raise DiscoveryError(f"{key}: repo '{repo}' not found on the hub") from None
         except unreachable as error:  # no network, offline mode, the hub down: the record says
             log.warning("%s: cannot list the revisions of %s (%s: %s); using the recorded list %s",
                         key, model["repo"], type(error).__name__, error, record)
@@ -145,6 +150,32 @@ def discover_steps(model: dict[str, Any], record: str | os.PathLike, refresh: bo
                                  "that reaches the hub")
         steps = recorded["steps"]
     return [str(s) for s in steps] + (["final"] if selector.get("include_final") else [])
+
+
+def seeded_repos(model: Mapping[str, Any]) -> list[tuple[int | None, str]]:
+    """(seed, repo) to list: each seed's repo where `repo` has a {seed} field (PolyPythias:
+    EleutherAI/pythia-160m-seed{seed}), else the repo itself. A {seed} in `revision` names a branch per
+    seed, which one recorded list of branches cannot hold."""
+    name = model.get("name", "?")
+    if "{seed}" in str(model.get("revision", "")):
+        raise DiscoveryError(f"models.{name}.revision: a {{seed}} field cannot be discovered (the recorded list "
+                             "holds one branch per step); put {seed} in repo, or list the steps")
+    if "{seed}" not in model["repo"]:
+        return [(None, model["repo"])]
+    return [(seed, model["repo"].replace("{seed}", str(seed))) for seed in model.get("seeds", [])]
+
+
+def steps_of_every_seed(listed: Mapping[int | None, dict[int, str]], key: str) -> dict[int, str]:
+    """The {step: branch} that every seed's repo has (one pre-training grid for all seeds); a warning names
+    the steps some seed lacks."""
+    first, *others = listed.values()
+    common = {step: branch for step, branch in first.items() if all(o.get(step) == branch for o in others)}
+    for seed, branches in listed.items():
+        missing = sorted(set().union(*listed.values()) - set(branches))
+        if missing:
+            log.warning("%s: seed %s has no branch for steps %s; only the steps every seed has are run",
+                        key, seed, missing)
+    return common
 
 
 def record_branches(record: str | os.PathLike, model: dict[str, Any], branches: dict[int, str]) -> bool:
