@@ -40,9 +40,11 @@ FAMILIES = {
 CLASSIFIERS = {"pythia-tiny": "GPTNeoXForTokenClassification", "olmo2-tiny": "Olmo2ForTokenClassification"}
 
 
-def serve_families(hub) -> None:
+def serve_families(hub, models=tuple(FAMILIES)) -> None:
     tokenizer = served_tokenizer(hub.mirrors)
-    for seed, (family, repo, _, branches, _) in enumerate(FAMILIES.values()):
+    for seed, (name, (family, repo, _, branches, _)) in enumerate(FAMILIES.items()):
+        if name not in models:
+            continue
         for i, branch in enumerate(branches):
             model = tiny_causal_lm(family, len(tokenizer), seed=100 * seed + i, pad_token_id=tokenizer.pad_token_id)
             commit_checkpoint(hub.mirrors, repo, branch, model, tokenizer)

@@ -105,7 +105,8 @@ def check_flags(workdir: Path, config: dict, alignment: pd.DataFrame) -> None:
 def point_targets(config: dict, model: str, step: str) -> list[str]:
     """The final per-checkpoint results of one checkpoint: every per-checkpoint rule runs for them."""
     results = config["results"]
-    return [*(f"{results}/overlap/{model}/{step}/layer{layer}.tsv" for layer in config["activations"]["layers"]),
+    return [*(f"{results}/{kind}/{model}/{step}/layer{layer}.tsv" for layer in config["activations"]["layers"]
+              for kind in ("overlap", "probe_transfer")),
             *(f"{results}/transfer/{model}/{step}/{task}.tsv" for task in config["transfer"]["tasks"]),
             f"{results}/similarity/{model}/{step}.tsv", f"{results}/lm_loss/{model}/{step}.json"]
 

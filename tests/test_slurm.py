@@ -4,8 +4,9 @@ The profile checks run everywhere. The cluster tests (marked `slurm`) run when a
 `sinfo` (it is used and left running), or with XLPROBE_SLURM=1, where scripts/slurm-cluster starts a
 single-node cluster (root; installs Debian's packages if missing) and stops it afterwards.
 Three workflows: tests/slurm_smoke/ (a CPU rule, then a GPU rule with gpu=1; seconds), the reduced
-demo (config/test.yaml, one of its models), whose results must equal the local run's (minutes), and
-config/hub.yaml with the local hub server stopped after the submit host prefetched (minutes).
+demo (config/test.yaml, one of its models), whose results must equal the local run's (minutes), and a
+tiny Pythia from the local hub server, stopped after the submit host prefetched, whose results must equal
+a local run's from the same cache (minutes).
 """
 
 from __future__ import annotations
@@ -21,14 +22,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_hub_workflow import (
-    FETCHING,
-    check_point,
-    hub_config,
-    point_targets,
-    ran_jobs,
-    run_with_the_server_stopped_after_prefetch,
-)
+from test_hub_families import families_config, serve_families
+from test_hub_workflow import FETCHING, point_targets, ran_jobs
+from tiny_families import INTERMEDIATE
 from workflow_runs import result_files, same_result
 from workflow_runs import snakemake as snakemake_workflow
 
@@ -205,33 +201,67 @@ def test_demo_through_slurm_matches_the_local_run(slurm_cluster, demo_run, tmp_p
 
 @pytest.mark.slurm
 @pytest.mark.slow
-def test_hub_config_through_slurm_with_the_server_stopped_after_prefetch(
+def test_pythia_through_slurm_with_the_server_stopped_matches_the_local_run(
     slurm_cluster, hub_server, shared_data, tmp_path, capsys
 ):
-    """The compute nodes read the cache alone. Every fetching job runs on the submit host; then one
-    checkpoint's per-checkpoint jobs (every such rule; the whole config runs locally above) go to SLURM."""
+    """A hub model of another family than the demo's BLOOM (a tiny GPT-NeoX with Pythia's branch names, its
+    MLP neurons), the compute nodes reading the cache alone: every fetching job runs on the submit host, then
+    one checkpoint's per-checkpoint jobs (every such rule) go to SLURM with the server stopped. The same
+    targets run locally from the same cache give the same results, file by file."""
     if not hub_server.running():
         hub_server.start()
-    # hub.yaml's rules ask for a real model's memory (16 GB for transfer) and 2 cores; the test node has
-    # less memory and 2 cores: one core each lets two jobs run at once
-    rules = ("dump_activations", "probe", "transfer", "similarity")
+    model, step = "pythia-tiny", "1000"
+    serve_families(hub_server, models=[model])
+    configs = {}
+    for where in ("slurm", "local"):
+        configfile, config = families_config(tmp_path, shared_data, "mlp", f"results/{where}")
+        config["models"] = {model: {**config["models"][model], "steps": [int(step)]}}
+        configfile = configfile.with_name(f"{where}.yaml")
+        configfile.write_text(yaml.safe_dump(config))
+        configs[where] = configfile, config
+    # the rules ask for a real model's memory (16 GB for transfer) and 2 cores; the test node has less
+    # memory and 2 cores: one core each lets two jobs run at once
+    rules = ("dump_activations", "probe", "probe_transfer", "transfer", "similarity")
+    threads = ("--set-threads", *[f"{rule}=1" for rule in rules])
     profile = ("--profile", str(REPO / "slurm"), "--set-resources", *[f"{rule}:mem_mb=2000" for rule in rules],
-               "--set-threads", *[f"{rule}=1" for rule in rules])
-    _, config = hub_config(tmp_path, shared_data, ["bloom-32"])
-    fetch, rest, config = run_with_the_server_stopped_after_prefetch(
-        hub_server, tmp_path, shared_data, *profile, models=["bloom-32"],
-        targets=point_targets(config, "bloom-32", "1000"))
-    fetch_log, rest_log = fetch.stdout + fetch.stderr, rest.stdout + rest.stderr
-    # phase 1 fetched every checkpoint and dataset on the submit host; phase 2 fetched nothing
-    assert ran_jobs(fetch_log) == {"download_checkpoint": 3, "prefetch_dataset": 9}, ran_jobs(fetch_log)
+               *threads)
+    env = hub_server.env(cache=tmp_path)  # HF_ENDPOINT at the server; the workflow sets offline mode itself
+    configfile, config = configs["slurm"]
+    fetch = snakemake_workflow(tmp_path, *profile, "--until", *sorted(FETCHING), configfile=configfile, env=env,
+                               timeout=1500)
+    fetch_log = fetch.stdout + fetch.stderr
+    assert fetch.returncode == 0, fetch_log[-5000:]
+    hub_server.stop()
+    # the targets after `--`: --set-threads and --set-resources take every word after them
+    rest = snakemake_workflow(tmp_path, *profile, "--", *point_targets(config, model, step), configfile=configfile,
+                              env=env, timeout=1500)
+    rest_log = rest.stdout + rest.stderr
+    assert rest.returncode == 0, rest_log[-8000:]
+    # phase 1 fetched the checkpoint and the datasets on the submit host; phase 2 fetched nothing
+    fetched, ran = ran_jobs(fetch_log), ran_jobs(rest_log)
+    assert set(fetched) == FETCHING and fetched["download_checkpoint"] == 1, fetched
     assert not re.search(r"submitted with SLURM jobid", fetch_log), fetch_log[-3000:]
-    ran = ran_jobs(rest_log)
     assert not FETCHING & set(ran), ran
-    assert {"dump_activations", "probe", "compute_overlap", "transfer", "similarity", "lm_loss"} <= set(ran), ran
+    assert {"dump_activations", "probe", "compute_overlap", "probe_transfer", "transfer", "similarity",
+            "lm_loss"} <= set(ran), ran
     # every job of phase 2 went to SLURM
     submitted = len(set(re.findall(r"submitted with SLURM jobid (\d+)", rest_log)))
     assert submitted == sum(ran.values()), (submitted, ran)
-    check_point(hub_server, tmp_path, config, "bloom-32", "1000")
+
+    local_file, local_config = configs["local"]
+    local = snakemake_workflow(tmp_path, "--cores", "2", *threads, "--", *point_targets(local_config, model, step),
+                               configfile=local_file, env=env, timeout=1500)
+    assert local.returncode == 0, (local.stdout + local.stderr)[-5000:]
+    slurm_results, local_results = tmp_path / config["results"], tmp_path / local_config["results"]
+    files = result_files(slurm_results, model)
+    assert files == result_files(local_results, model)
+    assert {relative.parts[0] for relative in files} == {"activations", "probes", "overlap", "stability",
+                                                        "probe_transfer", "transfer", "similarity", "lm_loss"}
+    for relative in files:
+        assert same_result(slurm_results / relative, local_results / relative), relative
+    for meta in (slurm_results / "activations").rglob("meta.json"):
+        assert json.loads(meta.read_text())["width"] == INTERMEDIATE, meta
     with capsys.disabled():
-        print(f"\nhub.yaml through SLURM: prefetch {fetch.seconds:.0f} s (local rules), one checkpoint "
-              f"{rest.seconds:.0f} s ({submitted} SLURM jobs)", file=sys.stderr)
+        print(f"\n{model} through SLURM: prefetch {fetch.seconds:.0f} s (local rules), one checkpoint "
+              f"{rest.seconds:.0f} s ({submitted} SLURM jobs); the same targets locally {local.seconds:.0f} s",
+              file=sys.stderr)
