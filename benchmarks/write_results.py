@@ -84,9 +84,10 @@ POINT = ["model", "seed", "step", "layer"]
 
 def points_table(results: Path) -> pd.DataFrame:
     """Per model, seed, step and layer (alignment.tsv, the probes' k): every measure beside its null."""
-    alignment = read_table(results / "alignment.tsv")
-    attributes = read_table(results / "alignment_attributes.tsv")
-    band = emergence(results).set_index(POINT)
+    # one type for the seed in every table (empty without seeds), so that their rows meet
+    alignment, attributes = (read_table(results / name).astype({"seed": "Int64"})
+                             for name in ("alignment.tsv", "alignment_attributes.tsv"))
+    band = emergence(results).astype({"seed": "Int64"}).set_index(POINT)
     rows = alignment.set_index(POINT)
     chance = rows["chance"]
     table = pd.DataFrame(index=rows.index)
