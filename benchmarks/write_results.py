@@ -82,12 +82,12 @@ def significant_attributes(attributes: pd.DataFrame) -> pd.Series:
 POINT = ["model", "seed", "step", "layer"]
 
 
-def points_table(results: Path) -> pd.DataFrame:
+def points_table(results: Path, bands: pd.DataFrame) -> pd.DataFrame:
     """Per model, seed, step and layer (alignment.tsv, the probes' k): every measure beside its null."""
     # one type for the seed in every table (empty without seeds), so that their rows meet
     alignment, attributes = (read_table(results / name).astype({"seed": "Int64"})
                              for name in ("alignment.tsv", "alignment_attributes.tsv"))
-    band = emergence(results).astype({"seed": "Int64"}).set_index(POINT)
+    band = bands.astype({"seed": "Int64"}).set_index(POINT)
     rows = alignment.set_index(POINT)
     chance = rows["chance"]
     table = pd.DataFrame(index=rows.index)
@@ -259,7 +259,8 @@ def run_section(name: str, results: Path, docs: Path) -> list[str]:
         "permuted-label null, and the share of ordered pairs that beat both the null and the majority class. "
         "Retrieval: the share of parallel sentences whose translation is their nearest neighbour, beside "
         "random pairing (1/n).")
-    parts.append(markdown(points_table(results)))
+    bands = emergence(results, k)  # the random bands (2,000 draws per overlap table): once per run
+    parts.append(markdown(points_table(results, bands)))
     if alignment["seed"].nunique() > 1:
         parts += [("Over the pre-training seeds: each measure's mean with its 95% t-interval over seeds, the "
                    "nulls' mean, and the Holm-significant attributes of each seed:"),
@@ -270,7 +271,7 @@ def run_section(name: str, results: Path, docs: Path) -> list[str]:
     parts += [("Each alignment measure against each transfer target across checkpoints (`correlations.tsv`; "
               "bootstrap intervals over checkpoints, and over seeds where pooled):"), markdown(correlations_table(results))]
     figure = docs / f"{name}_emergence.png"
-    plot_emergence(emergence(results, k), alignment, figure)
+    plot_emergence(bands, alignment, figure)
     parts.append(f"![{name}: overlap over chance per checkpoint against random neuron sets, beside transfer]"
                  f"({figure.name})")
     times = rule_times(results).reset_index()

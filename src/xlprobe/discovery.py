@@ -114,7 +114,7 @@ def discover_steps(model: dict[str, Any], record: str | os.PathLike, refresh: bo
     key = f"models.{name}.steps"
     record = Path(record)
     steps = None
-    seeded_repos(model)  # a {seed} in the revision stops here, on every host
+    repos = seeded_repos(model)  # a {seed} in the revision stops here, on every host
     if refresh:
         from huggingface_hub import errors
 
@@ -122,7 +122,7 @@ def discover_steps(model: dict[str, Any], record: str | os.PathLike, refresh: bo
         repo = model["repo"]
         try:
             listed = {}
-            for seed, repo in seeded_repos(model):
+            for seed, repo in repos:
                 listed[seed] = matching_branches(hub_revisions(repo), model["revision"], selector)
             branches = steps_of_every_seed(listed, key)
         except errors.RepositoryNotFoundError:
@@ -170,8 +170,9 @@ def steps_of_every_seed(listed: Mapping[int | None, dict[int, str]], key: str) -
     the steps some seed lacks."""
     first, *others = listed.values()
     common = {step: branch for step, branch in first.items() if all(o.get(step) == branch for o in others)}
+    anywhere = set().union(*listed.values())
     for seed, branches in listed.items():
-        missing = sorted(set().union(*listed.values()) - set(branches))
+        missing = sorted(anywhere - set(branches))
         if missing:
             log.warning("%s: seed %s has no branch for steps %s; only the steps every seed has are run",
                         key, seed, missing)

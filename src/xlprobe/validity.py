@@ -416,9 +416,7 @@ def own_rotations(
         destination[sources] = targets
         rest = np.setdiff1d(np.arange(setting.width), sources)
         destination[rest] = rng.permutation(np.setdiff1d(np.arange(setting.width), targets))
-        permutation = np.zeros((setting.width, setting.width))
-        permutation[np.arange(setting.width), destination] = 1.0
-        out[lang] = permutation @ common
+        out[lang] = common[destination]  # the permutation matrix P[n, destination[n]] = 1 times `common`
     return out
 
 
