@@ -38,12 +38,12 @@ def planted_inputs(folder: Path) -> dict[str, Path]:
     return write_treebank(folder, X, labels, rng)
 
 
-def probe_result(folder: Path, **probe_config) -> dict:
+def probe_result(folder: Path, replicates: int = 1, **probe_config) -> dict:
     """The probe result of the planted input, without its volatile fields."""
     inputs = planted_inputs(folder)
     out = folder / "probe.json"
     probe_treebank(*inputs.values(), out, probe_config={**test_probe_config(), **probe_config}, seed=SEED,
-                   labels={"treebank": "la", "language": "la"}, progress=False)
+                   labels={"treebank": "la", "language": "la"}, progress=False, replicates=replicates)
     return strip(read_json(out))
 
 

@@ -20,6 +20,7 @@ from xlprobe.identity import model_point, model_runs, run_spec
 from xlprobe.io import read_tsv, write_json
 from xlprobe.overlap import compute_overlap
 from xlprobe.plan import plan
+from xlprobe.probing import resampled_rows
 from xlprobe.uncertainty import pigeonhole_interval
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,6 +31,53 @@ def test_one_replicate_reproduces_the_stored_probe_result(tmp_path):
     expected = json.loads(EXPECTED.read_text())
     result = probe_result(tmp_path)
     assert result["attributes"] == expected["attributes"]
+
+
+def test_resampled_rows_keep_every_class_count_and_draw_with_replacement():
+    labels = np.array([0] * 50 + [1] * 30 + [2] * 3)
+    rows = resampled_rows(labels, seed=5)
+    assert np.bincount(labels[rows]).tolist() == [50, 30, 3]
+    assert (np.diff(rows) >= 0).all() and len(np.unique(rows)) < len(labels)  # repeats: with replacement
+    assert rows.tolist() == resampled_rows(labels, seed=5).tolist()
+    assert rows.tolist() != resampled_rows(labels, seed=6).tolist()
+
+
+def test_replicates_after_the_first_read_a_bootstrap_of_train_and_dev(tmp_path, monkeypatch):
+    """Replicate 0 probes the words as they are; replicates 1.. a stratified bootstrap of the train and
+    dev words, a different one each; the test words, which only score, stay as they are."""
+    from xlprobe import probing
+
+    seen = []
+    real = probing.probe_attribute
+
+    def recording(splits, classes, **kwargs):
+        seen.append(splits)
+        return real(splits, classes, **kwargs)
+
+    monkeypatch.setattr(probing, "probe_attribute", recording)
+    probe_result(tmp_path, replicates=1)
+    original = seen[0]
+    seen.clear()
+    result = probe_result(tmp_path / "r3", replicates=3)
+    per_attribute = len(result["attributes"])
+    first, second, third = seen[0], seen[1], seen[2]  # one attribute's three replicates
+    for split in ("train", "dev", "test"):
+        assert np.array_equal(first[split][0], original[split][0])
+    for replicate in (second, third):
+        assert np.array_equal(replicate["test"][0], original["test"][0])
+        for split in ("train", "dev"):
+            X, y = replicate[split]
+            X0, y0 = original[split]
+            assert np.bincount(y).tolist() == np.bincount(y0).tolist()
+            # Every row is one of the original rows, some twice, some left out.
+            keys = {row.tobytes() for row in X0}
+            assert all(row.tobytes() in keys for row in X)
+            assert len({row.tobytes() for row in X}) < len(X0)
+    assert not np.array_equal(second["train"][0], third["train"][0])
+    assert len(seen) == 3 * per_attribute
+    assert "words" not in result["attributes"][next(iter(result["attributes"]))]
+    assert {r["words"] for rep in result["replicate_attributes"] for r in rep.values()} == {
+        "bootstrap of train and dev"}
 
 
 def test_pooled_seed_correlation_resamples_runs_then_checkpoints():

@@ -50,6 +50,29 @@ def attribute_seed(seed: int, attribute: str, replicate: int = 0) -> int:
     return zlib.crc32(key.encode()) & 0x7FFFFFFF
 
 
+def resampled_rows(labels: np.ndarray, seed: int) -> np.ndarray:
+    """Row indices of a bootstrap sample of `labels` stratified by class: each class's rows drawn with
+    replacement as many times as the class has rows, so every class keeps its count (a plain bootstrap
+    can drop a rare class from a small dev split). Sorted, so the rows keep their table order."""
+    rng = np.random.default_rng(seed)
+    picks = [rng.choice(rows, size=len(rows), replace=True)
+             for rows in (np.flatnonzero(labels == c) for c in np.unique(labels))]
+    return np.sort(np.concatenate(picks)) if picks else np.zeros(0, dtype=np.int64)
+
+
+def replicate_splits(
+    splits: dict[str, tuple[np.ndarray, np.ndarray]], seed: int
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """A replicate's words: the train and dev rows (what the probe and the greedy selection learn
+    from) resampled by `resampled_rows`, seeded per split; the test rows, which only score, as they are."""
+    out = dict(splits)
+    for split in ("train", "dev"):
+        X, y = splits[split]
+        rows = resampled_rows(y, zlib.crc32(f"{seed}\t{split}".encode()) & 0x7FFFFFFF)
+        out[split] = (X[rows], y[rows])
+    return out
+
+
 def probe_attribute(
     splits: dict[str, tuple[np.ndarray, np.ndarray]],
     classes: Sequence[str],
@@ -132,7 +155,10 @@ def probe_treebank(
     """Probe every attribute with kept values in one treebank's activations; write the result JSON.
 
     `replicates` independent probe trainings and greedy selections per attribute, each seeded by
-    `attribute_seed(seed, attribute, replicate)`, on the activations loaded once.
+    `attribute_seed(seed, attribute, replicate)`, on the activations loaded once. Replicate 0 reads the
+    treebank's words as they are (the run without replicates); replicates 1.. read a bootstrap sample
+    of its train and dev words (`replicate_splits`), so that their spread holds which words the treebank
+    happens to have, not only the probe's own randomness.
     `labels` (model, seed, step, layer, treebank, ...) are copied into the result as they are.
     """
     if replicates < 1:
@@ -179,9 +205,12 @@ def probe_treebank(
                 replicates,
                 seed_here,
             )
+            words_here = splits if replicate == 0 else replicate_splits(splits, seed_here)
             record = probe_attribute(
-                splits, classes, k=min(k, activations.shape[1]), seed=seed_here, progress=progress, **settings
+                words_here, classes, k=min(k, activations.shape[1]), seed=seed_here, progress=progress, **settings
             )
+            if replicate:
+                record["words"] = "bootstrap of train and dev"
             results[replicate][attribute] = record
             log.info(
                 "%s: top neurons %s, dev %s %.3f, test MI under the mask family %.3f",
