@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -162,14 +163,15 @@ def test_pairs_combine_their_replicates_p_values_before_holm():
 
 
 def test_pigeonhole_interval_weighs_cells_by_replicate_and_pair_counts():
-    """The vectorised resampling against a loop over the same draws, cell by cell."""
+    """The vectorised resampling against a loop over the same draws, cell by cell: each resample
+    draws R - 1 of the R replicates and P - 1 of the P pairs."""
     rng = np.random.default_rng(1)
     cells = rng.random((2, 3, 4))
     cells[1, :, 3] = np.nan  # an attribute without one pair
     low, high, point_low, point_high = pigeonhole_interval(cells, resamples=300, seed=5)
     draws = np.random.default_rng(5)
-    w_r = draws.multinomial(3, np.full(3, 1 / 3), size=300)
-    w_p = draws.multinomial(4, np.full(4, 1 / 4), size=300)
+    w_r = draws.multinomial(2, np.full(3, 1 / 3), size=300)
+    w_p = draws.multinomial(3, np.full(4, 1 / 4), size=300)
     by_hand = np.empty((300, 2))
     for b in range(300):
         for a in range(2):
@@ -185,6 +187,18 @@ def test_pigeonhole_interval_weighs_cells_by_replicate_and_pair_counts():
     assert point_low == pytest.approx(np.nanpercentile(np.nanmean(by_hand, axis=1), 2.5))
     assert point_low < np.nanmean(np.nanmean(cells, axis=(1, 2))) < point_high
     assert np.isnan(pigeonhole_interval(cells[:, :1], resamples=10)[2])
+
+
+def test_pigeonhole_variance_of_a_mean_is_the_unbiased_one():
+    """One attribute, one pair, R replicates: each resample's mean is that of R - 1 draws, whose
+    variance is s^2 / R with s^2 the unbiased sample variance (R draws would give (R - 1)/R of it)."""
+    values = np.array([0.0, 0.0, 0.0, 1.0])
+    means = np.array([np.mean(c) for c in itertools.product(values, repeat=3)])
+    assert np.var(means) == pytest.approx(values.var(ddof=1) / 4)
+    # P(mean = 1) = 1/64 < 2.5% <= P(mean >= 2/3): the exact 97.5th percentile is 2/3 (with 4 draws
+    # per resample it would be 3/4).
+    low, high, _, _ = pigeonhole_interval(values.reshape(1, 4, 1), resamples=20000, seed=0)
+    assert (low[0], high[0]) == pytest.approx((0.0, 2 / 3))
 
 
 @pytest.mark.slow
