@@ -118,15 +118,41 @@ def demo_run(tmp_path_factory):
     return workdir, configfile, yaml.safe_load(configfile.read_text()), result.seconds
 
 
+def built_hub_repos(tmp_path_factory, shared_data: Path) -> Path:
+    """The local hub's repos (tests/localhub.py), built once per test run: the first pytest-xdist
+    worker to ask builds them, under a lock, into the folder all workers' temporary folders share; the
+    others wait for it. Building them is minutes of CPU (it trains tiny models)."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    built = root / "hub-repos"
+    with FileLock(str(root / "hub-repos.lock")):
+        if not built.is_dir():
+            partial = root / "hub-repos.partial"
+            shutil.rmtree(partial, ignore_errors=True)
+            t0 = time.monotonic()
+            done = subprocess.run([sys.executable, str(REPO / "tests" / "localhub.py"), "build", str(partial),
+                                   "--data", str(shared_data)], capture_output=True, text=True, timeout=1200,
+                                  check=False)
+            assert done.returncode == 0, done.stderr[-5000:]
+            partial.rename(built)
+            print(f"\nhub repos built: {time.monotonic() - t0:.0f} s", file=sys.stderr)
+    return built
+
+
 @pytest.fixture(scope="session")
 def hub_server(shared_data, tmp_path_factory):
-    """The local hub (scripts/hub-server: olah serving the repos of tests/localhub.py), built once.
+    """The local hub (scripts/hub-server: olah serving the repos of tests/localhub.py) on a copy of
+    the repos built once per test run: tests add branches to what they serve.
 
     Tests that stop it leave it stopped; `local_hub` starts it again for the next test.
     """
     from hub_server import LocalHub
 
-    hub = LocalHub(tmp_path_factory.mktemp("hub"), shared_data)
+    directory = tmp_path_factory.mktemp("hub")
+    shutil.copytree(built_hub_repos(tmp_path_factory, shared_data), directory / "mirrors", symlinks=True)
+    hub = LocalHub(directory, shared_data)
     hub.start()
     yield hub
     hub.stop()
