@@ -6,7 +6,7 @@ prints it. Every number in it is read from a file a run wrote; rerun this after 
 
 Runs: results/demo and every results/showcase* folder by default. A run's section names the commit
 its results record (`provenance.code`); a run that is absent is listed with the command that makes it.
-The demo's wall time comes from `<results>/run_time.json`, which scripts/demo.sh writes.
+A run's wall time comes from `<results>/run_time.json`, which scripts/timed-run.sh writes (scripts/demo.sh uses it).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def run_time_line(results: Path) -> str:
         return ""
     t = json.loads(path.read_text())
     cpu = f", {t['cpu_s'] / 60:.1f} CPU-minutes" if "cpu_s" in t else ""
-    mean = f", {t['load_mean']} on average" if "load_mean" in t else ""
+    mean = f", {t['load_mean']} on average" if t.get("load_mean") is not None else ""
     return (f"Wall time of the workflow from scratch: {t['wall_s'] / 60:.1f} min for {t['jobs']} jobs{cpu} "
             f"(`snakemake --cores {t['cores']}` on {t['cpus']} CPUs; load average {t['load_start']} at the start, "
             f"{t['load_end']} at the end{mean}; finished {t['date']}).")
