@@ -68,7 +68,7 @@ def replicate_splits(
     out = dict(splits)
     for split in ("train", "dev"):
         X, y = splits[split]
-        rows = resampled_rows(y, zlib.crc32(f"{seed}\t{split}".encode()) & 0x7FFFFFFF)
+        rows = resampled_rows(y, attribute_seed(seed, split))
         out[split] = (X[rows], y[rows])
     return out
 
