@@ -15,15 +15,15 @@ cores=${CORES:-$(nproc)}
 results=$(python -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["results"])' "$config")
 mkdir -p "$results"
 loads=$(mktemp)
-trap 'rm -f "$loads"' EXIT
 load_start=$(cut -d' ' -f1 /proc/loadavg)
 (while sleep 30; do cut -d' ' -f1 /proc/loadavg >>"$loads"; done) &
 sampler=$!
+# The sampler stops however the script ends (a failed or interrupted run included).
+trap 'kill "$sampler" 2>/dev/null || true; rm -f "$loads"' EXIT
 start=$(date +%s)
 status=0
 snakemake --cores "$cores" --configfile "$config" "$@" 2>&1 | tee "$results/snakemake.log" || status=$?
 wall=$(($(date +%s) - start))
-kill "$sampler" 2>/dev/null || true
 [[ $status -eq 0 ]] || exit "$status"
 # Snakemake's last progress line: "N of M steps (100%) done"; none when nothing was left to run,
 # and then the recorded time of the last full run stays.
