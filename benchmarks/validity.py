@@ -12,7 +12,7 @@ the top k', and the share of pairs that are Holm-significant at α = 0.05 (the f
 ρ = 0, the power above) and of attribute families with any. Then the correlation stage's 95%
 bootstrap interval: how often it holds the known correlation of synthetic checkpoint series.
 
-`--part replicates --jobs 2` runs only the probe-replicate check (about 10 minutes on 2 cores;
+`--part replicates --jobs 2` runs only the probe-replicate check (5.5 minutes on 2 cores;
 `--quick`: 3 seeds): D = 128, k = 10, ρ in {0, 0.25, 0.5}, 20 seeds, 3 probe replicates per
 language. It reports how often the overlap's 95% interval (xlprobe.uncertainty) holds the expected
 overlap, and the false-positive rate and power of the Holm test from one replicate and combined
@@ -104,16 +104,23 @@ def replicate_seed(plan: dict, rows: int, rho: float, seed: int) -> pd.DataFrame
 
 def replicate_runs(plan: dict, rows: int, jobs: int = 1, progress: bool = True) -> pd.DataFrame:
     """Every (ρ, seed) of the replicate check, in `jobs` processes of one thread each: the overlap rows."""
+    points = [(rho, seed) for rho in plan["shares"] for seed in range(plan["seeds"])]
+    return in_processes(replicate_seed, [(plan, rows, *p) for p in points], jobs,
+                        [f"replicates: ρ={rho:.2f} seed {seed}" for rho, seed in points], progress)
+
+
+def in_processes(function, arguments: list[tuple], jobs: int, labels: list[str], progress: bool) -> pd.DataFrame:
+    """`function(*a)` for each tuple `a` of `arguments` in `jobs` processes: the frames it returns, in order,
+    each announced on stderr by its label and the time so far."""
     from concurrent.futures import ProcessPoolExecutor
 
-    started, runs = time.perf_counter(), []
-    points = [(rho, seed) for rho in plan["shares"] for seed in range(plan["seeds"])]
+    started, frames = time.perf_counter(), []
     with ProcessPoolExecutor(jobs) as pool:
-        for (rho, seed), frame in zip(points, pool.map(replicate_seed, *zip(*[(plan, rows, *p) for p in points]))):
-            runs.append(frame)
+        for label, frame in zip(labels, pool.map(function, *zip(*arguments))):
+            frames.append(frame)
             if progress:
-                print(f"  replicates: ρ={rho:.2f} seed {seed}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
-    return pd.concat(runs, ignore_index=True)
+                print(f"  {label}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    return pd.concat(frames, ignore_index=True)
 
 
 REPLICATES_TABLE = {
@@ -189,16 +196,9 @@ def control_seed(plan: dict, rows: int, seed: int, conditions: Sequence[str] = C
 def control_runs(plan: dict, rows: int, jobs: int = 1, progress: bool = True,
                  conditions: Sequence[str] = CONDITIONS) -> pd.DataFrame:
     """Every seed of the controls, in `jobs` processes of one thread each."""
-    from concurrent.futures import ProcessPoolExecutor
-
-    started, frames = time.perf_counter(), []
-    arguments = [(plan, rows, s, conditions) for s in range(plan["seeds"])]
-    with ProcessPoolExecutor(jobs) as pool:
-        for seed, frame in enumerate(pool.map(control_seed, *zip(*arguments))):
-            frames.append(frame)
-            if progress:
-                print(f"  controls seed {seed}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
-    return pd.concat(frames, ignore_index=True)
+    seeds = range(plan["seeds"])
+    return in_processes(control_seed, [(plan, rows, s, conditions) for s in seeds], jobs,
+                        [f"controls seed {s}" for s in seeds], progress)
 
 
 def control_checks(summary: pd.DataFrame) -> list[str]:
