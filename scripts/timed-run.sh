@@ -16,7 +16,8 @@ results=$(python -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["
 mkdir -p "$results"
 loads=$(mktemp)
 load_start=$(cut -d' ' -f1 /proc/loadavg)
-(while sleep 30; do cut -d' ' -f1 /proc/loadavg >>"$loads"; done) &
+# Its output goes nowhere: a sleep left running after the kill below must not hold the caller's pipe.
+(while sleep 30; do cut -d' ' -f1 /proc/loadavg >>"$loads"; done) >/dev/null 2>&1 &
 sampler=$!
 # The sampler stops however the script ends (a failed or interrupted run included).
 trap 'kill "$sampler" 2>/dev/null || true; rm -f "$loads"' EXIT

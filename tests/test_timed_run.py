@@ -17,10 +17,16 @@ pytestmark = pytest.mark.slow  # three Snakemake runs
 
 
 def timed_run(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    """The script as a caller that captures its output runs it: its output ends when it exits (nothing it
+    started holds the pipe: CI logs and `| tee` would wait for it)."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "CORES": "1"}
-    return subprocess.run(["bash", str(REPO / "scripts" / "timed-run.sh"), "config.yaml",
-                           "--snakefile", str(REPO / "Snakefile"), *args],
-                          cwd=workdir, env=env, capture_output=True, text=True, timeout=600, check=False)
+    command = ["bash", str(REPO / "scripts" / "timed-run.sh"), "config.yaml", "--snakefile", str(REPO / "Snakefile"),
+               *args]
+    with subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as script:
+        script.wait(timeout=600)
+        stdout, stderr = script.communicate(timeout=5)
+    return subprocess.CompletedProcess(command, script.returncode, stdout, stderr)
 
 
 def test_a_run_records_its_wall_time_jobs_and_load_and_a_failed_one_nothing(tmp_path):
