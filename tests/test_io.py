@@ -25,7 +25,10 @@ def test_atomic_write_has_ordinary_permissions(tmp_path):
     assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
 
 
-# A job that writes one target: it announces its temporary file, then waits to be killed.
+# A job that writes one target: it announces its temporary file, then works until it is killed. The
+# work is short sleeps, as a computing job runs Python between its calls: the kernel may hand SIGTERM
+# to any thread (numpy's BLAS starts some), and Python runs the handler when the main thread next runs
+# Python code, so one long sleep would hold it for the whole sleep.
 WRITER = """
 import sys, time
 from xlprobe.io import atomic_path
@@ -35,7 +38,8 @@ with log_to(sys.argv[2]):
     with atomic_path(sys.argv[1]) as tmp:
         tmp.write_text("half")
         print(tmp, file=sys.__stdout__, flush=True)
-        time.sleep(60)
+        for _ in range(600):
+            time.sleep(0.1)
 """
 
 
