@@ -54,9 +54,8 @@ def run_time_line(results: Path) -> str:
     if not path.exists():
         return ""
     t = json.loads(path.read_text())
-    cpu = f", {t['cpu_s'] / 60:.1f} CPU-minutes" if "cpu_s" in t else ""
     mean = f", {t['load_mean']} on average" if t.get("load_mean") is not None else ""
-    return (f"Wall time of the workflow from scratch: {t['wall_s'] / 60:.1f} min for {t['jobs']} jobs{cpu} "
+    return (f"Wall time of the workflow from scratch: {t['wall_s'] / 60:.1f} min for {t['jobs']} jobs "
             f"(`snakemake --cores {t['cores']}` on {t['cpus']} CPUs; load average {t['load_start']} at the start, "
             f"{t['load_end']} at the end{mean}; finished {t['date']}).")
 
