@@ -339,13 +339,14 @@ def cut_treebanks(ud_root: str | os.PathLike, out: str | os.PathLike, treebanks:
     return Path(out)
 
 
-def checks_config(hub_config: dict[str, Any], ud_root: str | os.PathLike, specs: Iterable[TinyBloom]) -> dict[str, Any]:
+def checks_config(hub_config: dict[str, Any], ud_root: str | os.PathLike, specs: Iterable[TinyBloom],
+                  steps: Iterable[int] = CHECK_STEPS) -> dict[str, Any]:
     """config/hub.yaml's probing part (no transfer, no similarity) on `ud_root`, its models `specs` at
-    CHECK_STEPS: the run that the checkpoint checks are tried on."""
+    `steps` (of CHECK_STEPS): the run that the checkpoint checks are tried on."""
     config = {k: v for k, v in hub_config.items() if k not in ("transfer", "similarity")}
     config["ud_root"] = str(ud_root)
     config["models"] = {spec.name: {"source": "hub", "repo": spec.intermediate_repo, "revision": "global_step{step}",
-                                    "tokenizer": TOKENIZER_REPO, "steps": list(CHECK_STEPS)} for spec in specs}
+                                    "tokenizer": TOKENIZER_REPO, "steps": list(steps)} for spec in specs}
     return config
 
 
