@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -22,11 +23,15 @@ def timed_run(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "CORES": "1"}
     command = ["bash", str(REPO / "scripts" / "timed-run.sh"), "config.yaml", "--snakefile", str(REPO / "Snakefile"),
                *args]
+    output: list[str] = []
     with subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True) as script:
+        reader = threading.Thread(target=lambda: output.extend(script.communicate()))
+        reader.start()
         script.wait(timeout=600)
-        stdout, stderr = script.communicate(timeout=5)
-    return subprocess.CompletedProcess(command, script.returncode, stdout, stderr)
+        reader.join(timeout=5)
+        assert not reader.is_alive(), "the script's output stayed open after it exited"
+    return subprocess.CompletedProcess(command, script.returncode, *output)
 
 
 def test_a_run_records_its_wall_time_jobs_and_load_and_a_failed_one_nothing(tmp_path):
