@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -64,6 +65,9 @@ def test_a_config_without_similarity_flags_the_broken_step(served, shared_data, 
     assert loss["40"] > max(loss["20"], loss["60"]) + 1.0, loss.to_dict()
     assert points["duplicate_of"].fillna("").to_dict() == {"20": "", "40": "", "60": "", "80": "60"}
     assert loss["80"] == loss["60"]
+    log = (tmp_path / "results/hub/logs/alignment_table.log").read_text()
+    assert f"{BROKEN.name}: step 80 holds the same weights as step 60" in log, log[-3000:]
+    assert re.search(rf"WARNING .*{BROKEN.name}: step 40 is suspect: LM loss [\d.]+ nats", log), log[-3000:]
     # the verdict's loss is that of the two configured treebanks' sentences
     record = json.loads((tmp_path / "results/hub/lm_loss" / BROKEN.name / "40.json").read_text())
     assert set(record["languages"]) == {"mr", "vi"}, record["languages"]
