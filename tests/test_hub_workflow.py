@@ -30,18 +30,15 @@ def small_ud_root(shared: Path, root: Path, config: dict, sentences: int = 120) 
 
 
 def hub_config(workdir: Path, shared: Path, models: list[str] | None = None,
-               discover: tuple[str, ...] = (), steps: dict[str, list] | None = None) -> tuple[Path, dict]:
+               discover: tuple[str, ...] = ()) -> tuple[Path, dict]:
     """config/hub.yaml for a test: its models (or some), the `discover` ones with their steps listed from
-    the served branches (recorded in results/hub/steps/<model>.json, read once the server is stopped),
-    and `steps` lists in place of the config's (CI time)."""
+    the served branches (recorded in results/hub/steps/<model>.json, read once the server is stopped)."""
     config = yaml.safe_load((REPO / "config" / "hub.yaml").read_text())
     config["ud_root"] = str(small_ud_root(shared, workdir / "ud", config))
     if models:
         config["models"] = {name: config["models"][name] for name in models}
     for name in discover:
         config["models"][name]["steps"] = {"discover": True, "include_final": True}
-    for name, listed in (steps or {}).items():
-        config["models"][name]["steps"] = listed
     configfile = workdir / "config.yaml"
     configfile.write_text(yaml.safe_dump(config))
     return configfile, config
@@ -56,10 +53,10 @@ def ran_jobs(log: str) -> dict[str, int]:
 
 
 def run_with_the_server_stopped_after_prefetch(hub, workdir: Path, shared: Path, *args: str, models=None,
-                                                discover=(), steps=None, targets=()):
+                                                discover=(), targets=()):
     """Phase 1: the fetching rules only, the server up. Phase 2: the server stopped, everything else (or
     the `targets`). Neither sets offline mode itself: the workflow does. Returns (phase 1, phase 2, config)."""
-    configfile, config = hub_config(workdir, shared, models, discover, steps)
+    configfile, config = hub_config(workdir, shared, models, discover)
     env = hub.env(cache=workdir)  # HF_ENDPOINT at the server, no offline switches
     fetch = snakemake(workdir, *args, "--until", *sorted(FETCHING), configfile=configfile, env=env, timeout=3600)
     assert fetch.returncode == 0, (fetch.stdout + fetch.stderr)[-5000:]
